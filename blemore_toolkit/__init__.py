@@ -1,0 +1,1 @@
+"""Commands and pipelines of the BLEMORE toolkit (the schema and dataset builder live in ``blemore.py``)."""
