@@ -16,7 +16,6 @@ import dataclasses
 import importlib
 import importlib.util
 import itertools
-import json
 import math
 import os
 import re
@@ -25,10 +24,13 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import datasets
+
 _CITATION = """\
-@misc{blemore2026,
-  title         = {BLEMORE: A Multimodal Dataset of Blended Emotion Expressions with Relative Salience},
-  author        = {{The BLEMORE authors}},
+@misc{lachmann2026blemore,
+  title         = {Not all Blends are Equal: The {BLEMORE} Dataset of Blended Emotion Expressions with Relative
+                   Salience Annotations},
+  author        = {Lachmann and others},
   year          = {2026},
   eprint        = {2601.13225},
   archivePrefix = {arXiv},
@@ -117,7 +119,8 @@ def outcome_index(emotions: Sequence[str], salience: Sequence[float]) -> int:
     try:
         return OUTCOMES.index(key)
     except ValueError:
-        raise ValueError(f"not one of the 36 BLEMORE outcomes: emotions={list(emotions)} salience={list(salience)}")
+        raise ValueError(
+            f"not one of the 36 BLEMORE outcomes: emotions={list(emotions)} salience={list(salience)}") from None
 
 
 def presence_name(emotions: Sequence[str]) -> str:
@@ -246,6 +249,706 @@ def load_manifest(path: str | os.PathLike | None = None) -> dict[str, ManifestEn
             row["filename"]: ManifestEntry(row["filename"], row["split"], int(row["fold"]) if row["fold"] else None)
             for row in csv.DictReader(f)
         }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading a download: clips anywhere below the folder, the organisers' metadata CSVs where present
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Written by `blemore synth` into the download it makes; a download without it is treated as the real dataset.
+SYNTHETIC_MARKER = "synthetic.json"
+#: The organisers' metadata columns that carry labels.
+METADATA_LABEL_COLUMNS = ("emotion_1", "emotion_2", "emotion_1_salience", "emotion_2_salience")
+NUM_REAL_TEST_CLIPS = 594
+
+
+@dataclasses.dataclass(frozen=True)
+class RawClip:
+    """A clip of the download with everything known about it before its media is read."""
+
+    clip_id: str
+    path: Path
+    split: str
+    fold: int | None
+    actor_id: str | None
+    emotions: tuple[str, ...]
+    salience: tuple[int, ...]
+    intensity: int | None = None
+    situation: int | None = None
+    version: int | None = None
+
+    @property
+    def is_labelled(self) -> bool:
+        return bool(self.emotions)
+
+
+@dataclasses.dataclass
+class DownloadScan:
+    """The clips of a download, and what was noticed while reading it (missing or unexpected clips)."""
+
+    root: Path
+    clips: list[RawClip]
+    synthetic: bool
+    notes: list[str]
+
+
+def find_clip_files(raw_dir: str | os.PathLike) -> list[Path]:
+    """Every .mov/.mp4 below ``raw_dir``, at any depth, skipping hidden files and macOS archive debris."""
+    root = Path(raw_dir)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        for name in sorted(filenames):
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def _cell(row: dict, column: str) -> str | None:
+    value = (row.get(column) or "").strip()
+    return None if value.lower() in ("", "nan", "none", "null") else value
+
+
+def _int_cell(row: dict, column: str, where: str) -> int | None:
+    value = _cell(row, column)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise BlemoreError(f"{where}: column {column!r} holds {value!r}, not a number") from None
+    if not number.is_integer():
+        raise BlemoreError(f"{where}: column {column!r} holds {value!r}, not a whole number")
+    return int(number)
+
+
+def read_metadata(raw_dir: str | os.PathLike) -> dict[str, tuple[Path, dict]]:
+    """Rows of every metadata CSV (a CSV with a ``filename`` column) below ``raw_dir``, keyed by clip id."""
+    rows: dict[str, tuple[Path, dict]] = {}
+    for csv_path in sorted(Path(raw_dir).rglob("*.csv")):
+        if any(part.startswith(".") or part == "__MACOSX" for part in csv_path.relative_to(raw_dir).parts):
+            continue
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if "filename" not in (reader.fieldnames or []):
+                continue
+            for line_no, row in enumerate(reader, start=2):
+                if not _cell(row, "filename"):
+                    raise BlemoreError(f"{csv_path}:{line_no}: empty filename")
+                clip_id = clip_id_from_path(row["filename"].strip())
+                if clip_id in rows and _comparable(rows[clip_id][1]) != _comparable(row):
+                    raise BlemoreError(f"{clip_id}: listed differently in {rows[clip_id][0]} and {csv_path}")
+                rows.setdefault(clip_id, (csv_path, row))
+    return rows
+
+
+def _comparable(row: dict) -> dict:
+    return {k: _cell(row, k) for k in row if k != "filename"}
+
+
+def _label_from_metadata(clip_id: str, csv_path: Path, row: dict) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
+    """``(emotions, salience)`` from an organisers' row, ``None`` when the row carries no label."""
+    where = f"{clip_id} ({csv_path.name})"
+    first, second = _cell(row, "emotion_1"), _cell(row, "emotion_2")
+    if first is None:
+        return None
+    for code in (first, second):
+        if code is not None and code not in EMOTIONS:
+            raise BlemoreError(f"{where}: unknown emotion code {code!r} (expected one of {', '.join(EMOTIONS)})")
+    mix = _int_cell(row, "mix", where)
+    if second is None:
+        if mix == 1:
+            raise BlemoreError(f"{where}: mix is 1 but emotion_2 is empty")
+        return (first,), (100,)
+    if mix == 0:
+        raise BlemoreError(f"{where}: mix is 0 but emotion_2 is {second!r}")
+    s1, s2 = _int_cell(row, "emotion_1_salience", where), _int_cell(row, "emotion_2_salience", where)
+    if s1 is None or s2 is None:
+        raise BlemoreError(f"{where}: a blend without both saliences")
+    emotions, salience = canonical_label((first, second), (s1, s2))
+    if Outcome(emotions, salience) not in OUTCOMES:
+        raise BlemoreError(f"{where}: {first}/{second} at {s1}/{s2} is not one of the 36 BLEMORE outcomes")
+    return emotions, salience
+
+
+def _clip_from_name_and_metadata(
+    clip_id: str, path: Path, meta: tuple[Path, dict] | None, manifest: dict[str, ManifestEntry]
+) -> RawClip:
+    meta_label = _label_from_metadata(clip_id, *meta) if meta else None
+    meta_fold = _int_cell(meta[1], "fold", f"{clip_id} ({meta[0].name})") if meta else None
+    if meta_fold is not None and not 0 <= meta_fold < NUM_FOLDS:
+        raise BlemoreError(f"{clip_id} ({meta[0].name}): fold {meta_fold} is not one of 0-{NUM_FOLDS - 1}")
+    if is_test_clip(clip_id):
+        emotions, salience = meta_label or ((), ())
+        actor = _cell(meta[1], "video_id") if meta else None
+        return RawClip(clip_id, path, "test", None, actor, emotions, salience)
+
+    try:
+        label = parse_clip_name(clip_id)
+    except ValueError as error:
+        raise BlemoreError(f"{path}: {error}") from None
+    if meta_label is not None and meta_label != canonical_label(label.emotions, label.salience):
+        raise BlemoreError(f"{clip_id}: {meta[0].name} labels it {_describe(*meta_label)} but its name says "
+                           f"{_describe(label.emotions, label.salience)}")
+    if meta:
+        where = f"{clip_id} ({meta[0].name})"
+        for column, from_name in (("video_id", label.actor_id), ("version", label.version),
+                                  ("intensity_level", label.intensity), ("situation", label.situation)):
+            value = _cell(meta[1], column) if column == "video_id" else _int_cell(meta[1], column, where)
+            if value is not None and value != from_name:
+                raise BlemoreError(f"{where}: {column} is {value} but the clip name says {from_name}")
+
+    listed = manifest.get(clip_id)
+    split = listed.split if listed else "train"
+    fold = meta_fold if meta_fold is not None else (listed.fold if listed else None)
+    if split == "train" and fold is None:
+        raise BlemoreError(f"{clip_id}: no fold for this training clip (it is neither in a metadata CSV with a "
+                           "fold column nor in the BLEMORE manifest)")
+    return RawClip(clip_id, path, split, fold if split == "train" else None, label.actor_id, label.emotions,
+                   label.salience, label.intensity, label.situation, label.version)
+
+
+def _describe(emotions: Sequence[str], salience: Sequence[int]) -> str:
+    return "/".join(emotions) + ("" if len(emotions) == 1 else " at " + "/".join(map(str, salience)))
+
+
+def scan_download(raw_dir: str | os.PathLike, manifest: dict[str, ManifestEntry] | None = None) -> DownloadScan:
+    """Find and label every clip of a download; check folds are actor-disjoint; compare with the manifest."""
+    root = Path(raw_dir)
+    if not root.is_dir():
+        raise BlemoreError(f"{root}: no such folder (expected the BLEMORE download or `blemore synth` output)")
+    manifest = load_manifest() if manifest is None else manifest
+    metadata = read_metadata(root)
+    files = find_clip_files(root)
+    if not files:
+        raise BlemoreError(f"{root}: no .mov or .mp4 clips found below this folder")
+
+    seen: dict[str, Path] = {}
+    clips = []
+    for path in files:
+        clip_id = clip_id_from_path(path)
+        if clip_id in seen:
+            raise BlemoreError(f"{clip_id}: found twice, at {seen[clip_id]} and {path}")
+        seen[clip_id] = path
+        clips.append(_clip_from_name_and_metadata(clip_id, path, metadata.get(clip_id), manifest))
+    clips.sort(key=lambda c: (c.split != "train", c.fold if c.fold is not None else -1, c.clip_id))
+
+    actor_folds: dict[str, int] = {}
+    for clip in clips:
+        if clip.fold is not None and actor_folds.setdefault(clip.actor_id, clip.fold) != clip.fold:
+            raise BlemoreError(f"{clip.clip_id}: actor {clip.actor_id} is in fold {clip.fold} and in fold "
+                               f"{actor_folds[clip.actor_id]}; validation folds must be actor-disjoint")
+
+    synthetic = (root / SYNTHETIC_MARKER).is_file()
+    notes = []
+    without_video = sorted(set(metadata) - set(seen))
+    if without_video:
+        notes.append(f"{len(without_video)} clips listed in the metadata have no video file: "
+                     + ", ".join(without_video[:5]) + (" ..." if len(without_video) > 5 else ""))
+    if not synthetic:
+        notes.extend(_compare_with_manifest(clips, manifest))
+    return DownloadScan(root, clips, synthetic, notes)
+
+
+def _compare_with_manifest(clips: list[RawClip], manifest: dict[str, ManifestEntry]) -> list[str]:
+    named = {c.clip_id for c in clips if not is_test_clip(c.clip_id)}
+    anonymised = sum(1 for c in clips if is_test_clip(c.clip_id))
+    expected_named = {k for k, entry in manifest.items() if entry.split == "train" or k in named}
+    missing = sorted(expected_named - named)
+    unexpected = sorted(named - set(manifest))
+    notes = [f"compared with the BLEMORE manifest: {len(named & expected_named)} of {len(expected_named)} named "
+             f"clips present, {anonymised} anonymised test clips ({NUM_REAL_TEST_CLIPS} in the release)"]
+    if missing:
+        notes.append(f"missing {len(missing)} clips of the manifest: " + ", ".join(missing[:5])
+                     + (" ..." if len(missing) > 5 else ""))
+    if unexpected:
+        notes.append(f"{len(unexpected)} clips are not in the manifest: " + ", ".join(unexpected[:5])
+                     + (" ..." if len(unexpected) > 5 else ""))
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading a clip's media: probe the video, extract 16 kHz mono audio once
+# ---------------------------------------------------------------------------------------------------------------
+
+#: How much shorter than its container may a clip's audio be before the clip counts as truncated.
+_TRUNCATION_TOLERANCE_S = 0.25
+
+
+def _decoder_reason(error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text.rsplit(", ", 1)[-1] if "SingleStreamDecoder" in text or "decodeAVFrame" in text else text
+
+
+def read_clip_media(clip: RawClip) -> dict:
+    """Read a clip once: its bytes, video properties and 16 kHz mono audio (FLAC). Raises BlemoreError if broken."""
+    import io
+
+    import soundfile
+    from torchcodec.decoders import AudioDecoder, VideoDecoder
+
+    try:
+        data = clip.path.read_bytes()
+    except OSError as error:
+        raise BlemoreError(f"{clip.clip_id}: cannot read {clip.path}: {error.strerror}") from None
+    if not data:
+        raise BlemoreError(f"{clip.clip_id}: {clip.path} is empty (0 bytes)")
+    try:
+        video = VideoDecoder(data, seek_mode="approximate")
+        meta = video.metadata
+        video.get_frame_at(0)
+    except Exception as error:  # torchcodec raises RuntimeError/ValueError with FFmpeg's reason
+        raise BlemoreError(f"{clip.clip_id}: unreadable video in {clip.path} ({_decoder_reason(error)})") from None
+    try:
+        audio_decoder = AudioDecoder(data, sample_rate=AUDIO_SAMPLING_RATE, num_channels=1)
+    except ValueError:
+        raise BlemoreError(f"{clip.clip_id}: {clip.path} has no audio track") from None
+    except Exception as error:
+        raise BlemoreError(f"{clip.clip_id}: unreadable audio in {clip.path} ({_decoder_reason(error)})") from None
+    try:
+        samples = audio_decoder.get_all_samples().data[0].numpy()
+    except Exception as error:
+        reason = _decoder_reason(error)
+        raise BlemoreError(f"{clip.clip_id}: audio of {clip.path} does not decode ({reason})") from None
+
+    duration = float(meta.duration_seconds or 0.0)
+    audio_duration = len(samples) / AUDIO_SAMPLING_RATE
+    if duration <= 0 or not meta.num_frames:
+        raise BlemoreError(f"{clip.clip_id}: {clip.path} has no video frames")
+    if audio_duration + _TRUNCATION_TOLERANCE_S < duration:
+        raise BlemoreError(f"{clip.clip_id}: {clip.path} looks truncated (its audio ends at {audio_duration:.2f} s "
+                           f"of {duration:.2f} s)")
+    flac = io.BytesIO()
+    soundfile.write(flac, samples, AUDIO_SAMPLING_RATE, format="FLAC", subtype="PCM_16")
+    return {
+        "video": {"bytes": data, "path": clip.path.name},
+        "audio": {"bytes": flac.getvalue(), "path": f"{clip.clip_id}.flac"},
+        "duration_s": duration,
+        "fps": float(meta.average_fps or 0.0),
+        "width": int(meta.width),
+        "height": int(meta.height),
+        "num_frames": int(meta.num_frames),
+    }
+
+
+def clip_example(clip: RawClip) -> dict:
+    """One dataset row (before feature encoding): labels from the scan, media from the file."""
+    labelled = clip.is_labelled
+    return {
+        "clip_id": clip.clip_id,
+        **read_clip_media(clip),
+        "actor_id": clip.actor_id,
+        "split": clip.split,
+        "fold": clip.fold,
+        "emotions": list(clip.emotions),
+        "salience": list(clip.salience),
+        "outcome": outcome_index(clip.emotions, clip.salience) if labelled else None,
+        "presence": presence_vector(clip.emotions) if labelled else None,
+        "soft_target": soft_target(clip.emotions, clip.salience) if labelled else None,
+        "intensity": clip.intensity,
+        "situation": clip.situation,
+        "version": clip.version,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The `datasets` builder
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def dataset_features():
+    """The ``datasets.Features`` of a BLEMORE row (see the dataset card for each field)."""
+    return datasets.Features({
+        "clip_id": datasets.Value("string"),
+        "video": datasets.Video(),
+        "audio": datasets.Audio(sampling_rate=AUDIO_SAMPLING_RATE, num_channels=1),
+        "actor_id": datasets.Value("string"),
+        "split": datasets.Value("string"),
+        "fold": datasets.Value("int8"),
+        "emotions": datasets.List(datasets.ClassLabel(names=list(EMOTIONS))),
+        "salience": datasets.List(datasets.Value("int32")),
+        "outcome": datasets.ClassLabel(names=list(OUTCOME_NAMES)),
+        "presence": datasets.List(datasets.Value("float32"), length=len(EMOTIONS)),
+        "soft_target": datasets.List(datasets.Value("float32"), length=len(EMOTIONS)),
+        "intensity": datasets.Value("int8"),
+        "situation": datasets.Value("int8"),
+        "version": datasets.Value("int8"),
+        "duration_s": datasets.Value("float32"),
+        "fps": datasets.Value("float32"),
+        "width": datasets.Value("int32"),
+        "height": datasets.Value("int32"),
+        "num_frames": datasets.Value("int32"),
+    })
+
+
+def config_names() -> list[str]:
+    return ["default"] + [f"fold{k}" for k in range(NUM_FOLDS)]
+
+
+def config_splits(config_name: str) -> dict[str, list[str]]:
+    """Which parts of the data (``fold0``..``fold4``, ``test``) make each split of a config."""
+    folds = [f"fold{k}" for k in range(NUM_FOLDS)]
+    if config_name == "default":
+        return {"train": folds, "test": ["test"]}
+    held_out = f"fold{int(config_name.removeprefix('fold'))}"
+    return {"train": [f for f in folds if f != held_out], "validation": [held_out], "test": ["test"]}
+
+
+def clip_part(clip: RawClip) -> str:
+    """The part of the data a clip is stored in: its fold for training clips, ``test`` otherwise."""
+    return "test" if clip.split == "test" else f"fold{clip.fold}"
+
+
+class BlemoreBuilderConfig(datasets.BuilderConfig):
+    """``default`` (train, test) or ``fold<k>`` (train on the other folds, validate on fold k, test)."""
+
+
+class Blemore(datasets.GeneratorBasedBuilder):
+    """Reads the authors' download (``data_dir``): clips at any depth, labels from metadata CSVs or names."""
+
+    BUILDER_CONFIG_CLASS = BlemoreBuilderConfig
+    BUILDER_CONFIGS = [BlemoreBuilderConfig(name=name) for name in config_names()]
+    DEFAULT_CONFIG_NAME = "default"
+    DEFAULT_WRITER_BATCH_SIZE = 16
+
+    def _info(self):
+        return datasets.DatasetInfo(description=_DESCRIPTION, features=dataset_features(), homepage=_HOMEPAGE,
+                                    license=_LICENSE, citation=_CITATION)
+
+    def _split_generators(self, dl_manager):
+        raw_dir = self.config.data_dir or dl_manager.manual_dir
+        if not raw_dir or not os.path.isdir(raw_dir):
+            raise FileNotFoundError(
+                f"BLEMORE is distributed by its authors: download it (videos and metadata CSVs) and pass the folder "
+                f"as data_dir=...; {raw_dir!r} is not a folder. For a synthetic stand-in run `blemore synth RAW`.")
+        clips = scan_download(raw_dir).clips
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"clips": [c for c in clips if clip_part(c) in parts]})
+            for split, parts in config_splits(self.config.name).items()
+        ]
+
+    def _generate_examples(self, clips):
+        for clip in clips:
+            yield clip.clip_id, clip_example(clip)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `blemore prepare RAW OUT`: a portable, Hub-native folder (parquet with embedded media + README.md dataset card)
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Bumped when the prepared format changes, so that a resumed prepare never mixes shards of two formats.
+PREPARED_FORMAT_VERSION = 1
+DEFAULT_CLIPS_PER_SHARD = 64
+#: Clips per parquet row group: what a writer holds in memory at once.
+CLIPS_PER_ROW_GROUP = 8
+DATASET_CARD_TEMPLATE = Path(__file__).resolve().parent / "dataset_card.md"
+_CLIPS_WORTH_A_WORKER = 24
+#: Columns read back (without media) to compute the card's statistics.
+_STATISTICS_COLUMNS = ["clip_id", "actor_id", "split", "fold", "emotions", "salience", "duration_s", "fps",
+                       "width", "height"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    """One parquet file of the output: a run of clips of one part (``fold<k>`` or ``test``)."""
+
+    name: str
+    clips: tuple[RawClip, ...]
+
+    def fingerprint(self) -> str:
+        """Changes when any input of the shard changes (file, size, mtime, labels, format)."""
+        import hashlib
+
+        digest = hashlib.sha256(f"format={PREPARED_FORMAT_VERSION}".encode())
+        for clip in self.clips:
+            stat = clip.path.stat()
+            digest.update(repr((dataclasses.astuple(clip), stat.st_size, stat.st_mtime_ns)).encode())
+        return digest.hexdigest()
+
+
+@dataclasses.dataclass
+class PrepareResult:
+    out_dir: Path
+    num_clips: int
+    shards_written: int
+    shards_reused: int
+    notes: list[str]
+
+
+def plan_shards(clips: Sequence[RawClip], clips_per_shard: int = DEFAULT_CLIPS_PER_SHARD) -> list[ShardPlan]:
+    parts: dict[str, list[RawClip]] = {}
+    for clip in clips:
+        parts.setdefault(clip_part(clip), []).append(clip)
+    plans = []
+    for part, members in parts.items():
+        count = math.ceil(len(members) / clips_per_shard)
+        for index in range(count):
+            chunk = tuple(members[index * clips_per_shard:(index + 1) * clips_per_shard])
+            plans.append(ShardPlan(f"{part}-{index:05d}-of-{count:05d}", chunk))
+    return plans
+
+
+def _die_with_parent() -> None:
+    """Worker initialiser: a killed prepare must not leave workers writing into its folder."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def write_shard(plan: ShardPlan, data_dir: Path) -> int:
+    """Read the shard's clips and write them as one parquet file (atomically: a temporary file, then rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    features = dataset_features()
+    schema = features.arrow_schema
+    final = data_dir / f"{plan.name}.parquet"
+    partial = data_dir / f".{plan.name}.{os.getpid()}.partial"
+    try:
+        with pq.ParquetWriter(partial, schema) as writer:
+            for start in range(0, len(plan.clips), CLIPS_PER_ROW_GROUP):
+                rows = [features.encode_example(clip_example(clip))
+                        for clip in plan.clips[start:start + CLIPS_PER_ROW_GROUP]]
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+        os.replace(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)
+    return len(plan.clips)
+
+
+def prepare_dataset(
+    raw_dir: str | os.PathLike,
+    out_dir: str | os.PathLike = "blemore",
+    *,
+    num_workers: int | None = None,
+    clips_per_shard: int = DEFAULT_CLIPS_PER_SHARD,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PrepareResult:
+    """Turn a download into a Hub-native folder that ``datasets.load_dataset(out_dir)`` reads offline.
+
+    The work happens in a hidden sibling folder (``.<name>.incomplete``) that becomes ``out_dir`` only once
+    complete, so an interrupted run never leaves a folder that loads; rerunning reuses the finished shards.
+    """
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise BlemoreError(f"{out} already exists; pass --overwrite to replace it")
+    scan = scan_download(raw_dir)
+    plans = plan_shards(scan.clips, clips_per_shard)
+
+    staging = out.parent / f".{out.name}.incomplete"
+    data_dir, done_dir = staging / "data", staging / ".done"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    done_dir.mkdir(exist_ok=True)
+    fingerprints = {plan.name: plan.fingerprint() for plan in plans}
+    reusable = {
+        name for name, fingerprint in fingerprints.items()
+        if (data_dir / f"{name}.parquet").is_file() and (done_dir / name).is_file()
+        and (done_dir / name).read_text() == fingerprint
+    }
+    for stale in list(data_dir.iterdir()) + list(done_dir.iterdir()):
+        if stale.name.removesuffix(".parquet") not in reusable:
+            stale.unlink()
+    todo = [plan for plan in plans if plan.name not in reusable]
+
+    from tqdm.auto import tqdm
+
+    with tqdm(total=sum(len(p.clips) for p in plans), initial=sum(len(p.clips) for p in plans if p.name in reusable),
+              unit="clip", desc="prepare", disable=not progress) as bar:
+        for plan in _run_shards(todo, data_dir, num_workers):
+            (done_dir / plan.name).write_text(fingerprints[plan.name])
+            bar.update(len(plan.clips))
+
+    write_dataset_card(staging, scan)
+    shutil.rmtree(done_dir)
+    if out.exists():
+        trash = out.parent / f".{out.name}.replaced"
+        shutil.rmtree(trash, ignore_errors=True)
+        out.rename(trash)
+        staging.rename(out)
+        shutil.rmtree(trash)
+    else:
+        staging.rename(out)
+    return PrepareResult(out, len(scan.clips), len(todo), len(reusable), scan.notes)
+
+
+def _run_shards(plans: list[ShardPlan], data_dir: Path, num_workers: int | None) -> Iterator[ShardPlan]:
+    """Write shards, in worker processes when there is more than one; yield each plan once its file is complete."""
+    if num_workers is None:  # starting a worker costs about a second: not worth it for a handful of clips
+        enough = sum(len(p.clips) for p in plans) >= _CLIPS_WORTH_A_WORKER
+        num_workers = (os.cpu_count() or 1) if enough else 1
+    num_workers = min(num_workers, len(plans))
+    if num_workers <= 1:
+        for plan in plans:
+            write_shard(plan, data_dir)
+            yield plan
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context, initializer=_die_with_parent) as pool:
+        futures = {pool.submit(write_shard, plan, data_dir): plan for plan in plans}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                future.result()
+                yield futures[future]
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The dataset card: YAML header (configs, features) + `dataset_card.md` with statistics computed from the data
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def read_label_table(dataset_dir: str | os.PathLike):
+    """The prepared folder's non-media columns as a pandas DataFrame (emotions as codes), one row per clip."""
+    import pyarrow.parquet as pq
+
+    files = sorted((Path(dataset_dir) / "data").glob("*.parquet"))
+    if not files:
+        raise BlemoreError(f"{dataset_dir}: no data/*.parquet files (is it a folder written by `blemore prepare`?)")
+    import pandas as pd
+
+    table = pd.concat([pq.read_table(f, columns=_STATISTICS_COLUMNS).to_pandas() for f in files], ignore_index=True)
+    table["emotions"] = table["emotions"].map(lambda ids: tuple(EMOTIONS[i] for i in ids))
+    table["salience"] = table["salience"].map(tuple)
+    return table
+
+
+def dataset_statistics(table) -> dict:
+    """Counts the card reports: clips per split/fold/emotion/blend/salience, actors, durations, formats."""
+    labelled = table[table["emotions"].map(len) > 0]
+    singles = labelled[labelled["emotions"].map(len) == 1]
+    blends = labelled[labelled["emotions"].map(len) == 2]
+    train = table[table["split"] == "train"]
+    return {
+        "clips": len(table),
+        "clips_per_split": table["split"].value_counts().to_dict(),
+        "actors_per_split": {s: int(g["actor_id"].nunique()) for s, g in table.groupby("split")},
+        "anonymised_test_clips": int(table["clip_id"].map(is_test_clip).sum()),
+        "folds": {int(k): {"clips": len(g), "actors": int(g["actor_id"].nunique())}
+                  for k, g in train.groupby("fold")},
+        "single": {e: int((singles["emotions"] == (e,)).sum()) for e in EMOTIONS},
+        "blend": {f"{a}+{b}": {f"{s1}/{s2}": int(((blends["emotions"] == (a, b))
+                                                 & (blends["salience"] == (s1, s2))).sum())
+                               for s1, s2 in SALIENCE_LEVELS} for a, b in BLEND_PAIRS},
+        "num_single": len(singles),
+        "num_blend": len(blends),
+        "num_blend_equal": int((blends["salience"] == (50, 50)).sum()),
+        "duration_s": {k: round(float(getattr(table["duration_s"], k)()), 2)
+                       for k in ("min", "median", "mean", "max")},
+        "fps": sorted({round(float(x), 2) for x in table["fps"]}),
+        "resolutions": sorted({f"{w}x{h}" for w, h in zip(table["width"], table["height"])}),
+    }
+
+
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _statistics_markdown(stats: dict) -> str:
+    splits = _markdown_table(
+        ["split", "clips", "actors"],
+        [(s, stats["clips_per_split"].get(s, 0), stats["actors_per_split"].get(s, 0)) for s in SPLITS],
+    )
+    folds = _markdown_table(["fold", "clips", "actors"],
+                            [(k, v["clips"], v["actors"]) for k, v in sorted(stats["folds"].items())])
+    singles = _markdown_table(["emotion", "code", "clips"],
+                              [(EMOTION_NAMES[e], e, n) for e, n in stats["single"].items()])
+    blends = _markdown_table(
+        ["pair"] + [f"{a}/{b}" for a, b in SALIENCE_LEVELS],
+        [(pair, *counts.values()) for pair, counts in stats["blend"].items()],
+    )
+    d = stats["duration_s"]
+    return "\n\n".join([
+        f"{stats['clips']} clips: {stats['num_single']} single-emotion and {stats['num_blend']} blended "
+        f"({stats['num_blend_equal']} at 50/50) among the labelled ones; {stats['anonymised_test_clips']} "
+        "anonymised, unlabelled test clips.",
+        "**Splits**\n\n" + splits,
+        "**Validation folds** (actor-disjoint, inside train)\n\n" + folds,
+        "**Single emotions**\n\n" + singles,
+        "**Blends** (first/second emotion salience, percent)\n\n" + blends,
+        f"**Media**: durations {d['min']}–{d['max']} s (median {d['median']} s); frame rates "
+        f"{', '.join(map(str, stats['fps']))}; resolutions {', '.join(stats['resolutions'])}; audio 16 kHz mono.",
+    ])
+
+
+def _card_configs(parts: set[str]) -> list[dict]:
+    configs = []
+    for name in config_names():
+        data_files = [
+            {"split": split, "path": [f"data/{part}-*.parquet" for part in members if part in parts]}
+            for split, members in config_splits(name).items()
+        ]
+        data_files = [entry for entry in data_files if entry["path"]]
+        if name != "default" and not any(entry["split"] == "validation" for entry in data_files):
+            continue  # a fold with no clips (a partial download) gets no config
+        config = {"config_name": name, "data_files": data_files}
+        configs.append({**config, "default": True} if name == "default" else config)
+    return configs
+
+
+def _size_category(count: int) -> str:
+    for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
+        if count < bound:
+            return name
+    return "100K<n<1M"
+
+
+def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[str], synthetic: bool) -> str:
+    """``dataset_card.md`` with its YAML header completed (configs, features) and the statistics filled in."""
+    import yaml
+
+    template = DATASET_CARD_TEMPLATE.read_text()
+    _, header, body = template.split("---\n", 2)
+    metadata = yaml.safe_load(header)
+    features = dataset_features()._to_yaml_list()
+    metadata["size_categories"] = [_size_category(stats["clips"])]
+    metadata["configs"] = configs
+    metadata["dataset_info"] = [{"config_name": c["config_name"], "features": features} for c in configs]
+    provenance = ("This folder was prepared from **synthetic** clips written by `blemore synth`: their picture and "
+                  "sound encode the labels; they are not the BLEMORE recordings."
+                  if synthetic else "This folder was prepared from the BLEMORE download.")
+    notes = "\n".join(f"- {note}" for note in scan_notes) or "- none"
+    body = (body.replace("{{provenance}}", provenance)
+            .replace("{{statistics}}", _statistics_markdown(stats))
+            .replace("{{prepare_notes}}", notes)
+            .replace("{{citation}}", _CITATION.strip()))
+    return "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000) + "---\n" + body
+
+
+def write_dataset_card(dataset_dir: Path, scan: DownloadScan) -> None:
+    table = read_label_table(dataset_dir)
+    parts = {p.name.split("-", 1)[0] for p in (dataset_dir / "data").glob("*.parquet")}
+    card = render_dataset_card(dataset_statistics(table), _card_configs(parts), scan.notes, scan.synthetic)
+    (dataset_dir / "README.md").write_text(card)
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("raw", help="the download folder (clips at any depth, metadata CSVs optional)")
+    parser.add_argument("out", nargs="?", default="blemore",
+                        help="output folder (default: ./blemore, which loads as load_dataset('blemore'))")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--clips-per-shard", type=int, default=DEFAULT_CLIPS_PER_SHARD)
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    result = prepare_dataset(args.raw, args.out, num_workers=args.workers, clips_per_shard=args.clips_per_shard,
+                             overwrite=args.overwrite, progress=not args.quiet)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"prepared {result.num_clips} clips into {result.out_dir} ({result.shards_written} shards written, "
+          f"{result.shards_reused} reused); load it with datasets.load_dataset({str(result.out_dir)!r})")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,249 @@
+"""The challenge's arithmetic: presence and salience correctness per clip, accuracy over a set of clips.
+
+One implementation shared by ``blemore score``, the ``metrics/blemore`` evaluate module and the Trainer's
+``compute_metrics``, so that every number the toolkit prints is computed the same way. The rules are the
+challenge's own:
+
+* **presence** (every clip): correct when the *set* of predicted emotion codes equals the true set. Order,
+  salience and repeated entries do not matter (``[hap, hap]`` is the set ``{hap}``).
+* **salience** (clips whose truth is a blend only): correct when the prediction has exactly two entries and
+  ``{emotion: round(salience)}`` equals the truth. Saliences are in percent and rounded half to even (what both
+  Python's ``round`` and numpy's ``round`` do), so 69.6 counts as 70 and float32 noise (69.99999) is harmless.
+  A single-emotion prediction on a blend, or two entries naming the same emotion, is wrong.
+* the challenge **score** is the mean of the two accuracies.
+
+A clip is given either as a sequence of ``{"emotion": code, "salience": percent}`` mappings (the submission
+format) or of ``(emotion, salience)`` pairs. Nothing here validates the format: a prediction with an unknown code
+or a fraction for a salience is simply scored as the challenge would score it (wrong). ``blemore_toolkit.submission``
+is where malformed submissions are caught. Only the standard library and numpy are used, so importing this is cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+import blemore
+
+#: Salience levels as the clip names write them: first/second emotion of the pair in ``blemore.BLEND_PAIRS`` order.
+SALIENCE_LEVEL_NAMES: tuple[str, ...] = tuple(f"{a}/{b}" for a, b in blemore.SALIENCE_LEVELS)
+
+_PRESENCE_INDEX = {frozenset(name.split("+")): i for i, name in enumerate(blemore.PRESENCE_NAMES)}
+_PAIR_INDEX = {pair: i for i, pair in enumerate(blemore.BLEND_PAIRS)}
+_LEVEL_INDEX = {level: i for i, level in enumerate(blemore.SALIENCE_LEVELS)}
+
+
+class ClipScore(NamedTuple):
+    """Correctness of one clip: ``salience`` is ``None`` when the truth is not a blend (the clip does not count)."""
+
+    presence: bool
+    salience: bool | None
+
+
+def clip_pairs(clip: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """``[(emotion, salience), ...]`` from either accepted form of a clip (mappings or pairs)."""
+    return [(entry["emotion"], entry.get("salience")) if isinstance(entry, Mapping) else tuple(entry)
+            for entry in clip]
+
+
+def round_percent(value: Any) -> int | None:
+    """A salience rounded to a whole percent, half to even; ``None`` for NaN or infinity (never equal to a truth).
+
+    Booleans count as 1 and 0, as they do in numpy. Anything that is not a number raises ``TypeError``: the
+    challenge's scorer fails on it too, so callers must catch it before scoring (``blemore_toolkit.submission`` does).
+    """
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"salience {value!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        return None
+    return round(number)
+
+
+def _salience_key(pairs: Sequence[tuple[Any, Any]]) -> dict | None:
+    """``{emotion: rounded salience}`` of a two-entry clip, the form the challenge compares; ``None`` otherwise."""
+    if len(pairs) != 2:
+        return None
+    return {emotion: round_percent(salience) for emotion, salience in pairs}
+
+
+def score_clip(reference: Sequence[Any], prediction: Sequence[Any]) -> ClipScore:
+    """Presence and salience correctness of one clip (see the module docstring for the rules)."""
+    truth, guess = clip_pairs(reference), clip_pairs(prediction)
+    presence = {e for e, _ in truth} == {e for e, _ in guess}
+    if len(truth) != 2:
+        return ClipScore(presence, None)
+    # The presence check first: when the sets differ the salience dicts differ too, and it spares the rounding.
+    salience = presence and _salience_key(guess) == _salience_key(truth)
+    return ClipScore(presence, salience)
+
+
+def mean_score(acc_presence: float, acc_salience: float) -> float:
+    """The challenge score: the plain mean of the two accuracies."""
+    return (acc_presence + acc_salience) / 2.0
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+def score_clips(references: Sequence[Sequence[Any]], predictions: Sequence[Sequence[Any]]) -> list[ClipScore]:
+    """``score_clip`` over aligned lists of clips."""
+    if len(references) != len(predictions):
+        raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
+    return [score_clip(r, p) for r, p in zip(references, predictions)]
+
+
+def summarize(scores: Sequence[ClipScore]) -> dict:
+    """Accuracies and counts from per-clip scores.
+
+    ``acc_salience`` (and so ``score``) is NaN when no clip is a blend: the accuracy is undefined there, and a
+    made-up 0 or 1 would be read as a result.
+    """
+    n_clips = len(scores)
+    n_presence = sum(s.presence for s in scores)
+    blend_scores = [s.salience for s in scores if s.salience is not None]
+    n_blends, n_salience = len(blend_scores), sum(blend_scores)
+    acc_presence, acc_salience = _ratio(n_presence, n_clips), _ratio(n_salience, n_blends)
+    return {
+        "acc_presence": acc_presence,
+        "acc_salience": acc_salience,
+        "score": mean_score(acc_presence, acc_salience),
+        "n_clips": n_clips,
+        "n_blends": n_blends,
+        "n_presence_correct": n_presence,
+        "n_salience_correct": n_salience,
+    }
+
+
+def challenge_scores(references: Sequence[Sequence[Any]], predictions: Sequence[Sequence[Any]]) -> dict:
+    """``acc_presence``, ``acc_salience``, ``score`` and counts of aligned reference and prediction clips.
+
+    >>> challenge_scores([[("hap", 100)], [("ang", 70), ("hap", 30)]],
+    ...                  [[("hap", 100)], [("hap", 30.0), ("ang", 70.0)]])["score"]
+    1.0
+    """
+    return summarize(score_clips(references, predictions))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Details: where the errors are
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def presence_index(emotions: Sequence[Any]) -> int | None:
+    """Index into ``blemore.PRESENCE_NAMES`` of a set of emotions; ``None`` outside the 16 (e.g. three emotions)."""
+    return _PRESENCE_INDEX.get(frozenset(emotions))
+
+
+def _salience_level(pairs: Sequence[tuple[Any, Any]]) -> int | None:
+    """Index into ``SALIENCE_LEVELS`` of a two-emotion prediction, in the pair's canonical order; ``None`` if none."""
+    if len(pairs) != 2 or pairs[0][0] == pairs[1][0]:
+        return None
+    try:
+        ordered = sorted(pairs, key=lambda p: blemore.EMOTIONS.index(p[0]))
+        return _LEVEL_INDEX.get((round_percent(ordered[0][1]), round_percent(ordered[1][1])))
+    except (ValueError, TypeError):
+        return None
+
+
+def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence[Sequence[Any]]) -> dict:
+    """Per-emotion and per-blend accuracy plus the presence and salience confusion matrices.
+
+    * ``per_emotion[code]``: over clips whose truth contains ``code`` (``neu`` has no blends: salience is NaN).
+    * ``per_single[code]``: presence accuracy over the single-emotion clips of ``code``.
+    * ``per_blend["ang+hap"]``: presence and salience accuracy over the clips of that pair, and salience accuracy
+      per level (``"70/30"`` means 70 for the pair's first emotion in ``blemore.BLEND_PAIRS`` order).
+    * ``presence_confusion``: rows are the true, columns the predicted presence outcome over
+      ``blemore.PRESENCE_NAMES`` (16 x 16); ``other`` counts, per row, predictions outside the 16 (three emotions,
+      neutral in a pair, an unknown code, nothing).
+    * ``salience_confusion``: over blend clips whose pair was predicted right, rows the true and columns the
+      predicted level (3 x 3); ``other_level`` counts right-pair predictions at no level (60/40, or more than two
+      entries) and ``wrong_pair`` the blend clips whose presence was wrong.
+    """
+    n_outcomes, n_levels = len(blemore.PRESENCE_NAMES), len(blemore.SALIENCE_LEVELS)
+    presence_matrix = np.zeros((n_outcomes, n_outcomes), dtype=np.int64)
+    presence_other = np.zeros(n_outcomes, dtype=np.int64)
+    salience_matrix = np.zeros((n_levels, n_levels), dtype=np.int64)
+    salience_other = np.zeros(n_levels, dtype=np.int64)
+    salience_wrong_pair = np.zeros(n_levels, dtype=np.int64)
+    # Per-emotion counts: clips, presence right, blends, salience right. Per pair and level: clips, salience right.
+    emotion_counts = {e: [0, 0, 0, 0] for e in blemore.EMOTIONS}
+    single_counts = {e: [0, 0] for e in blemore.EMOTIONS}
+    pair_counts = {pair: [0, 0, 0] for pair in blemore.BLEND_PAIRS}
+    level_counts = {(pair, level): [0, 0] for pair in blemore.BLEND_PAIRS for level in blemore.SALIENCE_LEVELS}
+
+    for reference, prediction in zip(references, predictions, strict=True):
+        truth, guess = clip_pairs(reference), clip_pairs(prediction)
+        result = score_clip(truth, guess)
+        true_emotions = {e for e, _ in truth}
+        row = presence_index(true_emotions)
+        column = presence_index({e for e, _ in guess})
+        if row is None:
+            raise ValueError(f"reference {reference!r} is not one of the 16 presence outcomes")
+        if column is None:
+            presence_other[row] += 1
+        else:
+            presence_matrix[row, column] += 1
+        for e in true_emotions:
+            counts = emotion_counts[e]
+            counts[0] += 1
+            counts[1] += result.presence
+            if result.salience is not None:
+                counts[2] += 1
+                counts[3] += result.salience
+        if result.salience is None:
+            single_counts[truth[0][0]][0] += 1
+            single_counts[truth[0][0]][1] += result.presence
+            continue
+        pair_emotions, true_level = blemore.canonical_label([e for e, _ in truth], [s for _, s in truth])
+        pair_counts[pair_emotions][0] += 1
+        pair_counts[pair_emotions][1] += result.presence
+        pair_counts[pair_emotions][2] += result.salience
+        level_counts[(pair_emotions, true_level)][0] += 1
+        level_counts[(pair_emotions, true_level)][1] += result.salience
+        level_row = _LEVEL_INDEX[true_level]
+        if not result.presence:
+            salience_wrong_pair[level_row] += 1
+            continue
+        level_column = _salience_level(guess)
+        if level_column is None:
+            salience_other[level_row] += 1
+        else:
+            salience_matrix[level_row, level_column] += 1
+
+    return {
+        "per_emotion": {
+            e: {"n_clips": c[0], "acc_presence": _ratio(c[1], c[0]),
+                "n_blends": c[2], "acc_salience": _ratio(c[3], c[2])}
+            for e, c in emotion_counts.items()
+        },
+        "per_single": {e: {"n_clips": c[0], "acc_presence": _ratio(c[1], c[0])} for e, c in single_counts.items()},
+        "per_blend": {
+            f"{a}+{b}": {
+                "n_clips": c[0],
+                "acc_presence": _ratio(c[1], c[0]),
+                "acc_salience": _ratio(c[2], c[0]),
+                "by_salience": {
+                    name: {"n_clips": level_counts[((a, b), level)][0],
+                           "acc_salience": _ratio(level_counts[((a, b), level)][1], level_counts[((a, b), level)][0])}
+                    for name, level in zip(SALIENCE_LEVEL_NAMES, blemore.SALIENCE_LEVELS)
+                },
+            }
+            for (a, b), c in pair_counts.items()
+        },
+        "presence_confusion": {
+            "labels": list(blemore.PRESENCE_NAMES),
+            "matrix": presence_matrix.tolist(),
+            "other": presence_other.tolist(),
+        },
+        "salience_confusion": {
+            "labels": list(SALIENCE_LEVEL_NAMES),
+            "matrix": salience_matrix.tolist(),
+            "other_level": salience_other.tolist(),
+            "wrong_pair": salience_wrong_pair.tolist(),
+        },
+    }

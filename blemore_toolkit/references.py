@@ -1,0 +1,346 @@
+"""Reference labels to score against, from whichever form a user has them in.
+
+* a prepared dataset folder (``blemore prepare`` output): read with ``datasets.load_dataset``, only the label
+  columns (the video and audio bytes are never decoded); ``emotions`` are ClassLabel ids, turned into codes
+  through the dataset's own features;
+* the organisers' metadata CSV (``filename, emotion_1, emotion_2, emotion_1_salience, emotion_2_salience, ...``),
+  which is also the form of the answer key ``blemore synth`` writes for its test clips;
+* any CSV with a ``filename`` column of real clip names (``A411_mix_ang_hap_30_70_ver1``): the labels are read from
+  the names, as in the shipped manifest (``blemore.reference_path("blemore_manifest.csv")``).
+
+Each clip keeps its split (``train``/``test``) and fold where the source says them, so a subset can be chosen:
+``train``, ``test``, or ``fold0`` ... ``fold4`` (the validation clips of that fold).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import math
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import blemore
+
+#: Columns read from a prepared dataset folder (the rest, media included, is never loaded).
+FOLDER_COLUMNS = ("clip_id", "emotions", "salience", "split", "fold")
+_REQUIRED_FOLDER_COLUMNS = FOLDER_COLUMNS[:3]
+_FOLD_SPLIT = re.compile(r"^fold(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceClip:
+    """The truth for one clip: emotions in canonical order with their saliences in percent."""
+
+    clip_id: str
+    emotions: tuple[str, ...]
+    salience: tuple[int, ...]
+    split: str | None = None
+    fold: int | None = None
+
+    @property
+    def is_blend(self) -> bool:
+        return len(self.emotions) == 2
+
+    @functools.cached_property
+    def pairs(self) -> tuple[tuple[str, int], ...]:
+        """``((emotion, salience), ...)``, the form ``blemore_toolkit.challenge`` scores."""
+        return tuple(zip(self.emotions, self.salience))
+
+
+@dataclasses.dataclass
+class ReferenceSet:
+    """Every labelled clip of a source, in source order, and how many rows per split carried no label."""
+
+    source: str
+    clips: dict[str, ReferenceClip]
+    unlabelled: Counter
+
+    def partitions(self) -> list[str]:
+        """The subsets this source can offer: ``train``, ``test`` and the ``foldK`` present."""
+        splits = {c.split for c in self.clips.values() if c.split}
+        folds = sorted({c.fold for c in self.clips.values() if c.fold is not None})
+        return [s for s in blemore.SPLITS if s in splits] + [f"fold{k}" for k in folds]
+
+    def select(self, split: str | None) -> dict[str, ReferenceClip]:
+        """The clips of one subset (``None``: all of them); ``BlemoreError`` when the subset is empty."""
+        if split is None:
+            chosen = dict(self.clips)
+        elif (match := _FOLD_SPLIT.match(split)) is not None:
+            fold = int(match.group(1))
+            chosen = {k: c for k, c in self.clips.items() if c.fold == fold}
+        elif split in blemore.SPLITS:
+            chosen = {k: c for k, c in self.clips.items() if c.split == split}
+        else:
+            raise blemore.BlemoreError(f"--split {split!r}: expected train, test or fold0..fold{blemore.NUM_FOLDS - 1}"
+                                       " (the validation clips of that fold)")
+        if not chosen:
+            offered = ", ".join(self.partitions()) or "none"
+            reason = f"no labelled clip in split {split!r}" if split else "no labelled clip"
+            if self.unlabelled.get(split):
+                reason += (f" ({self.unlabelled[split]} unlabelled clips: the anonymised test clips carry no labels; "
+                           "score against an answer key CSV instead)")
+            raise blemore.BlemoreError(f"{self.source}: {reason}; splits with labels here: {offered}")
+        return chosen
+
+
+def load_references(source: str | os.PathLike, split: str | None = None) -> dict[str, ReferenceClip]:
+    """The reference clips of ``source`` (folder or CSV, see the module docstring), optionally one split.
+
+    A prepared folder holds several splits, so ``split=None`` means its ``test`` split there; for a CSV it
+    means every row.
+    """
+    references = read_references(source)
+    if split is None and Path(source).is_dir():
+        split = "test"
+    return references.select(split)
+
+
+def read_references(source: str | os.PathLike) -> ReferenceSet:
+    """Every labelled clip of a prepared dataset folder or a CSV (organisers' metadata, or clip names)."""
+    path = Path(source)
+    if path.is_dir():
+        return _read_folder(path)
+    if not path.is_file():
+        raise blemore.BlemoreError(f"{path}: no such file or folder")
+    if path.suffix.lower() != ".csv":
+        raise blemore.BlemoreError(f"{path}: references are a prepared dataset folder or a CSV file "
+                                   "(organisers' metadata, an answer key, or a filename column of clip names)")
+    return _read_csv(path)
+
+
+def _outcome_table() -> dict[tuple, tuple[tuple[str, ...], tuple[int, ...]]]:
+    """``((emotion, salience), ...)`` in either order -> canonical ``(emotions, salience)``, for the 36 outcomes."""
+    table = {}
+    for outcome in blemore.OUTCOMES:
+        pairs = tuple(zip(outcome.emotions, outcome.salience))
+        table[pairs] = table[pairs[::-1]] = (outcome.emotions, outcome.salience)
+    return table
+
+
+_OUTCOME_TABLE = _outcome_table()
+
+
+def _label(where: str, emotions: list, salience: list) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Canonical ``(emotions, salience)`` of a row, or ``BlemoreError`` when it is not one of the 36 outcomes."""
+    known = _OUTCOME_TABLE.get(tuple(zip(emotions, salience))) if len(emotions) == len(salience) else None
+    if known is not None:
+        return known
+    unknown = [e for e in emotions if e not in blemore.EMOTIONS]
+    if unknown:
+        raise blemore.BlemoreError(f"{where}: unknown emotion code {unknown[0]!r} (expected one of "
+                                   f"{', '.join(blemore.EMOTIONS)})")
+    try:
+        blemore.outcome_index(emotions, salience)
+    except (ValueError, TypeError) as error:
+        raise blemore.BlemoreError(f"{where}: {error}") from None
+    return blemore.canonical_label(emotions, salience)
+
+
+def _add(clips: dict[str, ReferenceClip], clip: ReferenceClip, where: str) -> None:
+    if clip.clip_id in clips:
+        raise blemore.BlemoreError(f"{where}: clip {clip.clip_id} is listed twice")
+    clips[clip.clip_id] = clip
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CSV files
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _cell(row: dict, column: str) -> str | None:
+    value = (row.get(column) or "").strip()
+    return None if value.lower() in ("", "nan", "none", "null") else value
+
+
+def _number(row: dict, column: str, where: str) -> int | None:
+    value = _cell(row, column)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise blemore.BlemoreError(f"{where}: {column} is {value!r}, not a number") from None
+    if not math.isfinite(number) or not number.is_integer():
+        raise blemore.BlemoreError(f"{where}: {column} is {value!r}, not a whole number")
+    return int(number)
+
+
+def _row_split(row: dict, clip_id: str, fold: int | None) -> str | None:
+    split = _cell(row, "split")
+    if split is not None:
+        return split
+    if fold is not None:
+        return "train"
+    return "test" if blemore.is_test_clip(clip_id) else None
+
+
+def _metadata_label(row: dict, where: str) -> tuple[list, list] | None:
+    first, second = _cell(row, "emotion_1"), _cell(row, "emotion_2")
+    if first is None:
+        return None
+    if second is None:
+        return [first], [100]
+    s1, s2 = _number(row, "emotion_1_salience", where), _number(row, "emotion_2_salience", where)
+    if s1 is None or s2 is None:
+        raise blemore.BlemoreError(f"{where}: a blend ({first}+{second}) without both saliences")
+    return [first, second], [s1, s2]
+
+
+def _name_label(clip_id: str, where: str) -> tuple[list, list]:
+    try:
+        label = blemore.parse_clip_name(clip_id)
+    except ValueError as error:
+        if blemore.is_test_clip(clip_id):
+            raise blemore.BlemoreError(
+                f"{where}: {clip_id} is an anonymised test name that carries no label; give a CSV with the "
+                "organisers' label columns (emotion_1, emotion_2, emotion_1_salience, emotion_2_salience), "
+                "such as the answer key `blemore synth` writes"
+            ) from None
+        raise blemore.BlemoreError(f"{where}: {error}") from None
+    return list(label.emotions), list(label.salience)
+
+
+def _read_csv(path: Path) -> ReferenceSet:
+    clips: dict[str, ReferenceClip] = {}
+    unlabelled: Counter = Counter()
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        if "filename" not in columns:
+            raise blemore.BlemoreError(f"{path}: a reference CSV needs a 'filename' column (found: "
+                                       f"{', '.join(columns) or 'no header'})")
+        from_metadata = "emotion_1" in columns
+        for line, row in enumerate(reader, start=2):
+            where = f"{path}:{line}"
+            name = _cell(row, "filename")
+            if name is None:
+                raise blemore.BlemoreError(f"{where}: empty filename")
+            clip_id = blemore.clip_id_from_path(name)
+            fold = _number(row, "fold", where)
+            split = _row_split(row, clip_id, fold)
+            label = _metadata_label(row, where) if from_metadata else _name_label(clip_id, where)
+            if label is None:
+                unlabelled[split] += 1
+                continue
+            emotions, salience = _label(f"{where} ({clip_id})", *label)
+            _add(clips, ReferenceClip(clip_id, emotions, salience, split, fold), where)
+    return ReferenceSet(str(path), clips, unlabelled)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prepared dataset folders
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _load_quietly(folder: Path, **kwargs):
+    """``datasets.load_dataset`` without its progress bars: reading a few label columns is instant, and the bars
+    would interleave with the command's own messages."""
+    import datasets
+
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        return datasets.load_dataset(str(folder), **kwargs)
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
+
+
+def _emotion_names(feature) -> list[str] | None:
+    """Names of the ClassLabel inside ``emotions`` (``None`` when the codes are stored as strings)."""
+    import datasets
+
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, datasets.ClassLabel):
+        return list(inner.names)
+    return None
+
+
+def _read_folder(folder: Path) -> ReferenceSet:
+    import pyarrow.parquet as pq
+
+    shards = sorted(folder.glob("data/*.parquet"))
+    if not shards:
+        raise blemore.BlemoreError(f"{folder}: no data/*.parquet (expected a folder written by `blemore prepare`; "
+                                   "for a raw download, give its metadata CSV)")
+    present = set(pq.read_schema(shards[0]).names)
+    missing = [c for c in _REQUIRED_FOLDER_COLUMNS if c not in present]
+    if missing:
+        raise blemore.BlemoreError(f"{folder}: the dataset has no {', '.join(missing)} column")
+    columns = [c for c in FOLDER_COLUMNS if c in present]
+    try:
+        splits = _load_quietly(folder, columns=columns)
+    except Exception as error:  # datasets raises many types; the user needs the folder and the reason
+        raise blemore.BlemoreError(
+            f"{folder}: cannot be loaded as a dataset ({type(error).__name__}: {error})"
+        ) from None
+
+    clips: dict[str, ReferenceClip] = {}
+    unlabelled: Counter = Counter()
+    for split_name, dataset in splits.items():
+        names = _emotion_names(dataset.features["emotions"])
+        for row in dataset:
+            where = f"{folder} ({split_name} split, clip {row['clip_id']})"
+            split = row.get("split") or split_name
+            if not row["emotions"]:
+                unlabelled[split] += 1
+                continue
+            emotions = [names[i] for i in row["emotions"]] if names is not None else list(row["emotions"])
+            label = _label(where, emotions, list(row["salience"]))
+            fold = row.get("fold")
+            _add(clips, ReferenceClip(row["clip_id"], *label, split, None if fold is None else int(fold)), where)
+    return ReferenceSet(str(folder), clips, unlabelled)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Clip lists (what `blemore validate --against` checks a submission against)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def read_clip_ids(source: str | os.PathLike) -> list[str]:
+    """The clip ids a submission must cover, from whatever lists the test clips.
+
+    A folder of videos (or a download whose ``test/`` folder holds them), a prepared dataset folder (its test
+    split), a submission or template ``.json`` (its keys), a CSV with a ``filename`` column (its ``test`` rows when
+    it has a ``split`` column), or a text file with one clip per line.
+    """
+    path = Path(source)
+    if path.is_dir():
+        if any(path.glob("data/*.parquet")):
+            try:
+                test = _load_quietly(path, split="test", columns=["clip_id"])
+            except Exception as error:  # many types; the user needs the folder and the reason
+                raise blemore.BlemoreError(f"{path}: no test split to check against ({type(error).__name__}: "
+                                           f"{error})") from None
+            ids = list(test["clip_id"])
+        else:
+            folder = path / "test" if (path / "test").is_dir() else path
+            ids = [blemore.clip_id_from_path(p) for p in blemore.find_clip_files(folder)]
+    elif not path.is_file():
+        raise blemore.BlemoreError(f"{path}: no such file or folder")
+    elif path.suffix.lower() in (".json", ".zip"):
+        from blemore_toolkit import submission
+
+        ids = [submission.clip_key(key) for key, _ in submission.read_submission(path).clips]
+    elif path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if "filename" not in (reader.fieldnames or []):
+                raise blemore.BlemoreError(f"{path}: no 'filename' column")
+            rows = list(reader)
+        if rows and "split" in rows[0]:
+            rows = [row for row in rows if _cell(row, "split") == "test"]
+        ids = [blemore.clip_id_from_path(_cell(row, "filename") or "") for row in rows]
+    else:
+        lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+        ids = [blemore.clip_id_from_path(line) for line in lines if line and not line.startswith("#")]
+    if not ids:
+        raise blemore.BlemoreError(f"{path}: lists no clip")
+    duplicated = [clip for clip, n in Counter(ids).items() if n > 1]
+    if duplicated:
+        raise blemore.BlemoreError(f"{path}: clip {duplicated[0]} is listed twice")
+    return ids

@@ -1,0 +1,424 @@
+"""Challenge submissions: reading them (.json or the uploaded .zip), checking them, writing the upload file.
+
+The format is the challenge's: ``{"predictions": {"test_0001.mov": [{"emotion": "sad", "salience": 100.0}], ...}}``,
+clip keys with or without the ``.mov`` suffix, saliences in percent.
+
+A submission is checked in one of two modes:
+
+* **strict** (the default everywhere): anything that is not a clean submission is a problem, reported one per line
+  naming the clip, and nothing is scored. Problems: a missing or unknown clip, a clip given twice, an entry that
+  is not ``{"emotion", "salience"}``, an unknown emotion code, a duplicated emotion, more than two emotions, no
+  emotion, a salience that is missing, not a number, NaN/infinite or outside 0-100, saliences that look like
+  fractions (0.7/0.3) instead of percent, saliences that do not sum to 100 (after rounding to whole percent, as
+  the challenge compares them), a JSON key given twice, a file without the ``"predictions"`` wrapper.
+* **lenient**: scores what the challenge's own scorer would score, the way it would score it, and lists what it
+  tolerated. That scorer averages over the clips *submitted* (a missing clip counts neither way), compares emotion
+  *sets* (duplicates collapse, unknown codes are simply wrong), and compares rounded saliences without checking
+  them (fractions and pairs not summing to 100 are scored, and come out wrong). Input it cannot read at all stays
+  refused: an unknown clip, an entry without an ``emotion``, a non-numeric salience where it needs the number,
+  and a clip given both with and without its ``.mov`` suffix (which of the two would count is not knowable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import zipfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import blemore
+
+#: File name of the predictions inside the upload zip written by ``write_submission``.
+SUBMISSION_MEMBER = "submission.json"
+#: Problems listed before the rest are summarised as "... and N more".
+MAX_LISTED_PROBLEMS = 20
+
+#: What the challenge's scorer does with each kind of sloppy input that it can still score (the ``--lenient`` rules).
+TOLERATED_KINDS: dict[str, str] = {
+    "missing_clip": "left out of both averages: the challenge's scorer averages over the submitted clips only",
+    "no_wrapper": 'read as the mapping of clips (no top-level "predictions" key)',
+    "duplicate_key": "the last value given counts, as a JSON reader keeps it",
+    "no_emotion": "scored as wrong",
+    "unknown_emotion": "scored as a wrong emotion",
+    "duplicate_emotion": "counted once for presence (the emotions are compared as a set); salience wrong",
+    "too_many_emotions": "presence compared as a set; salience wrong (it needs exactly two entries)",
+    "salience_not_finite": "compared as given, so never equal to the truth",
+    "salience_out_of_range": "compared after rounding, as given",
+    "salience_fraction": "compared after rounding as if percent (0.7 -> 1), so the salience is wrong",
+    "salience_sum": "compared after rounding, as given",
+    "salience_unreadable": "not read (the scorer reads saliences of two-entry predictions on blends only), "
+    "or true/false read as 1/0",
+}
+
+_MISSING = object()
+_CODES = frozenset(blemore.EMOTIONS)
+_VIDEO_SUFFIXES = tuple(blemore.VIDEO_EXTENSIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One thing wrong with a submission. ``lenient_ok``: the challenge's scorer would still score it."""
+
+    kind: str
+    clip: str | None
+    message: str
+    lenient_ok: bool = True
+
+    def line(self) -> str:
+        return f"{self.clip}: {self.message}" if self.clip is not None else self.message
+
+
+@dataclasses.dataclass
+class RawSubmission:
+    """A submission as read: ``clips`` lists ``(key as written, value)`` in file order, duplicates resolved."""
+
+    source: str
+    clips: list[tuple[str, Any]]
+    findings: list[Finding]
+
+
+@dataclasses.dataclass
+class CheckedSubmission:
+    """The result of ``check_submission``.
+
+    ``predictions`` maps clip ids (no suffix) to ``[(emotion, salience), ...]`` ready for
+    ``blemore_toolkit.challenge``; ``problems`` are the findings that refuse the submission in the chosen mode,
+    ``tolerated`` the ones accepted (lenient mode only); ``missing`` lists expected clips not submitted.
+    """
+
+    source: str
+    lenient: bool
+    predictions: dict[str, list[tuple[Any, Any]]]
+    problems: list[Finding]
+    tolerated: list[Finding]
+    missing: list[str]
+
+    def raise_for_problems(self, hint: str | None = None) -> None:
+        """Raise ``BlemoreError`` listing the problems (one line each, up to ``MAX_LISTED_PROBLEMS``) if any."""
+        if self.problems:
+            raise blemore.BlemoreError(format_problems(self.source, self.problems, hint=hint))
+
+    def tolerated_summary(self) -> dict[str, int]:
+        """How many clips each tolerated kind touched (a file-level kind counts 1)."""
+        clips: dict[str, set] = {}
+        for finding in self.tolerated:
+            clips.setdefault(finding.kind, set()).add(finding.clip)
+        return {kind: len(found) for kind, found in clips.items()}
+
+
+def clip_key(key: str) -> str:
+    """The clip id of a submission key: ``test_0001.mov`` and ``test_0001`` are the same clip."""
+    if key.lower().endswith(_VIDEO_SUFFIXES):
+        return os.path.splitext(key)[0]
+    return key
+
+
+def format_problems(source: str, problems: Sequence[Finding], cap: int = MAX_LISTED_PROBLEMS,
+                    hint: str | None = None) -> str:
+    """One line for a single problem, else a header and one indented line per problem, capped."""
+    lines = [p.line() for p in problems]
+    if len(lines) == 1:
+        return "\n".join([f"{source}: {lines[0]}"] + ([hint] if hint else []))
+    shown = lines[:cap] + ([f"... and {len(lines) - cap} more"] if len(lines) > cap else [])
+    header = f"{source}: {len(lines)} problems, nothing scored"
+    return "\n".join([header] + ["  " + line for line in shown] + ([hint] if hint else []))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _JsonObject(dict):
+    """A JSON object that remembers keys the file gave more than once (``json`` silently keeps the last)."""
+
+    duplicate_keys: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # rare: only then pay for the subclass
+        obj = _JsonObject(obj)
+        obj.duplicate_keys = tuple(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+    return obj
+
+
+def _read_json_bytes(data: bytes, source: str) -> Any:
+    try:
+        return json.loads(data.decode("utf-8-sig"), object_pairs_hook=_json_object)
+    except UnicodeDecodeError as error:
+        raise blemore.BlemoreError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise blemore.BlemoreError(f"{source}: not valid JSON ({error.msg} at line {error.lineno}, "
+                                   f"column {error.colno})") from None
+
+
+def _zip_json_member(path: Path) -> tuple[str, bytes]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [
+                name for name in archive.namelist()
+                if not name.endswith("/") and not name.startswith("__MACOSX/")
+                and not os.path.basename(name).startswith(".") and name.lower().endswith(".json")
+            ]
+            if len(names) != 1:
+                found = ", ".join(names) if names else "none"
+                raise blemore.BlemoreError(f"{path}: the zip must hold exactly one .json file (found: {found})")
+            return names[0], archive.read(names[0])
+    except zipfile.BadZipFile:
+        raise blemore.BlemoreError(f"{path}: not a readable zip file") from None
+
+
+def read_submission(path: str | os.PathLike) -> RawSubmission:
+    """Read a submission from ``.json`` or from the ``.zip`` uploaded to the challenge (one .json inside)."""
+    path = Path(path)
+    if not path.is_file():
+        raise blemore.BlemoreError(f"{path}: no such file")
+    if zipfile.is_zipfile(path):
+        member, data = _zip_json_member(path)
+        source = f"{path}:{member}"
+    else:
+        data, source = path.read_bytes(), str(path)
+    return parse_submission(_read_json_bytes(data, source), source)
+
+
+def parse_submission(document: Any, source: str = "submission") -> RawSubmission:
+    """Find the clip mapping in a decoded JSON document; file-level findings (no wrapper, repeated keys)."""
+    findings: list[Finding] = []
+    if isinstance(document, Mapping) and "predictions" in document:
+        clips = document["predictions"]
+        if not isinstance(clips, Mapping):
+            raise blemore.BlemoreError(f'{source}: "predictions" must map clip names to lists of '
+                                       f'{{"emotion", "salience"}} objects, not {type(clips).__name__}')
+    elif isinstance(document, Mapping) and document and all(isinstance(v, list) for v in document.values()):
+        clips = document
+        findings.append(Finding("no_wrapper", None, 'no top-level "predictions" key: expected '
+                                '{"predictions": {"test_0001.mov": [{"emotion": ..., "salience": ...}], ...}}'))
+    else:
+        raise blemore.BlemoreError(f'{source}: not a challenge submission (expected {{"predictions": '
+                                   f'{{"test_0001.mov": [{{"emotion": "sad", "salience": 100.0}}], ...}}}})')
+    for key in getattr(clips, "duplicate_keys", ()):
+        findings.append(Finding("duplicate_key", clip_key(key), f"key {key!r} appears more than once in the file"))
+    return RawSubmission(source, list(clips.items()), findings)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checking
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _describe(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value, default=repr) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _emotion_hint(value: Any) -> str:
+    if not isinstance(value, str):
+        return ""
+    lowered = value.strip().lower()
+    for code, name in blemore.EMOTION_NAMES.items():
+        if lowered in (code, name) or lowered.startswith(code) or (len(lowered) >= 3 and name.startswith(lowered)):
+            return f"; did you mean {code!r}?"
+    return ""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _clean_pairs(value: Any) -> list[tuple[str, Any]] | None:
+    """The pairs of a clip that passes every strict check, found cheaply; ``None`` sends it to ``check_clip``.
+
+    Most clips of a real submission are clean, so this spares 100,000-clip files the full diagnosis. It accepts
+    exactly what ``check_clip`` finds nothing wrong with: one known emotion at 100 (after rounding), or two distinct
+    known emotions with saliences in 0-100 whose rounded values sum to 100 (so they cannot be fractions).
+    """
+    if type(value) is not list or not 1 <= len(value) <= 2:
+        return None
+    pairs = []
+    for entry in value:
+        if type(entry) is not dict or len(entry) != 2:
+            return None
+        emotion, salience = entry.get("emotion"), entry.get("salience")
+        if type(emotion) is not str or emotion not in _CODES or type(salience) not in (int, float) \
+                or not 0 <= salience <= 100:
+            return None
+        pairs.append((emotion, salience))
+    if len(pairs) == 2 and pairs[0][0] == pairs[1][0]:
+        return None
+    return pairs if sum(round(s) for _, s in pairs) == 100 else None
+
+
+def check_clip(clip: str, value: Any, truth_is_blend: bool | None = None) -> tuple[list | None, list[Finding]]:
+    """Check one clip's predictions; returns ``([(emotion, salience), ...] or None, findings)``.
+
+    ``truth_is_blend`` (when known) decides whether the challenge's scorer would read the saliences: it does only
+    for a two-entry prediction on a blend, so only there is an unreadable salience fatal in lenient mode.
+    ``None`` is returned for the pairs when the scorer could not read the clip at all.
+    """
+    clean = _clean_pairs(value)
+    if clean is not None:
+        return clean, []
+    return _diagnose_clip(clip, value, truth_is_blend)
+
+
+def _diagnose_clip(clip: str, value: Any, truth_is_blend: bool | None) -> tuple[list | None, list[Finding]]:
+    """Every check on one clip, naming each problem (the slow path of ``check_clip``)."""
+    found: list[Finding] = []
+    if not isinstance(value, list):
+        found.append(Finding("bad_entry", clip, "expected a list of {\"emotion\", \"salience\"} objects, got "
+                             f"{_describe(value)}", lenient_ok=False))
+        return None, found
+    if not value:
+        found.append(Finding("no_emotion", clip, "no emotion predicted (an empty list)"))
+    pairs: list[tuple[Any, Any]] = []
+    readable = True
+    for number, entry in enumerate(value, start=1):
+        emotion = entry.get("emotion", _MISSING) if isinstance(entry, Mapping) else _MISSING
+        if emotion is _MISSING or isinstance(emotion, (list, dict)):
+            found.append(Finding("bad_entry", clip, f"entry {number} is not an object with an \"emotion\" code: "
+                                 f"{_describe(entry)}", lenient_ok=False))
+            readable = False
+            continue
+        for key in getattr(entry, "duplicate_keys", ()):
+            found.append(Finding("duplicate_key", clip, f"entry {number} gives {key!r} more than once"))
+        pairs.append((emotion, entry.get("salience", _MISSING)))
+    if not readable:
+        return None, found
+
+    for emotion, _ in pairs:
+        if emotion not in blemore.EMOTIONS:
+            found.append(Finding("unknown_emotion", clip, f"unknown emotion code {_describe(emotion)} (expected one "
+                                 f"of {', '.join(blemore.EMOTIONS)}){_emotion_hint(emotion)}"))
+    for emotion, count in Counter(e for e, _ in pairs).items():
+        if count > 1:
+            found.append(Finding("duplicate_emotion", clip, f"emotion {_describe(emotion)} given {count} times"))
+    if len(pairs) > 2:
+        found.append(Finding("too_many_emotions", clip, f"{len(pairs)} emotions; a clip has one or two"))
+
+    read_by_scorer = truth_is_blend is not False and len(pairs) == 2
+    clean = True
+    for emotion, salience in pairs:
+        if isinstance(salience, bool):
+            # numpy rounds true/false as 1/0, so the scorer reads them; strict mode still wants a number.
+            found.append(Finding("salience_unreadable", clip, f"{_describe(emotion)}: salience "
+                                 f"{_describe(salience)} is not a number"))
+            clean = False
+        elif salience is _MISSING or not _is_number(salience):
+            what = "no salience" if salience is _MISSING else f"salience {_describe(salience)} is not a number"
+            found.append(Finding("salience_unreadable", clip, f"{_describe(emotion)}: {what}",
+                                 lenient_ok=not read_by_scorer))
+            clean = False
+        elif not math.isfinite(salience):
+            found.append(Finding("salience_not_finite", clip, f"{_describe(emotion)}: salience {salience!r}"))
+            clean = False
+        elif not 0 <= salience <= 100:
+            found.append(Finding("salience_out_of_range", clip,
+                                 f"{_describe(emotion)}: salience {_fmt(salience)} is outside 0-100 (percent)"))
+            clean = False
+    if clean and pairs:
+        values = [s for _, s in pairs]
+        shown = "/".join(_fmt(v) for v in values)
+        if all(v <= 1 for v in values) and any(v > 0 for v in values):
+            percent = "/".join(_fmt(round(v * 100, 6)) for v in values)
+            what = f"saliences {shown} look like fractions" if len(values) > 1 else \
+                f"salience {shown} looks like a fraction"
+            found.append(Finding("salience_fraction", clip, f"{what}; the challenge wants percent ({percent})"))
+        elif sum(round(v) for v in values) != 100:
+            total = sum(round(v) for v in values)
+            found.append(Finding("salience_sum", clip, f"saliences {shown} sum to {total} after rounding to whole "
+                                 "percent, not 100"))
+    # The scorer never reads a salience it does not need; keep a placeholder there so nothing else does either.
+    normalised = [(e, None if s is _MISSING or not (_is_number(s) or isinstance(s, bool)) else s) for e, s in pairs]
+    return normalised, found
+
+
+def check_submission(
+    raw: RawSubmission,
+    references: Mapping[str, Sequence] | None = None,
+    expected: Iterable[str] | None = None,
+    lenient: bool = False,
+) -> CheckedSubmission:
+    """Check a read submission, strictly or leniently (see the module docstring).
+
+    ``references`` (clip id -> reference clip) gives the expected clips and which are blends; ``expected``
+    (clip ids) gives the clips alone, as ``blemore validate --against`` does. With neither, only the format is
+    checked. Clip ids never carry the ``.mov`` suffix here.
+    """
+    findings = list(raw.findings)
+    expected_ids = list(references) if references is not None else (list(expected) if expected is not None else None)
+    expected_set = set(expected_ids) if expected_ids is not None else None
+    seen: dict[str, str] = {}
+    predictions: dict[str, list[tuple[Any, Any]]] = {}
+    for key, value in raw.clips:
+        clip = clip_key(key)
+        if clip in seen:
+            findings.append(Finding("duplicate_clip", clip, f"given twice, as {seen[clip]!r} and {key!r}",
+                                    lenient_ok=False))
+            predictions.pop(clip, None)
+            continue
+        seen[clip] = key
+        if expected_set is not None and clip not in expected_set:
+            findings.append(Finding("unknown_clip", clip, "not a clip of the references", lenient_ok=False))
+            continue
+        truth = references.get(clip) if references is not None else None
+        pairs, clip_findings = check_clip(clip, value, None if truth is None else len(truth) == 2)
+        findings.extend(clip_findings)
+        if pairs is not None:
+            predictions[clip] = pairs
+    missing = [c for c in expected_ids if c not in seen] if expected_ids is not None else []
+    findings.extend(Finding("missing_clip", c, "missing from the submission") for c in missing)
+
+    problems = [f for f in findings if not (lenient and f.lenient_ok)]
+    tolerated = [f for f in findings if lenient and f.lenient_ok]
+    if not problems and not predictions:
+        what = "no clip of the references is in the submission" if expected_ids else "the submission lists no clip"
+        problems.append(Finding("empty", None, f"{what}: nothing to score", lenient_ok=False))
+    return CheckedSubmission(raw.source, lenient, predictions, problems, tolerated, missing)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def submission_document(predictions: Mapping[str, Sequence]) -> dict:
+    """The challenge's JSON document: keys as ``<clip>.mov`` (the template's spelling), saliences as floats."""
+    from blemore_toolkit.challenge import clip_pairs
+
+    return {
+        "predictions": {
+            f"{clip_key(clip)}.mov": [{"emotion": str(e), "salience": float(s)} for e, s in clip_pairs(entries)]
+            for clip, entries in predictions.items()
+        }
+    }
+
+
+def write_submission(predictions: Mapping[str, Sequence], path: str | os.PathLike,
+                     member: str = SUBMISSION_MEMBER) -> Path:
+    """Write predictions as the challenge's JSON, or as the upload zip (``member`` inside) when ``path`` ends in .zip.
+
+    ``predictions`` maps clip ids (with or without ``.mov``) to ``[{"emotion", "salience"}]`` lists or
+    ``[(emotion, salience)]`` pairs. Nothing is checked here: run ``check_submission`` first.
+    """
+    path = Path(path)
+    text = json.dumps(submission_document(predictions), indent=4) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(member, text)
+        path.write_bytes(buffer.getvalue())
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path

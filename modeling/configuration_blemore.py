@@ -1,0 +1,204 @@
+"""Configuration of BLEMORE models: which encoders, how they are fused, what is learned and how it is decoded.
+
+Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` import).
+"""
+
+from typing import Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from .decoding_blemore import (
+    BLEMORE_BLEND_FRACTION,
+    BLEND_PAIRS,
+    DECODERS,
+    EMOTIONS,
+    OUTCOME_NAMES,
+    OUTCOMES,
+    SALIENCE_LEVELS,
+    resolve_outcome_prior,
+)
+
+#: Names of the two encoder inputs; a precomputed feature input may not reuse the name of an encoder it sits beside.
+ENCODER_MODALITIES: tuple[str, ...] = ("video", "audio")
+
+
+@strict
+class BlemoreConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`BlemoreModel`] and [`BlemoreForBlendedEmotionRecognition`].
+
+    A BLEMORE model encodes each available modality into one vector, fuses the vectors and predicts six emotion
+    logits (``ang disg fea hap sad neu``; ``id2label``/``label2id`` hold them). Modalities come from any mix of:
+
+    - a video encoder built from ``video_config`` (any transformers video model config: VideoMAE, TimeSformer,
+      ViViT, V-JEPA 2, ...), fed ``pixel_values_videos``;
+    - an audio encoder built from ``audio_config`` (any speech model config: WavLM, HuBERT, Wav2Vec2, ...), fed
+      ``input_values`` and ``attention_mask``;
+    - precomputed feature vectors named in ``feature_sizes`` (e.g. ``{"video": 768, "audio": 1024}``), fed as
+      ``features``.
+
+    Args:
+        video_config (`PreTrainedConfig` or `dict`, *optional*):
+            Config of the video encoder; None for a model without one.
+        audio_config (`PreTrainedConfig` or `dict`, *optional*):
+            Config of the audio encoder; None for a model without one.
+        feature_sizes (`dict[str, int]`, *optional*):
+            Name → width of each precomputed feature input, in the order a concatenated ``features`` tensor holds
+            them. A name may not be ``"video"``/``"audio"`` when that encoder is also configured.
+        fusion (`str`, *optional*, defaults to `"gated"`):
+            ``"concat"`` (concatenate the projected modality vectors), ``"gated"`` (a learned per-dimension softmax
+            gate over modalities) or ``"cross_attention"`` (each modality's pooled vector attends over the token
+            sequences of the other modalities, then the results are concatenated).
+        fusion_hidden_size (`int`, *optional*, defaults to 256):
+            Width every modality is projected to before fusion.
+        fusion_num_heads (`int`, *optional*, defaults to 4):
+            Attention heads of the cross-attention fusion.
+        head_hidden_sizes (`list[int]`, *optional*, defaults to `(256,)`):
+            Hidden layers of the classification MLP after fusion (empty: a linear head).
+        dropout (`float`, *optional*, defaults to 0.1):
+            Dropout in the projections, the fusion and the head.
+        audio_hidden_layers (`str` or `list[int]`, *optional*, defaults to `"last"`):
+            Which audio encoder hidden states to use: ``"last"``, ``"all"`` or a list of indices into
+            ``hidden_states`` (0 is the input of the first transformer layer). Challenge entries found middle
+            layers best for non-verbal vocalisations, e.g. ``list(range(6, 13))`` for a 12-layer base model.
+            Selecting layers turns the audio encoder's LayerDrop off (skipped layers would shift the selection).
+        audio_layer_aggregation (`str`, *optional*, defaults to `"weighted"`):
+            How several selected layers are combined: ``"weighted"`` (learned softmax weights, initialised equal)
+            or ``"mean"``.
+        freeze_video_encoder (`bool`, *optional*, defaults to `False`):
+            Keep the video encoder's weights fixed during training.
+        freeze_audio_encoder (`bool`, *optional*, defaults to `False`):
+            Keep the whole audio encoder fixed.
+        freeze_audio_feature_encoder (`bool`, *optional*, defaults to `False`):
+            Keep only the audio encoder's convolutional waveform front end fixed (common when fine-tuning
+            wav2vec2-style models on little data).
+        objective (`str`, *optional*, defaults to `"soft_kl"`):
+            ``"soft_kl"``: the paper's objective, KL divergence from the soft target (saliences as proportions over
+            the six emotions) to the softmax of the six logits. ``"outcome"``: cross-entropy over the 36 outcomes
+            (a 36-way head; ``logits`` then hold the log of the implied emotion proportions).
+        decoder (`str`, *optional*, defaults to `"thresholds"`):
+            How probabilities become ``[{"emotion", "salience"}]``: ``"thresholds"`` (the paper's α/β rule) or
+            ``"expected_score"`` (the outcome maximising the expected challenge score). See ``decoding_blemore``.
+        presence_threshold (`float`, *optional*, defaults to 0.15):
+            α of the threshold decoder: the second emotion is present when its probability reaches α. The default
+            lies halfway between what the soft targets give the second emotion of a single (0) and of the weakest
+            blend partner (0.3).
+        salience_threshold (`float`, *optional*, defaults to 0.2):
+            β of the threshold decoder: a blend is 50/50 when its two probabilities differ by at most β (halfway
+            between the 50/50 and the 70/30 targets).
+        blend_fraction (`float`, *optional*, defaults to 1660/3050):
+            Expected fraction of blended clips, which sets the weight of salience accuracy per clip in the
+            expected-score decoder.
+        outcome_temperature (`float`, *optional*, defaults to 1.0):
+            Temperature when six emotion probabilities are turned into an outcome distribution (soft_kl models).
+        outcome_prior (`str` or `list[float]`, *optional*, defaults to `"blemore"`):
+            Prior over the 36 outcomes for that conversion: ``"blemore"`` (the released label frequencies),
+            ``"uniform"`` or 36 weights in ``OUTCOMES`` order.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the initial weights of the new (non-encoder) layers.
+    """
+
+    model_type = "blemore"
+    sub_configs_defaults = {
+        "video_config": SubConfigSpec(config_class=AutoConfig, model_type="videomae", optional=True),
+        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="wavlm", optional=True),
+    }
+    # Keep Trainer predictions to the logits (and outcome logits): embeddings are for feature extraction.
+    keys_to_ignore_at_inference = ["fused_embeds", "modality_embeds", "video_embeds", "audio_embeds"]
+
+    #: The label space, mirrored from ``blemore.py`` (a test checks they are equal).
+    emotions = EMOTIONS
+    blend_pairs = BLEND_PAIRS
+    salience_levels = SALIENCE_LEVELS
+    outcomes = OUTCOMES
+    outcome_names = OUTCOME_NAMES
+
+    video_config: PreTrainedConfig | dict | None = None
+    audio_config: PreTrainedConfig | dict | None = None
+    feature_sizes: dict[str, int] | None = None
+    fusion: Literal["concat", "gated", "cross_attention"] = "gated"
+    fusion_hidden_size: int = 256
+    fusion_num_heads: int = 4
+    head_hidden_sizes: list[int] | tuple[int, ...] = (256,)
+    dropout: float | int = 0.1
+    audio_hidden_layers: Literal["last", "all"] | list[int] | tuple[int, ...] = "last"
+    audio_layer_aggregation: Literal["weighted", "mean"] = "weighted"
+    freeze_video_encoder: bool = False
+    freeze_audio_encoder: bool = False
+    freeze_audio_feature_encoder: bool = False
+    objective: Literal["soft_kl", "outcome"] = "soft_kl"
+    decoder: Literal["thresholds", "expected_score"] = "thresholds"
+    presence_threshold: float | int = 0.15
+    salience_threshold: float | int = 0.2
+    blend_fraction: float | int = BLEMORE_BLEND_FRACTION
+    outcome_temperature: float | int = 1.0
+    outcome_prior: Literal["blemore", "uniform"] | list[float] | tuple[float, ...] = "blemore"
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        if self.id2label is None:
+            self.id2label = dict(enumerate(EMOTIONS))
+        if self.label2id is None:
+            self.label2id = {label: index for index, label in self.id2label.items()}
+        super().__post_init__(**kwargs)
+
+    @property
+    def modality_names(self) -> list[str]:
+        """Fusion inputs in order: ``video`` and ``audio`` encoders (when configured), then the feature inputs."""
+        names = [name for name in ENCODER_MODALITIES if getattr(self, f"{name}_config") is not None]
+        return names + list(self.feature_sizes or {})
+
+    @property
+    def decoding_parameters(self) -> dict:
+        """Keyword arguments of ``decoding_blemore.decode_outcomes`` as stored in this config."""
+        return {
+            "decoder": self.decoder,
+            "presence_threshold": float(self.presence_threshold),
+            "salience_threshold": float(self.salience_threshold),
+            "blend_fraction": float(self.blend_fraction),
+            "outcome_temperature": float(self.outcome_temperature),
+            "outcome_prior": self.outcome_prior if isinstance(self.outcome_prior, str) else list(self.outcome_prior),
+        }
+
+    def validate_blemore(self):
+        """Reject settings the model cannot build or decode with, at construction and before saving."""
+        if tuple(self.id2label[i] for i in range(len(self.id2label))) != EMOTIONS:
+            raise ValueError(f"id2label must map 0..5 to {EMOTIONS} (the order of every emotion vector)")
+        for name, size in (self.feature_sizes or {}).items():
+            if name in ENCODER_MODALITIES and getattr(self, f"{name}_config") is not None:
+                raise ValueError(f"feature input {name!r} clashes with the {name} encoder; give it another name")
+            if int(size) <= 0:
+                raise ValueError(f"feature input {name!r} needs a positive size, got {size}")
+        if self.fusion == "cross_attention" and self.fusion_hidden_size % self.fusion_num_heads:
+            raise ValueError(
+                f"fusion_hidden_size ({self.fusion_hidden_size}) must be divisible by "
+                f"fusion_num_heads ({self.fusion_num_heads})"
+            )
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.audio_hidden_layers, str) and not self.audio_hidden_layers:
+            raise ValueError("audio_hidden_layers must be 'last', 'all' or a non-empty list of layer indices")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if not 0 < self.blend_fraction <= 1:
+            raise ValueError(f"blend_fraction must be in (0, 1], got {self.blend_fraction}")
+        if self.outcome_temperature <= 0:
+            raise ValueError(f"outcome_temperature must be positive, got {self.outcome_temperature}")
+        resolve_outcome_prior(self.outcome_prior)
+
+    @classmethod
+    def from_backbone_configs(
+        cls,
+        video_config: PreTrainedConfig | None = None,
+        audio_config: PreTrainedConfig | None = None,
+        **kwargs,
+    ) -> "BlemoreConfig":
+        """A config composing the given encoder configs (either may be None) with the other settings in kwargs."""
+        return cls(video_config=video_config, audio_config=audio_config, **kwargs)
+
+
+BlemoreConfig.register_for_auto_class()
+
+__all__ = ["BlemoreConfig"]

@@ -1,0 +1,597 @@
+"""BLEMORE models: any transformers video and/or audio encoder (or precomputed features) → fusion → six emotions.
+
+- ``BlemoreModel``: encoders, pooling, per-modality projection and fusion; returns embeddings.
+- ``BlemoreForBlendedEmotionRecognition``: adds the classification head, the training objectives (the paper's
+  soft-label KL over six emotions, or 36-way outcome cross-entropy) and decoding into challenge predictions with
+  the parameters stored in the config.
+
+Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` import).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput, logging
+
+from .configuration_blemore import BlemoreConfig
+from .decoding_blemore import EMOTIONS, OUTCOME_TARGETS, OUTCOMES, decode_outcomes, outcomes_to_predictions, softmax
+
+logger = logging.get_logger(__name__)
+
+# Auto classes a saved model is registered under. AutoModel gives the full model with its head: a shared BLEMORE
+# checkpoint exists to predict emotions (the headless BlemoreModel loads from the same files by its class).
+AUTO_MODEL_CLASSES: tuple[str, ...] = (
+    "AutoModel",
+    "AutoModelForVideoClassification",
+    "AutoModelForAudioClassification",
+)
+
+
+@dataclass
+class BlemoreModelOutput(ModelOutput):
+    r"""
+    Embeddings of a BLEMORE model.
+
+    Args:
+        fused_embeds (`torch.FloatTensor` of shape `(batch_size, fused_size)`):
+            The fused representation the head classifies (`fused_size` is `fusion_hidden_size` for gated fusion,
+            `num_modalities * fusion_hidden_size` for concat and cross-attention).
+        modality_embeds (`torch.FloatTensor` of shape `(batch_size, num_modalities, fusion_hidden_size)`):
+            Each modality after pooling and projection, in `config.modality_names` order.
+        video_embeds (`torch.FloatTensor` of shape `(batch_size, video_hidden_size)`, *optional*):
+            The video encoder's output, mean-pooled over tokens (None without a video encoder).
+        audio_embeds (`torch.FloatTensor` of shape `(batch_size, audio_hidden_size)`, *optional*):
+            The audio encoder's selected hidden layers, combined and mean-pooled over the valid frames (None without
+            an audio encoder).
+    """
+
+    fused_embeds: torch.FloatTensor | None = None
+    modality_embeds: torch.FloatTensor | None = None
+    video_embeds: torch.FloatTensor | None = None
+    audio_embeds: torch.FloatTensor | None = None
+
+
+@dataclass
+class BlemoreOutput(ModelOutput):
+    r"""
+    Output of [`BlemoreForBlendedEmotionRecognition`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
+            The configured objective: soft-label KL divergence (`"soft_kl"`) or outcome cross-entropy (`"outcome"`).
+        logits (`torch.FloatTensor` of shape `(batch_size, 6)`):
+            Emotion logits in `config.id2label` order (`ang disg fea hap sad neu`); their softmax is the predicted
+            salience proportion of each emotion. With the `"outcome"` objective they are the log of the proportions
+            implied by the outcome distribution.
+        outcome_logits (`torch.FloatTensor` of shape `(batch_size, 36)`, *optional*):
+            Logits over the 36 outcomes (`config.outcome_names` order); only with the `"outcome"` objective.
+        fused_embeds, modality_embeds, video_embeds, audio_embeds:
+            As in [`BlemoreModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    outcome_logits: torch.FloatTensor | None = None
+    fused_embeds: torch.FloatTensor | None = None
+    modality_embeds: torch.FloatTensor | None = None
+    video_embeds: torch.FloatTensor | None = None
+    audio_embeds: torch.FloatTensor | None = None
+
+
+class BlemoreProjection(nn.Module):
+    """Normalise a modality's pooled vector and map it to the shared fusion width."""
+
+    def __init__(self, input_size: int, output_size: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(input_size)
+        self.linear = nn.Linear(input_size, output_size)
+        self.activation = nn.GELU()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.activation(self.linear(self.norm(hidden))))
+
+
+class BlemoreLayerWeights(nn.Module):
+    """Learned softmax weights over selected hidden layers of the audio encoder (starting equal)."""
+
+    def __init__(self, num_layers: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(num_layers))
+
+    def forward(self, layers: torch.Tensor) -> torch.Tensor:
+        # layers: (num_layers, batch, frames, hidden)
+        return torch.einsum("l,lbth->bth", self.logits.softmax(dim=0), layers)
+
+
+class BlemoreGatedFusion(nn.Module):
+    """A per-dimension softmax gate over modalities, computed from all of them: the model learns which modality
+    to trust for each feature and can lean on audio where the face is uninformative and vice versa."""
+
+    def __init__(self, num_modalities: int, hidden_size: int, dropout: float):
+        super().__init__()
+        self.num_modalities, self.hidden_size = num_modalities, hidden_size
+        self.dropout = nn.Dropout(dropout)
+        self.gate = nn.Linear(num_modalities * hidden_size, num_modalities * hidden_size)
+
+    def forward(self, modality_embeds: torch.Tensor, tokens, masks) -> torch.Tensor:
+        batch_size = modality_embeds.shape[0]
+        gates = self.gate(self.dropout(modality_embeds.flatten(1)))
+        gates = gates.view(batch_size, self.num_modalities, self.hidden_size).softmax(dim=1)
+        return (gates * modality_embeds).sum(dim=1)
+
+
+class BlemoreCrossAttentionFusion(nn.Module):
+    """Each modality's pooled vector queries the token sequences of the other modalities (its own when alone),
+    so a modality can pick out the moments of the other that matter (e.g. a laugh for a smile)."""
+
+    def __init__(self, config: BlemoreConfig, token_sizes: dict[str, int]):
+        super().__init__()
+        hidden_size = config.fusion_hidden_size
+        self.num_heads, self.dropout_p = config.fusion_num_heads, config.dropout
+        self.token_projections = nn.ModuleDict(
+            {name: nn.Linear(size, hidden_size) for name, size in token_sizes.items()}
+        )
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.output = nn.Linear(hidden_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.names = list(token_sizes)
+
+    def _heads(self, hidden: torch.Tensor) -> torch.Tensor:
+        batch_size, length, width = hidden.shape
+        return hidden.view(batch_size, length, self.num_heads, width // self.num_heads).transpose(1, 2)
+
+    def forward(self, modality_embeds: torch.Tensor, tokens: dict, masks: dict) -> torch.Tensor:
+        memories = {name: self.token_projections[name](tokens[name]) for name in self.names}
+        fused = []
+        for index, name in enumerate(self.names):
+            others = [other for other in self.names if other != name] or [name]
+            memory = torch.cat([memories[other] for other in others], dim=1)
+            valid = torch.cat([masks[other] for other in others], dim=1)  # (batch, keys), True = attend
+            query = modality_embeds[:, index : index + 1]
+            attended = F.scaled_dot_product_attention(
+                self._heads(self.query(query)),
+                self._heads(self.key(memory)),
+                self._heads(self.value(memory)),
+                attn_mask=valid[:, None, None, :],
+                dropout_p=self.dropout_p if self.training else 0.0,
+            )
+            attended = self.output(attended.transpose(1, 2).flatten(2))
+            fused.append(self.norm(query + self.dropout(attended)).squeeze(1))
+        return torch.cat(fused, dim=-1)
+
+
+class BlemorePreTrainedModel(PreTrainedModel):
+    config_class = BlemoreConfig
+    base_model_prefix = "blemore"
+    main_input_name = "pixel_values_videos"
+    input_modalities = ("video", "audio")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    #: Auto classes a saved checkpoint of this class answers to (written into ``auto_map``).
+    _auto_classes_saved: tuple[str, ...] = ("AutoModel",)
+
+    def _init_weights(self, module):
+        """Only the BLEMORE layers: encoders are PreTrainedModels and initialise themselves (or load weights)."""
+        std = self.config.initializer_range
+        if isinstance(module, BlemoreLayerWeights):
+            init.zeros_(module.logits)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as usual; for remote code, list every Auto class the checkpoint supports in ``auto_map``.
+
+        ``register_for_auto_class`` records only the class being saved; a Hub user should also reach the model
+        through the other task classes and the processor through ``AutoProcessor``.
+        """
+        if self._auto_class is not None:
+            module = type(self).__module__.rsplit(".", 1)[-1]
+            package = module.replace("modeling_", "", 1)
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.setdefault("AutoConfig", f"configuration_{package}.{type(self.config).__name__}")
+            for auto_class in self._auto_classes_saved:
+                auto_map[auto_class] = f"{module}.{type(self).__name__}"
+            auto_map.setdefault("AutoProcessor", f"processing_{package}.BlemoreProcessor")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+def _forward_parameter_names(module: nn.Module) -> set[str]:
+    return set(inspect.signature(module.forward).parameters)
+
+
+class BlemoreModel(BlemorePreTrainedModel):
+    """Encoders, pooling, projection and fusion of a BLEMORE model (no head): returns [`BlemoreModelOutput`]."""
+
+    def __init__(self, config: BlemoreConfig):
+        super().__init__(config)
+        if not config.modality_names:
+            raise ValueError("a BLEMORE model needs a video_config, an audio_config or feature_sizes")
+        self.video_encoder = AutoModel.from_config(config.video_config) if config.video_config is not None else None
+        self.audio_encoder = AutoModel.from_config(config.audio_config) if config.audio_config is not None else None
+
+        # Video models name their input pixel_values (VideoMAE, TimeSformer, ViViT) or pixel_values_videos (V-JEPA 2).
+        self._video_input_name, self._video_extra_inputs = None, {}
+        if self.video_encoder is not None:
+            accepted = _forward_parameter_names(self.video_encoder)
+            self._video_input_name = "pixel_values_videos" if "pixel_values_videos" in accepted else "pixel_values"
+            if "skip_predictor" in accepted:  # V-JEPA 2: only its encoder's output is wanted
+                self._video_extra_inputs["skip_predictor"] = True
+
+        self._audio_layers = self._resolve_audio_layers(config) if self.audio_encoder is not None else None
+        if self._audio_layers is not None and getattr(config.audio_config, "layerdrop", 0.0) > 0:
+            # LayerDrop skips whole layers during training, which would shift the hidden states being selected.
+            logger.info("audio_hidden_layers selects layers: LayerDrop of the audio encoder is turned off")
+            config.audio_config.layerdrop = 0.0
+        self.audio_layer_weights = None
+        if (
+            self._audio_layers is not None
+            and len(self._audio_layers) > 1
+            and config.audio_layer_aggregation == "weighted"
+        ):
+            self.audio_layer_weights = BlemoreLayerWeights(len(self._audio_layers))
+
+        token_sizes = {}
+        if self.video_encoder is not None:
+            token_sizes["video"] = config.video_config.hidden_size
+        if self.audio_encoder is not None:
+            token_sizes["audio"] = config.audio_config.hidden_size
+        token_sizes.update({name: int(size) for name, size in (config.feature_sizes or {}).items()})
+        self.projections = nn.ModuleDict(
+            {
+                name: BlemoreProjection(size, config.fusion_hidden_size, config.dropout)
+                for name, size in token_sizes.items()
+            }
+        )
+        num_modalities = len(token_sizes)
+        if config.fusion == "gated":
+            self.fusion = BlemoreGatedFusion(num_modalities, config.fusion_hidden_size, config.dropout)
+            self.fused_size = config.fusion_hidden_size
+        elif config.fusion == "cross_attention":
+            self.fusion = BlemoreCrossAttentionFusion(config, token_sizes)
+            self.fused_size = num_modalities * config.fusion_hidden_size
+        else:
+            self.fusion = None
+            self.fused_size = num_modalities * config.fusion_hidden_size
+
+        self.post_init()
+        self._apply_freezing()
+
+    @staticmethod
+    def _resolve_audio_layers(config: BlemoreConfig) -> list[int] | None:
+        """Indices into the audio encoder's hidden_states, or None for its last_hidden_state."""
+        choice = config.audio_hidden_layers
+        if choice == "last":
+            return None
+        num_states = config.audio_config.num_hidden_layers + 1  # the transformer input, then every layer's output
+        if choice == "all":
+            return list(range(num_states))
+        layers = [index + num_states if index < 0 else index for index in choice]
+        if any(not 0 <= index < num_states for index in layers):
+            raise ValueError(
+                f"audio_hidden_layers {list(choice)} out of range: the audio encoder has {num_states} hidden states "
+                f"(0 = input of the first layer, {num_states - 1} = last layer)"
+            )
+        return layers
+
+    def _apply_freezing(self):
+        if self.config.freeze_video_encoder and self.video_encoder is not None:
+            self.video_encoder.requires_grad_(False)
+        if self.audio_encoder is not None:
+            if self.config.freeze_audio_encoder:
+                self.audio_encoder.requires_grad_(False)
+            elif self.config.freeze_audio_feature_encoder:
+                if not hasattr(self.audio_encoder, "freeze_feature_encoder"):
+                    raise ValueError(
+                        f"freeze_audio_feature_encoder: {type(self.audio_encoder).__name__} has no waveform feature "
+                        "encoder to freeze"
+                    )
+                self.audio_encoder.freeze_feature_encoder()
+
+    def train(self, mode: bool = True):
+        """Frozen encoders stay in eval mode (no dropout), so they act as the fixed feature extractors they are."""
+        super().train(mode)
+        if self.video_encoder is not None and self.config.freeze_video_encoder:
+            self.video_encoder.eval()
+        if self.audio_encoder is not None and self.config.freeze_audio_encoder:
+            self.audio_encoder.eval()
+        return self
+
+    def _audio_frame_mask(self, attention_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Sample-level attention mask → frame-level validity (batch, num_frames) of the audio encoder's output."""
+        if hasattr(self.audio_encoder, "_get_feat_extract_output_lengths"):
+            lengths = self.audio_encoder._get_feat_extract_output_lengths(attention_mask.sum(-1))
+        else:  # any other encoder: assume a uniform stride over the padded input
+            lengths = torch.ceil(attention_mask.sum(-1) * num_frames / attention_mask.shape[-1])
+        lengths = lengths.clamp(min=1, max=num_frames)
+        return torch.arange(num_frames, device=attention_mask.device)[None, :] < lengths[:, None]
+
+    def _encode_video(self, pixel_values_videos: torch.Tensor):
+        output = self.video_encoder(**{self._video_input_name: pixel_values_videos}, **self._video_extra_inputs)
+        tokens = output.last_hidden_state
+        return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+
+    def _encode_audio(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None):
+        wants_layers = self._audio_layers is not None
+        output = self.audio_encoder(input_values, attention_mask=attention_mask, output_hidden_states=wants_layers)
+        if not wants_layers:
+            tokens = output.last_hidden_state
+        else:
+            layers = torch.stack([output.hidden_states[index] for index in self._audio_layers])
+            tokens = self.audio_layer_weights(layers) if self.audio_layer_weights is not None else layers.mean(0)
+        if attention_mask is None:
+            mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        else:
+            mask = self._audio_frame_mask(attention_mask, tokens.shape[1])
+        return tokens, mask
+
+    def _split_features(self, features) -> dict[str, torch.Tensor]:
+        sizes = {name: int(size) for name, size in (self.config.feature_sizes or {}).items()}
+        if features is None:
+            raise ValueError(f"this model needs `features` for its feature inputs {list(sizes)}")
+        if isinstance(features, dict):
+            missing = [name for name in sizes if name not in features]
+            if missing:
+                raise ValueError(f"`features` lacks {missing} (the model's feature inputs are {list(sizes)})")
+            return {name: features[name] for name in sizes}
+        if features.shape[-1] != sum(sizes.values()):
+            raise ValueError(
+                f"`features` has width {features.shape[-1]}, but the feature inputs {sizes} add up to "
+                f"{sum(sizes.values())} (pass a dict, or the inputs concatenated in that order)"
+            )
+        return dict(zip(sizes, features.split(list(sizes.values()), dim=-1)))
+
+    def forward(
+        self,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        input_values: torch.FloatTensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        features: torch.FloatTensor | dict[str, torch.FloatTensor] | None = None,
+        return_dict: bool | None = None,
+    ) -> BlemoreModelOutput | tuple:
+        r"""
+        Args:
+            pixel_values_videos (`torch.FloatTensor` of shape `(batch_size, num_frames, channels, height, width)`):
+                Frames prepared by the video encoder's processor (see `BlemoreProcessor`). Needed with a video
+                encoder.
+            input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
+                16 kHz waveforms prepared by the audio encoder's feature extractor. Needed with an audio encoder.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, num_samples)`, *optional*):
+                1 for real audio samples, 0 for padding; used by the audio encoder and to pool only real frames.
+            features (`torch.FloatTensor` or `dict[str, torch.FloatTensor]`):
+                Precomputed features: a dict name → `(batch_size, size)` (or `(batch_size, steps, size)`, averaged
+                over steps), or one tensor holding the inputs of `config.feature_sizes` concatenated in order.
+                Needed when `config.feature_sizes` is set.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        tokens, masks = {}, {}
+        video_embeds = audio_embeds = None
+        if self.video_encoder is not None:
+            if pixel_values_videos is None:
+                raise ValueError("this model has a video encoder and needs `pixel_values_videos`")
+            tokens["video"], masks["video"] = self._encode_video(pixel_values_videos)
+        if self.audio_encoder is not None:
+            if input_values is None:
+                raise ValueError("this model has an audio encoder and needs `input_values`")
+            tokens["audio"], masks["audio"] = self._encode_audio(input_values, attention_mask)
+        if self.config.feature_sizes:
+            for name, values in self._split_features(features).items():
+                values = values.to(self.projections[name].linear.weight.dtype)
+                tokens[name] = values[:, None, :] if values.dim() == 2 else values
+                masks[name] = torch.ones(tokens[name].shape[:2], dtype=torch.bool, device=values.device)
+
+        pooled = {name: _masked_mean(tokens[name], masks[name]) for name in tokens}
+        if "video" in pooled and self.video_encoder is not None:
+            video_embeds = pooled["video"]
+        if "audio" in pooled and self.audio_encoder is not None:
+            audio_embeds = pooled["audio"]
+        modality_embeds = torch.stack([self.projections[name](pooled[name]) for name in self.projections], dim=1)
+        if self.fusion is None:
+            fused_embeds = modality_embeds.flatten(1)
+        else:
+            fused_embeds = self.fusion(modality_embeds, tokens, masks)
+
+        output = BlemoreModelOutput(
+            fused_embeds=fused_embeds,
+            modality_embeds=modality_embeds,
+            video_embeds=video_embeds,
+            audio_embeds=audio_embeds,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+_OUTCOME_TARGETS = torch.tensor(OUTCOME_TARGETS.tolist())
+
+
+def _outcome_targets(like: torch.Tensor) -> torch.Tensor:
+    """(36, 6) soft targets of the outcomes, as a constant (not a buffer: loading initialises buffers lazily)."""
+    return _OUTCOME_TARGETS.to(dtype=like.dtype, device=like.device)
+
+
+def _masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class BlemoreForBlendedEmotionRecognition(BlemorePreTrainedModel):
+    """A BLEMORE model with its classification head, objectives and decoding.
+
+    Example (tiny random encoders; use `from_pretrained_backbones` for real ones):
+
+    ```python
+    >>> from transformers import VideoMAEConfig, WavLMConfig
+    >>> config = BlemoreConfig(video_config=VideoMAEConfig(...), audio_config=WavLMConfig(...))
+    >>> model = BlemoreForBlendedEmotionRecognition(config)
+    >>> outputs = model(pixel_values_videos=..., input_values=..., attention_mask=..., labels=soft_targets)
+    >>> model.decode(outputs)  # [[{"emotion": "ang", "salience": 70.0}, {"emotion": "hap", "salience": 30.0}], ...]
+    ```
+    """
+
+    # The loss is a mean over the batch computed here; the Trainer must not rescale it (see transformers' docs).
+    accepts_loss_kwargs = False
+    _auto_classes_saved = AUTO_MODEL_CLASSES
+
+    def __init__(self, config: BlemoreConfig):
+        super().__init__(config)
+        self.blemore = BlemoreModel(config)
+        layers, size = [], self.blemore.fused_size
+        for hidden_size in config.head_hidden_sizes:
+            layers += [nn.Dropout(config.dropout), nn.Linear(size, hidden_size), nn.GELU()]
+            size = hidden_size
+        num_outputs = len(OUTCOMES) if config.objective == "outcome" else len(EMOTIONS)
+        layers += [nn.Dropout(config.dropout), nn.Linear(size, num_outputs)]
+        self.head = nn.Sequential(*layers)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        input_values: torch.FloatTensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        features: torch.FloatTensor | dict[str, torch.FloatTensor] | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> BlemoreOutput | tuple:
+        r"""
+        Args:
+            pixel_values_videos, input_values, attention_mask, features:
+                As in [`BlemoreModel.forward`].
+            labels (`torch.FloatTensor` of shape `(batch_size, 6)` or `torch.LongTensor` of shape `(batch_size,)`):
+                Either the soft target (saliences as proportions in `EMOTIONS` order, the dataset's `soft_target`
+                column) or the outcome index (0-35, the dataset's `outcome` column). Both objectives accept both:
+                `"soft_kl"` turns an outcome index into its soft target; `"outcome"` maps a soft target to its
+                outcome (it must be one of the 36 exactly).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        base = self.blemore(
+            pixel_values_videos=pixel_values_videos,
+            input_values=input_values,
+            attention_mask=attention_mask,
+            features=features,
+            return_dict=True,
+        )
+        head_output = self.head(base.fused_embeds)
+        if self.config.objective == "outcome":
+            outcome_logits = head_output
+            emotion_probs = outcome_logits.softmax(-1) @ _outcome_targets(outcome_logits)
+            logits = emotion_probs.clamp(min=torch.finfo(emotion_probs.dtype).tiny).log()
+        else:
+            outcome_logits, logits = None, head_output
+
+        loss = self.compute_loss(logits, outcome_logits, labels) if labels is not None else None
+        output = BlemoreOutput(
+            loss=loss,
+            logits=logits,
+            outcome_logits=outcome_logits,
+            fused_embeds=base.fused_embeds,
+            modality_embeds=base.modality_embeds,
+            video_embeds=base.video_embeds,
+            audio_embeds=base.audio_embeds,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def compute_loss(
+        self, logits: torch.Tensor, outcome_logits: torch.Tensor | None, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """The configured objective, a mean over the batch (see `forward` for the accepted label forms)."""
+        targets = _outcome_targets(logits)
+        if self.config.objective == "outcome":
+            if labels.is_floating_point():
+                distance = (labels[:, None, :].to(targets.dtype) - targets[None]).abs().sum(-1)
+                closest = distance.min(dim=-1)
+                if (closest.values > 1e-3).any():
+                    raise ValueError("labels: a soft target is not one of the 36 BLEMORE outcomes")
+                labels = closest.indices
+            return F.cross_entropy(outcome_logits, labels.long())
+        soft_targets = targets[labels.long()] if not labels.is_floating_point() else labels.to(logits.dtype)
+        return F.kl_div(logits.log_softmax(-1), soft_targets, reduction="batchmean")
+
+    def decode_outcomes(self, outputs=None, *, logits=None, outcome_logits=None):
+        """Outcome indices (numpy, one per clip) with the config's decoder and parameters.
+
+        Pass a model output, or `logits` (and, for `"outcome"` models, `outcome_logits`) as tensors or arrays.
+        The 36-way probabilities are used when available, so nothing the model knows is thrown away.
+        """
+        if outputs is not None:
+            logits, outcome_logits = outputs["logits"], outputs.get("outcome_logits")
+        probabilities = softmax(outcome_logits) if outcome_logits is not None else softmax(logits)
+        return decode_outcomes(probabilities, **self.config.decoding_parameters)
+
+    def decode(self, outputs=None, *, logits=None, outcome_logits=None) -> list[list[dict]]:
+        """Challenge predictions `[{"emotion", "salience"}]` per clip with the config's decoder and parameters."""
+        return outcomes_to_predictions(self.decode_outcomes(outputs, logits=logits, outcome_logits=outcome_logits))
+
+    @classmethod
+    def from_pretrained_backbones(
+        cls,
+        video_backbone: str | None = None,
+        audio_backbone: str | None = None,
+        *,
+        freeze_video_encoder: bool = False,
+        freeze_audio_encoder: bool = False,
+        freeze_audio_feature_encoder: bool = False,
+        backbone_kwargs: dict | None = None,
+        **config_kwargs,
+    ) -> BlemoreForBlendedEmotionRecognition:
+        """A new BLEMORE model on pretrained encoders given by Hub name or local path (either may be None).
+
+        The encoders keep their pretrained weights; projection, fusion and head are freshly initialised.
+        `backbone_kwargs` go to both `from_pretrained` calls (e.g. `revision`, `cache_dir`, `local_files_only`);
+        other keyword arguments are `BlemoreConfig` settings (`fusion`, `objective`, `feature_sizes`, ...).
+        A video checkpoint saved with a classification head (e.g. a Kinetics fine-tune) loads as its encoder.
+        """
+        backbone_kwargs = dict(backbone_kwargs or {})
+        encoders = {}
+        for name, source in (("video", video_backbone), ("audio", audio_backbone)):
+            if source is not None:
+                encoders[name] = AutoModel.from_pretrained(source, **backbone_kwargs)
+        config = BlemoreConfig(
+            video_config=encoders["video"].config if "video" in encoders else None,
+            audio_config=encoders["audio"].config if "audio" in encoders else None,
+            freeze_video_encoder=freeze_video_encoder,
+            freeze_audio_encoder=freeze_audio_encoder,
+            freeze_audio_feature_encoder=freeze_audio_feature_encoder,
+            **config_kwargs,
+        )
+        model = cls(config)
+        for name, encoder in encoders.items():
+            target = getattr(model.blemore, f"{name}_encoder")
+            missing, unexpected = target.load_state_dict(encoder.state_dict(), strict=False)
+            if missing or unexpected:
+                raise ValueError(
+                    f"{name} backbone {video_backbone if name == 'video' else audio_backbone!r}: weights do not fit "
+                    f"the encoder built from its config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+                )
+        model.blemore._apply_freezing()
+        return model
+
+
+BlemoreModel.register_for_auto_class("AutoModel")
+BlemoreForBlendedEmotionRecognition.register_for_auto_class("AutoModelForVideoClassification")
+
+__all__ = [
+    "AUTO_MODEL_CLASSES",
+    "BlemoreForBlendedEmotionRecognition",
+    "BlemoreModel",
+    "BlemoreModelOutput",
+    "BlemoreOutput",
+    "BlemorePreTrainedModel",
+]

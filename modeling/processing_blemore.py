@@ -1,0 +1,376 @@
+"""``BlemoreProcessor``: clips (decoders, files or arrays) → the inputs of a BLEMORE model.
+
+It wraps the encoders' own preprocessing, so a model sees what its backbone was pretrained on:
+
+- video: samples ``num_frames`` frames evenly over the clip (from a torchcodec ``VideoDecoder``, which is what
+  ``datasets.Video`` decodes to, a file, bytes or a frame array), then the video encoder's processor resizes,
+  crops and normalises them → ``pixel_values_videos``;
+- audio: 16 kHz mono waveforms of any length (a ``datasets.Audio`` value, a torchcodec ``AudioDecoder``, a file or
+  an array), optionally cut to ``max_audio_seconds``, padded to the longest clip of the batch by the audio
+  encoder's feature extractor → ``input_values`` and ``attention_mask`` (1 for real samples).
+
+Why not ``transformers.ProcessorMixin``: it requires every sub-processor to be present, and a BLEMORE model may be
+video-only or audio-only. This class keeps the same contract instead: ``save_pretrained`` writes
+``processor_config.json`` (with the sub-processors' settings and, for remote code, an ``auto_map``),
+``from_pretrained`` reads it from a folder or the Hub, ``push_to_hub`` uploads it, and ``AutoProcessor`` loads it
+with ``trust_remote_code=True``.
+
+Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` import).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoVideoProcessor, BatchFeature
+from transformers.dynamic_module_utils import custom_object_save
+from transformers.utils import PushToHubMixin, cached_file
+
+PROCESSOR_CONFIG_NAME = "processor_config.json"
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def frame_indices(num_available: int, num_frames: int) -> np.ndarray:
+    """Indices of ``num_frames`` frames spread evenly over a clip: the centre frame of each of N equal segments.
+
+    Centres rather than segment starts keep the first and last frames (often still or cut) from being favoured;
+    a clip shorter than N frames repeats frames.
+    """
+    if num_available < 1:
+        raise ValueError("cannot sample frames from a video without frames")
+    indices = ((np.arange(num_frames) + 0.5) * num_available / num_frames).astype(np.int64)
+    return np.minimum(indices, num_available - 1)
+
+
+def _channels_first(frames: torch.Tensor) -> torch.Tensor:
+    """(T, H, W, C) or (T, C, H, W) → (T, C, H, W), telling them apart by the 1 or 3 colour channels."""
+    if frames.dim() != 4:
+        raise ValueError(f"expected a video of shape (frames, height, width, channels), got {tuple(frames.shape)}")
+    if frames.shape[-1] in (1, 3) and frames.shape[1] not in (1, 3):
+        return frames.permute(0, 3, 1, 2)
+    return frames
+
+
+def _describe(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, dict) and source.get("path"):
+        return str(source["path"])
+    return type(source).__name__
+
+
+class BlemoreProcessor(PushToHubMixin):
+    """Turns clips into ``pixel_values_videos`` and/or ``input_values`` + ``attention_mask`` for a BLEMORE model.
+
+    Args:
+        video_processor (`BaseVideoProcessor` or a video-capable image processor, *optional*):
+            The video encoder's processor (e.g. ``VideoMAEVideoProcessor``, which needs torchvision, or
+            ``VideoMAEImageProcessorPil``, which does not); None for a model without video.
+        feature_extractor (`SequenceFeatureExtractor`, *optional*):
+            The audio encoder's feature extractor (e.g. ``Wav2Vec2FeatureExtractor``); None for a model without
+            audio.
+        num_frames (`int`, *optional*, defaults to 16):
+            Frames sampled per clip; must match what the video encoder expects (VideoMAE: 16).
+        max_audio_seconds (`float`, *optional*):
+            Audio longer than this is cut (from the start); None keeps whole clips.
+
+    Example:
+
+    ```python
+    >>> processor = BlemoreProcessor.from_backbones("MCG-NJU/videomae-base", "microsoft/wavlm-base-plus")
+    >>> batch = processor(videos=[row["video"] for row in rows], audio=[row["audio"] for row in rows])
+    >>> outputs = model(**batch)
+    ```
+    """
+
+    _auto_class = None
+    model_input_names = ["pixel_values_videos", "input_values", "attention_mask"]
+
+    def __init__(
+        self,
+        video_processor=None,
+        feature_extractor=None,
+        num_frames: int = 16,
+        max_audio_seconds: float | None = None,
+    ):
+        if video_processor is None and feature_extractor is None:
+            raise ValueError("BlemoreProcessor needs a video_processor, a feature_extractor or both")
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be positive, got {num_frames}")
+        if max_audio_seconds is not None and max_audio_seconds <= 0:
+            raise ValueError(f"max_audio_seconds must be positive, got {max_audio_seconds}")
+        self.video_processor = video_processor
+        self.feature_extractor = feature_extractor
+        self.num_frames = int(num_frames)
+        self.max_audio_seconds = None if max_audio_seconds is None else float(max_audio_seconds)
+
+    @property
+    def sampling_rate(self) -> int | None:
+        """Audio sampling rate the feature extractor (and so the audio encoder) expects, in Hz."""
+        return None if self.feature_extractor is None else int(self.feature_extractor.sampling_rate)
+
+    # -----------------------------------------------------------------------------------------------------------
+    # Reading clips
+    # -----------------------------------------------------------------------------------------------------------
+
+    def sample_frames(self, video) -> torch.Tensor:
+        """``num_frames`` evenly spaced frames, uint8 (num_frames, channels, height, width).
+
+        ``video``: a torchcodec ``VideoDecoder`` (what ``datasets.Video`` gives), a file path, encoded bytes, a
+        ``{"path", "bytes"}`` dict (an undecoded ``datasets.Video`` value), a (frames, height, width, channels)
+        or (frames, channels, height, width) array or tensor, or a list of frames.
+        """
+        if isinstance(video, dict):
+            video = video.get("bytes") or video.get("path")
+        if isinstance(video, (str, os.PathLike, bytes)):
+            from torchcodec.decoders import VideoDecoder
+
+            try:
+                # Approximate seeking trusts the container's frame rate instead of scanning the file first.
+                video = VideoDecoder(
+                    os.fspath(video) if not isinstance(video, bytes) else video, seek_mode="approximate"
+                )
+            except (RuntimeError, ValueError) as error:
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise ValueError(f"{_describe(video)}: cannot decode video: {reason}") from error
+        if hasattr(video, "get_frames_at"):
+            indices = frame_indices(len(video), self.num_frames)
+            frames = video.get_frames_at(indices=indices.tolist()).data
+        else:
+            if isinstance(video, (list, tuple)):
+                video = np.stack([np.asarray(frame) for frame in video])
+            frames = torch.as_tensor(np.asarray(video) if not isinstance(video, torch.Tensor) else video)
+            frames = frames[torch.from_numpy(frame_indices(frames.shape[0], self.num_frames))]
+        return _channels_first(frames)
+
+    def load_audio(self, audio, sampling_rate: int | None = None) -> np.ndarray:
+        """A mono float32 waveform at ``self.sampling_rate``.
+
+        ``audio``: a ``datasets.Audio`` value (``{"array", "sampling_rate"}`` or its decoder), a torchcodec
+        ``AudioDecoder``, a file path or encoded bytes (decoded and resampled here), or a 1-D array/tensor at
+        ``sampling_rate`` (default: the processor's). Arrays at another rate are refused rather than resampled
+        crudely: cast the column, e.g. ``ds.cast_column("audio", Audio(sampling_rate=16000))``.
+        """
+        target_rate = self.sampling_rate
+        source = audio
+        if isinstance(audio, dict) and "array" not in audio:
+            audio = audio.get("bytes") or audio.get("path")
+        if isinstance(audio, (str, os.PathLike, bytes)):
+            from torchcodec.decoders import AudioDecoder
+
+            try:
+                decoder = AudioDecoder(
+                    os.fspath(audio) if not isinstance(audio, bytes) else audio,
+                    sample_rate=target_rate,
+                    num_channels=1,
+                )
+                samples = decoder.get_all_samples()
+            except (RuntimeError, ValueError) as error:
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise ValueError(f"{_describe(source)}: cannot decode audio (no audio stream?): {reason}") from error
+            waveform, sampling_rate = samples.data, samples.sample_rate
+        elif hasattr(audio, "get_all_samples") and not hasattr(audio, "__getitem__"):
+            samples = audio.get_all_samples()
+            waveform, sampling_rate = samples.data, samples.sample_rate
+        elif not isinstance(audio, (np.ndarray, torch.Tensor, list, tuple)):
+            waveform, sampling_rate = audio["array"], audio["sampling_rate"]  # datasets.Audio, decoded or lazy
+        else:
+            waveform = audio
+        sampling_rate = target_rate if sampling_rate is None else int(sampling_rate)
+        if sampling_rate != target_rate:
+            raise ValueError(
+                f"{_describe(source)}: audio at {sampling_rate} Hz, the audio encoder expects {target_rate} Hz "
+                f"(cast the dataset column with Audio(sampling_rate={target_rate}) or pass a file to resample)"
+            )
+        if isinstance(waveform, torch.Tensor):
+            waveform = waveform.detach().cpu().numpy()
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if waveform.ndim == 2:  # (channels, samples) → mono
+            waveform = waveform.mean(axis=0)
+        if waveform.ndim != 1 or waveform.size == 0:
+            raise ValueError(f"{_describe(source)}: expected a non-empty mono waveform, got shape {waveform.shape}")
+        return waveform
+
+    # -----------------------------------------------------------------------------------------------------------
+    # Batches
+    # -----------------------------------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        videos=None,
+        audio=None,
+        *,
+        sampling_rate: int | None = None,
+        return_tensors: str | None = "pt",
+    ) -> BatchFeature:
+        """Prepare a batch: ``videos`` and/or ``audio`` as lists of clips (a single clip is also accepted).
+
+        Returns a ``BatchFeature`` with ``pixel_values_videos`` (batch, num_frames, channels, height, width) when
+        videos are given and ``input_values`` (batch, samples) + ``attention_mask`` when audio is given.
+        """
+        if videos is None and audio is None:
+            raise ValueError("pass videos, audio or both")
+        data = {}
+        if videos is not None:
+            if self.video_processor is None:
+                raise ValueError("this processor has no video processor (the model has no video encoder)")
+            clips = [self.sample_frames(video) for video in _as_batch(videos, video=True)]
+            # Positional: video processors call it `videos`, image processors that take videos `images`.
+            processed = self.video_processor(clips, return_tensors="pt")
+            pixels = processed.get("pixel_values_videos", processed.get("pixel_values"))
+            data["pixel_values_videos"] = pixels
+        if audio is not None:
+            if self.feature_extractor is None:
+                raise ValueError("this processor has no feature extractor (the model has no audio encoder)")
+            waveforms = [self.load_audio(clip, sampling_rate) for clip in _as_batch(audio, video=False)]
+            max_length = None
+            if self.max_audio_seconds is not None:
+                max_length = int(round(self.max_audio_seconds * self.sampling_rate))
+            features = self.feature_extractor(
+                waveforms,
+                sampling_rate=self.sampling_rate,
+                padding="longest",
+                truncation=max_length is not None,
+                max_length=max_length,
+                return_attention_mask=True,
+                return_tensors="np",
+            )
+            data["input_values"] = features["input_values"]
+            data["attention_mask"] = features["attention_mask"].astype(np.int64)
+        if videos is not None and audio is not None:
+            num_videos, num_audio = len(data["pixel_values_videos"]), len(data["input_values"])
+            if num_videos != num_audio:
+                raise ValueError(f"got {num_videos} videos but {num_audio} audio clips")
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    # -----------------------------------------------------------------------------------------------------------
+    # Saving and loading
+    # -----------------------------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {
+            "processor_class": type(self).__name__,
+            "num_frames": self.num_frames,
+            "max_audio_seconds": self.max_audio_seconds,
+            "video_processor": None if self.video_processor is None else self.video_processor.to_dict(),
+            "feature_extractor": None if self.feature_extractor is None else self.feature_extractor.to_dict(),
+        }
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
+        """Write ``processor_config.json`` (and, when registered for an Auto class, this file as remote code)."""
+        if push_to_hub:
+            raise ValueError("use processor.push_to_hub(repo_id) to upload")
+        os.makedirs(save_directory, exist_ok=True)
+        config = self.to_dict()
+        if self._auto_class is not None:
+            custom_object_save(self, save_directory, config=config)
+        path = os.path.join(save_directory, PROCESSOR_CONFIG_NAME)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(_json_ready(config), f, indent=2, sort_keys=True)
+            f.write("\n")
+        return [path]
+
+    @classmethod
+    def from_dict(cls, config: dict) -> BlemoreProcessor:
+        video_processor = feature_extractor = None
+        if config.get("video_processor"):
+            settings = dict(config["video_processor"])
+            name = settings.get("video_processor_type") or settings.get("image_processor_type")
+            video_processor = _load_processor(name, settings, "video processor")
+        if config.get("feature_extractor"):
+            settings = dict(config["feature_extractor"])
+            name = settings.get("feature_extractor_type")
+            feature_extractor = _load_processor(name, settings, "feature extractor")
+        return cls(
+            video_processor=video_processor,
+            feature_extractor=feature_extractor,
+            num_frames=config.get("num_frames", 16),
+            max_audio_seconds=config.get("max_audio_seconds"),
+        )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> BlemoreProcessor:
+        """Load from a folder written by ``save_pretrained`` or a Hub repository (``revision`` etc. accepted)."""
+        hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+        path = cached_file(pretrained_model_name_or_path, PROCESSOR_CONFIG_NAME, **hub_kwargs)
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    @classmethod
+    def from_backbones(
+        cls,
+        video_backbone: str | None = None,
+        audio_backbone: str | None = None,
+        *,
+        num_frames: int | None = None,
+        max_audio_seconds: float | None = None,
+        **hub_kwargs,
+    ) -> BlemoreProcessor:
+        """The processor for a model built with ``from_pretrained_backbones`` from the same names or paths.
+
+        ``num_frames`` defaults to what the video backbone's config says (``num_frames`` or ``frames_per_clip``).
+        """
+        video_processor = feature_extractor = None
+        if video_backbone is not None:
+            try:
+                video_processor = AutoVideoProcessor.from_pretrained(video_backbone, **hub_kwargs)
+            except ImportError:  # video processors need torchvision; the image processor handles videos too
+                video_processor = AutoImageProcessor.from_pretrained(video_backbone, **hub_kwargs)
+            if num_frames is None:
+                backbone_config = AutoConfig.from_pretrained(video_backbone, **hub_kwargs)
+                num_frames = getattr(backbone_config, "num_frames", None) or getattr(
+                    backbone_config, "frames_per_clip", None
+                )
+        if audio_backbone is not None:
+            feature_extractor = AutoFeatureExtractor.from_pretrained(audio_backbone, **hub_kwargs)
+        return cls(
+            video_processor, feature_extractor, num_frames=num_frames or 16, max_audio_seconds=max_audio_seconds
+        )
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class: str = "AutoProcessor") -> None:
+        """Let ``save_pretrained`` copy this file and write an ``auto_map`` so ``AutoProcessor`` can load it."""
+        cls._auto_class = auto_class
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({json.dumps(_json_ready(self.to_dict()), sort_keys=True)})"
+
+
+def _as_batch(clips, *, video: bool) -> list:
+    """A list of clips from either a list or one clip (a 4-D video array or a 1-D waveform counts as one)."""
+    if isinstance(clips, (np.ndarray, torch.Tensor)):
+        single_ndim = 4 if video else 1
+        return [clips] if clips.ndim == single_ndim else list(clips)
+    if isinstance(clips, Sequence) and not isinstance(clips, (str, bytes)):
+        return list(clips)
+    return [clips]
+
+
+def _load_processor(name: str | None, settings: dict, what: str):
+    """Rebuild a saved sub-processor by its class name (transformers picks the PIL flavour of an image processor
+    where torchvision is missing)."""
+    if not name or not hasattr(transformers, name):
+        raise ValueError(f"processor_config.json: unknown {what} class {name!r} (not in this transformers version)")
+    return getattr(transformers, name).from_dict(settings)
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+BlemoreProcessor.register_for_auto_class()
+
+__all__ = ["BlemoreProcessor", "frame_indices"]

@@ -1,0 +1,39 @@
+"""Shared fixtures: one small synthetic download and its prepared dataset, made once per test session."""
+
+import atexit
+import os
+import shutil
+import tempfile
+
+import pytest
+
+# Tests never reach the network and never touch the user's caches: the library caches live in a temporary folder
+# made before any test module imports datasets/transformers (they read these variables at import time). Hub access
+# only happens against the local stand-in that the Hub tests start.
+_HF_HOME = tempfile.mkdtemp(prefix="blemore-tests-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_HF_HOME, "datasets")
+os.environ["HF_MODULES_CACHE"] = os.path.join(_HF_HOME, "modules")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+@pytest.fixture(scope="session")
+def synthetic_raw(tmp_path_factory):
+    """A synthetic download: one actor per fold and one test actor, small pictures (a few seconds to make)."""
+    from blemore_toolkit.synth import synthesize
+
+    raw = tmp_path_factory.mktemp("synthetic") / "raw"
+    synthesize(raw, actors_per_fold=1, test_actors=1, seed=0, width=64, height=48, durations=(1.0, 3.0), progress=False)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def prepared_dataset(synthetic_raw, tmp_path_factory):
+    """``blemore prepare`` output for ``synthetic_raw``."""
+    import blemore
+
+    out = tmp_path_factory.mktemp("prepared") / "blemore"
+    blemore.prepare_dataset(synthetic_raw, out, clips_per_shard=16, progress=False)
+    return out

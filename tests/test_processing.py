@@ -1,0 +1,151 @@
+"""BlemoreProcessor on real decoded clips written by the synthetic-data generator (H.264 + AAC .mov)."""
+
+import numpy as np
+import pytest
+import torch
+from torchcodec.decoders import AudioDecoder, VideoDecoder
+from transformers import VideoMAEImageProcessorPil, Wav2Vec2FeatureExtractor
+
+from blemore_toolkit.synth import write_clip
+from modeling import BlemoreConfig, BlemoreForBlendedEmotionRecognition, BlemoreProcessor, frame_indices
+
+NUM_FRAMES, SIZE, RATE = 8, 32, 16_000
+
+
+def make_processor(video=True, audio=True, **settings) -> BlemoreProcessor:
+    return BlemoreProcessor(
+        VideoMAEImageProcessorPil(size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE})
+        if video
+        else None,
+        Wav2Vec2FeatureExtractor(sampling_rate=RATE) if audio else None,
+        num_frames=settings.pop("num_frames", NUM_FRAMES),
+        **settings,
+    )
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Two labelled clips of different lengths and one without sound, as `blemore synth` writes them."""
+    folder = tmp_path_factory.mktemp("clips")
+    paths = {
+        "blend": folder / "A1_mix_ang_hap_70_30_ver1.mov",
+        "single": folder / "A2_sad_int2_ver1.mov",
+        "silent": folder / "A3_fea_int1_ver1.mov",
+    }
+    write_clip(paths["blend"], ["ang", "hap"], [70, 30], duration_s=2.0, seed=1)
+    write_clip(paths["single"], ["sad"], [100], duration_s=1.0, seed=2)
+    write_clip(paths["silent"], ["fea"], [100], duration_s=1.0, seed=3, with_audio=False)
+    return paths
+
+
+def test_frame_indices_are_segment_centres():
+    np.testing.assert_array_equal(frame_indices(50, 5), [5, 15, 25, 35, 45])
+    np.testing.assert_array_equal(frame_indices(16, 16), np.arange(16))
+    short = frame_indices(3, 8)  # fewer frames than asked: frames repeat, in order, all in range
+    assert len(short) == 8 and short.min() == 0 and short.max() == 2 and (np.diff(short) >= 0).all()
+    with pytest.raises(ValueError):
+        frame_indices(0, 4)
+
+
+def test_sample_frames_from_every_kind_of_video(clips):
+    processor = make_processor()
+    decoder = VideoDecoder(str(clips["blend"]))
+    expected = decoder.get_frames_at(indices=frame_indices(len(decoder), NUM_FRAMES).tolist()).data
+    assert expected.shape == (NUM_FRAMES, 3, 96, 128) and expected.dtype == torch.uint8
+    torch.testing.assert_close(processor.sample_frames(decoder), expected)
+    for source in (str(clips["blend"]), clips["blend"].read_bytes(), {"path": str(clips["blend"]), "bytes": None}):
+        torch.testing.assert_close(processor.sample_frames(source), expected)
+    all_frames = decoder.get_frames_at(indices=list(range(len(decoder)))).data
+    torch.testing.assert_close(processor.sample_frames(all_frames), expected)  # (T, C, H, W)
+    torch.testing.assert_close(processor.sample_frames(all_frames.permute(0, 2, 3, 1).numpy()), expected)  # T H W C
+
+
+def test_processor_on_decoded_clips(clips):
+    processor = make_processor()
+    paths = [str(clips["blend"]), str(clips["single"])]
+    batch = processor(videos=paths, audio=paths)
+    assert batch["pixel_values_videos"].shape == (2, NUM_FRAMES, 3, SIZE, SIZE)
+    assert batch["pixel_values_videos"].dtype == torch.float32
+    lengths = [AudioDecoder(p, sample_rate=RATE, num_channels=1).get_all_samples().data.shape[-1] for p in paths]
+    assert abs(lengths[0] - 2 * RATE) < 0.05 * RATE and abs(lengths[1] - RATE) < 0.05 * RATE  # AAC adds a little
+    assert batch["input_values"].shape == (2, max(lengths))
+    assert batch["attention_mask"].sum(-1).tolist() == lengths
+    assert batch["input_values"][1, lengths[1] :].abs().max() == 0  # padding is silence
+    # frames are the video processor's output for the evenly sampled frames
+    direct = processor.video_processor([processor.sample_frames(p) for p in paths], return_tensors="pt")
+    torch.testing.assert_close(batch["pixel_values_videos"], direct["pixel_values"])
+
+
+def test_processor_reads_dataset_rows_like_files(clips):
+    import datasets
+
+    paths = [str(clips["blend"]), str(clips["single"])]
+    rows = (
+        datasets.Dataset.from_dict({"video": paths, "audio": paths})
+        .cast_column("video", datasets.Video())
+        .cast_column("audio", datasets.Audio(sampling_rate=RATE))
+    )[:2]
+    processor = make_processor()
+    from_rows = processor(videos=rows["video"], audio=rows["audio"])
+    from_files = processor(videos=paths, audio=paths)
+    for key in ("pixel_values_videos", "input_values", "attention_mask"):
+        torch.testing.assert_close(from_rows[key], from_files[key])
+
+
+def test_audio_inputs_lengths_and_errors(clips):
+    processor = make_processor(video=False, max_audio_seconds=0.5)
+    waveforms = [np.ones(RATE, dtype=np.float32), np.ones(RATE // 4, dtype=np.float32)]
+    batch = processor(audio=waveforms)
+    assert batch["input_values"].shape == (2, RATE // 2)  # cut to max_audio_seconds, padded to the longest
+    assert batch["attention_mask"].sum(-1).tolist() == [RATE // 2, RATE // 4]
+    one = processor(audio={"array": np.zeros(800), "sampling_rate": RATE})  # a single clip is a batch of one
+    assert one["input_values"].shape == (1, 800)
+    with pytest.raises(ValueError, match="44100 Hz"):
+        processor(audio={"array": np.zeros(800), "sampling_rate": 44_100})
+    with pytest.raises(ValueError, match="A3_fea_int1_ver1.mov: cannot decode audio"):
+        processor(audio=[str(clips["silent"])])
+    with pytest.raises(ValueError, match="no video processor"):
+        processor(videos=[str(clips["blend"])])
+    with pytest.raises(ValueError, match="needs a video_processor"):
+        BlemoreProcessor()
+
+
+def test_save_and_load(tmp_path, clips):
+    for video, audio in ((True, True), (True, False), (False, True)):
+        processor = make_processor(video, audio, max_audio_seconds=1.5 if audio else None)
+        folder = tmp_path / f"video{video}-audio{audio}"
+        processor.save_pretrained(folder)
+        assert (folder / "processing_blemore.py").exists()
+        loaded = BlemoreProcessor.from_pretrained(folder)
+        assert loaded.to_dict() == processor.to_dict()
+        inputs = {}
+        if video:
+            inputs["videos"] = [str(clips["blend"])]
+        if audio:
+            inputs["audio"] = [str(clips["blend"])]
+        expected, again = processor(**inputs), loaded(**inputs)
+        for key in expected:
+            torch.testing.assert_close(again[key], expected[key])
+
+
+def test_processor_feeds_the_model(clips):
+    from transformers import VideoMAEConfig, WavLMConfig
+
+    config = BlemoreConfig(
+        video_config=VideoMAEConfig(
+            image_size=SIZE, patch_size=16, num_frames=NUM_FRAMES, tubelet_size=2, hidden_size=32,
+            num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        ),
+        audio_config=WavLMConfig(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+            conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+            num_buckets=16, max_bucket_distance=64,
+        ),
+        fusion_hidden_size=16, fusion_num_heads=2, head_hidden_sizes=[16],
+    )  # fmt: skip
+    model = BlemoreForBlendedEmotionRecognition(config).eval()
+    paths = [str(clips["blend"]), str(clips["single"])]
+    with torch.no_grad():
+        out = model(**make_processor()(videos=paths, audio=paths))
+    assert out.logits.shape == (2, 6)
+    assert [len(p) in (1, 2) for p in model.decode(out)] == [True, True]
