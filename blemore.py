@@ -963,11 +963,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("blemore_toolkit.scoring", "check a submission against the test clips before upload"),
     "zip": ("blemore_toolkit.scoring", "write the challenge upload zip from a predictions JSON"),
     "baseline": ("blemore_toolkit.baselines", "the paper's trivial most-frequent baselines per fold and test"),
-    "train": ("blemore_toolkit.training", "fine-tune a BLEMORE model with the Trainer"),
-    "predict": ("blemore_toolkit.prediction", "write a challenge submission from a trained model"),
     "push": ("blemore_toolkit.hub", "push a prepared dataset folder to the Hub"),
-    "features": ("blemore_toolkit.features", "extract encoder features into a dataset config"),
-    "demo": ("blemore_toolkit.demo", "synth, prepare, train, predict and score, end to end on CPU"),
+    "demo": ("blemore_toolkit.demo", "synthesise (or take --real RAW), prepare and load the dataset end to end"),
 }
 
 
