@@ -304,13 +304,14 @@ def find_clip_files(raw_dir: str | os.PathLike) -> list[Path]:
     return found
 
 
-def _cell(row: dict, column: str) -> str | None:
+def metadata_cell(row: dict, column: str) -> str | None:
+    """A CSV cell as text, ``None`` when empty or a spreadsheet's spelling of missing (``nan``, ``None``)."""
     value = (row.get(column) or "").strip()
     return None if value.lower() in ("", "nan", "none", "null") else value
 
 
 def _int_cell(row: dict, column: str, where: str) -> int | None:
-    value = _cell(row, column)
+    value = metadata_cell(row, column)
     if value is None:
         return None
     try:
@@ -333,7 +334,7 @@ def read_metadata(raw_dir: str | os.PathLike) -> dict[str, tuple[Path, dict]]:
             if "filename" not in (reader.fieldnames or []):
                 continue
             for line_no, row in enumerate(reader, start=2):
-                if not _cell(row, "filename"):
+                if not metadata_cell(row, "filename"):
                     raise BlemoreError(f"{csv_path}:{line_no}: empty filename")
                 clip_id = clip_id_from_path(row["filename"].strip())
                 if clip_id in rows and _comparable(rows[clip_id][1]) != _comparable(row):
@@ -343,13 +344,13 @@ def read_metadata(raw_dir: str | os.PathLike) -> dict[str, tuple[Path, dict]]:
 
 
 def _comparable(row: dict) -> dict:
-    return {k: _cell(row, k) for k in row if k != "filename"}
+    return {k: metadata_cell(row, k) for k in row if k != "filename"}
 
 
 def _label_from_metadata(clip_id: str, csv_path: Path, row: dict) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
     """``(emotions, salience)`` from an organisers' row, ``None`` when the row carries no label."""
     where = f"{clip_id} ({csv_path.name})"
-    first, second = _cell(row, "emotion_1"), _cell(row, "emotion_2")
+    first, second = metadata_cell(row, "emotion_1"), metadata_cell(row, "emotion_2")
     if first is None:
         return None
     for code in (first, second):
@@ -380,7 +381,7 @@ def _clip_from_name_and_metadata(
         raise BlemoreError(f"{clip_id} ({meta[0].name}): fold {meta_fold} is not one of 0-{NUM_FOLDS - 1}")
     if is_test_clip(clip_id):
         emotions, salience = meta_label or ((), ())
-        actor = _cell(meta[1], "video_id") if meta else None
+        actor = metadata_cell(meta[1], "video_id") if meta else None
         return RawClip(clip_id, path, "test", None, actor, emotions, salience)
 
     try:
@@ -394,7 +395,7 @@ def _clip_from_name_and_metadata(
         where = f"{clip_id} ({meta[0].name})"
         for column, from_name in (("video_id", label.actor_id), ("version", label.version),
                                   ("intensity_level", label.intensity), ("situation", label.situation)):
-            value = _cell(meta[1], column) if column == "video_id" else _int_cell(meta[1], column, where)
+            value = metadata_cell(meta[1], column) if column == "video_id" else _int_cell(meta[1], column, where)
             if value is not None and value != from_name:
                 raise BlemoreError(f"{where}: {column} is {value} but the clip name says {from_name}")
 

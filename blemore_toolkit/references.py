@@ -151,13 +151,8 @@ def _add(clips: dict[str, ReferenceClip], clip: ReferenceClip, where: str) -> No
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _cell(row: dict, column: str) -> str | None:
-    value = (row.get(column) or "").strip()
-    return None if value.lower() in ("", "nan", "none", "null") else value
-
-
 def _number(row: dict, column: str, where: str) -> int | None:
-    value = _cell(row, column)
+    value = blemore.metadata_cell(row, column)
     if value is None:
         return None
     try:
@@ -170,7 +165,7 @@ def _number(row: dict, column: str, where: str) -> int | None:
 
 
 def _row_split(row: dict, clip_id: str, fold: int | None) -> str | None:
-    split = _cell(row, "split")
+    split = blemore.metadata_cell(row, "split")
     if split is not None:
         return split
     if fold is not None:
@@ -179,7 +174,7 @@ def _row_split(row: dict, clip_id: str, fold: int | None) -> str | None:
 
 
 def _metadata_label(row: dict, where: str) -> tuple[list, list] | None:
-    first, second = _cell(row, "emotion_1"), _cell(row, "emotion_2")
+    first, second = blemore.metadata_cell(row, "emotion_1"), blemore.metadata_cell(row, "emotion_2")
     if first is None:
         return None
     if second is None:
@@ -216,7 +211,7 @@ def _read_csv(path: Path) -> ReferenceSet:
         from_metadata = "emotion_1" in columns
         for line, row in enumerate(reader, start=2):
             where = f"{path}:{line}"
-            name = _cell(row, "filename")
+            name = blemore.metadata_cell(row, "filename")
             if name is None:
                 raise blemore.BlemoreError(f"{where}: empty filename")
             clip_id = blemore.clip_id_from_path(name)
@@ -333,8 +328,8 @@ def read_clip_ids(source: str | os.PathLike) -> list[str]:
                 raise blemore.BlemoreError(f"{path}: no 'filename' column")
             rows = list(reader)
         if rows and "split" in rows[0]:
-            rows = [row for row in rows if _cell(row, "split") == "test"]
-        ids = [blemore.clip_id_from_path(_cell(row, "filename") or "") for row in rows]
+            rows = [row for row in rows if blemore.metadata_cell(row, "split") == "test"]
+        ids = [blemore.clip_id_from_path(blemore.metadata_cell(row, "filename") or "") for row in rows]
     else:
         lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
         ids = [blemore.clip_id_from_path(line) for line in lines if line and not line.startswith("#")]
