@@ -1,0 +1,163 @@
+"""``blemore predict MODEL DATASET --split test``: a challenge submission and per-clip probabilities from a model.
+
+``MODEL`` is a saved BLEMORE model folder (``blemore train`` writes ``OUTPUT/final/model`` and
+``OUTPUT/fold{k}/model``) or a Hub repo id (loaded with ``trust_remote_code``); the model's config holds the decoder
+and the thresholds tuned at training time, so predictions are decoded exactly as they were validated.
+
+Writes into ``--output-dir``:
+
+* ``predictions.json``: the challenge's JSON (keys ``<clip>.mov``),
+* ``submission.zip``: the file to upload (the JSON inside, as the challenge expects),
+* ``probabilities.csv``: clip id, the six emotion probabilities (and the true outcome when the split has labels),
+
+after checking the submission as ``blemore validate`` would: one prediction per clip of the split, well formed.
+For a labelled split (e.g. ``--config fold2 --split validation``) the challenge scores are printed as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+import blemore
+from blemore_toolkit.batches import ClipCollator, clip_stream, labelled_outcomes, share_cpu_with_workers
+
+PROBABILITY_COLUMNS = tuple(f"p_{code}" for code in blemore.EMOTIONS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Probabilities on disk
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def write_probabilities(path: str | os.PathLike, clip_ids, probabilities, truth=None) -> Path:
+    """``clip_id, p_ang … p_neu[, outcome]``: the model's emotion probabilities per clip (outcome: the true one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["clip_id", *PROBABILITY_COLUMNS] + (["outcome"] if truth is not None else []))
+        for index, clip_id in enumerate(clip_ids):
+            row = [clip_id, *(f"{value:.6f}" for value in probabilities[index])]
+            if truth is not None:
+                row.append(blemore.OUTCOME_NAMES[int(truth[index])])
+            writer.writerow(row)
+    os.replace(temporary, path)
+    return path
+
+
+def read_probabilities(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """The clip ids, (N, 6) probabilities and true outcome indices (None without them) of ``write_probabilities``."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    clip_ids = [row["clip_id"] for row in rows]
+    probabilities = np.array([[float(row[column]) for column in PROBABILITY_COLUMNS] for row in rows])
+    truth = None
+    if rows and "outcome" in rows[0]:
+        truth = np.array([blemore.OUTCOME_NAMES.index(row["outcome"]) for row in rows])
+    return clip_ids, probabilities, truth
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prediction
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_model(model: str, revision: str | None = None):
+    """A BLEMORE model and its processor from a folder or Hub repo (``trust_remote_code``: the code ships with it)."""
+    from transformers import AutoModel
+
+    from modeling import BlemoreProcessor
+
+    local = Path(model)
+    if local.exists() and not (local / "config.json").is_file():
+        raise blemore.BlemoreError(f"{local}: no config.json; give a folder written by `blemore train` (…/model)")
+    try:
+        loaded = AutoModel.from_pretrained(model, trust_remote_code=True, revision=revision)
+        processor = BlemoreProcessor.from_pretrained(model, revision=revision)
+    except OSError as error:
+        raise blemore.BlemoreError(f"{model}: cannot load the model: {' '.join(str(error).split())}") from None
+    return loaded.eval(), processor
+
+
+def predict_split(model, processor, split, *, batch_size: int = 8, num_workers: int = 2,
+                  progress: bool = True) -> dict:
+    """Run the model over a dataset split with the Trainer; returns clip ids, probabilities and decoded outcomes."""
+    import tempfile
+
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from blemore_toolkit.train import emotion_probabilities
+
+    share_cpu_with_workers(num_workers)
+    with tempfile.TemporaryDirectory(prefix="blemore-predict-") as scratch:
+        arguments = TrainingArguments(
+            output_dir=scratch, per_device_eval_batch_size=batch_size, dataloader_num_workers=num_workers,
+            remove_unused_columns=False, report_to="none", disable_tqdm=not progress,
+            use_cpu=not torch.cuda.is_available(),
+        )  # fmt: skip
+        trainer = Trainer(model=model, args=arguments, data_collator=ClipCollator(processor))
+        output = trainer.predict(clip_stream(split, processor, with_labels=False))
+    predictions = output.predictions
+    logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
+    outcome_logits = predictions[1] if isinstance(predictions, (tuple, list)) and len(predictions) > 1 else None
+    outcomes = model.decode_outcomes(logits=logits, outcome_logits=outcome_logits)
+    return {
+        "clip_ids": list(split["clip_id"]),
+        "probabilities": emotion_probabilities(predictions),
+        "outcomes": np.asarray(outcomes),
+    }
+
+
+def write_predictions(result: dict, output_dir: str | os.PathLike, truth=None) -> dict[str, Path]:
+    """Write predictions.json, submission.zip and probabilities.csv after a strict check of the submission."""
+    from blemore_toolkit.submission import check_submission, parse_submission, submission_document, write_submission
+    from modeling.decoding_blemore import outcomes_to_predictions
+
+    output_dir = Path(output_dir)
+    predictions = dict(zip(result["clip_ids"], outcomes_to_predictions(result["outcomes"])))
+    checked = check_submission(parse_submission(submission_document(predictions), "predictions"),
+                               expected=result["clip_ids"])
+    checked.raise_for_problems()
+    return {
+        "predictions": write_submission(predictions, output_dir / "predictions.json"),
+        "submission": write_submission(predictions, output_dir / "submission.zip"),
+        "probabilities": write_probabilities(output_dir / "probabilities.csv", result["clip_ids"],
+                                             result["probabilities"], truth),
+    }
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a saved model folder (…/model) or a Hub repo id")
+    parser.add_argument("dataset", metavar="DATASET", help="a folder written by `blemore prepare`")
+    parser.add_argument("--config", default="default", help="dataset config (default: default; e.g. fold2)")
+    parser.add_argument("--split", default="test", help="split to predict (default: test)")
+    parser.add_argument("--output-dir", "-o", default="runs/predict", help="where to write (default: runs/predict)")
+    parser.add_argument("--revision", help="model revision on the Hub (a commit hash pins it)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from blemore_toolkit.train import load_split
+
+    model, processor = load_model(args.model, args.revision)
+    split = load_split(args.dataset, args.config, args.split)
+    result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers)
+    labelled = "outcome" in split.column_names and all(value is not None for value in split["outcome"])
+    truth = np.asarray(labelled_outcomes(split)) if labelled and len(split) else None
+    paths = write_predictions(result, args.output_dir, truth)
+    summary = {"clips": len(result["clip_ids"]), **{name: str(path) for name, path in paths.items()}}
+    if truth is not None:
+        from blemore_toolkit.tuning import outcome_scores
+
+        summary.update({key: value for key, value in outcome_scores(truth, result["outcomes"]).items()})
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,487 @@
+"""``blemore train DATASET``: fine-tune a BLEMORE video + audio model with the transformers Trainer.
+
+What a run does
+---------------
+* ``--fold k`` trains on the other four folds of the prepared dataset (its ``fold{k}`` config) and validates on fold
+  ``k`` after every epoch. The checkpoint with the best challenge score on validation is kept; the α/β thresholds
+  of the paper's decoder are then tuned on that fold's predictions and written into the model's config, so the saved
+  model predicts exactly as it was validated. Output: ``OUTPUT/fold{k}/model`` (config, safetensors, remote code,
+  processor) and ``OUTPUT/fold{k}/results.json``.
+* ``--fold all`` does that for the five actor-disjoint folds, prints a mean ± std table, then fits a final model on
+  the whole train partition (``OUTPUT/final/model``) for the test predictions. With no validation left for the
+  final fit, it trains for the same number of epochs and takes the α/β tuned on the five folds' pooled
+  validation predictions (each clip predicted by the model that did not see its actor).
+* ``--fold none`` is only the final fit, with the given (or default) thresholds.
+
+Clips are decoded and processed on the fly in DataLoader workers (``blemore_toolkit.batches``); the model is the
+tiny random demo model unless ``--video-backbone``/``--audio-backbone`` (pretrained encoders, by Hub name or local
+path) or ``--init-from`` (a saved BLEMORE model) say otherwise.
+
+The script is the same under ``accelerate launch`` or ``torchrun`` with several processes (the Trainer shards the
+batches and gathers predictions; only the main process writes); ``--bf16`` and ``--gradient-checkpointing`` are for
+GPUs; ``--resume`` continues a stopped run from its last checkpoint and skips folds already finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import blemore
+from blemore_toolkit.batches import LABEL_KEY, ClipCollator, clip_stream, labelled_outcomes, share_cpu_with_workers
+from blemore_toolkit.tuning import outcome_scores, tune_thresholds
+
+FOLDS = tuple(range(5))
+#: What the validation table reports, in this order.
+METRICS = ("acc_presence", "acc_salience", "score")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Settings and model
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainSettings:
+    """Everything a run needs besides the data; the CLI fills it, tests and notebooks may build it directly."""
+
+    output_dir: str = "runs/train"
+    video_backbone: str | None = None
+    audio_backbone: str | None = None
+    init_from: str | None = None
+    num_frames: int | None = None
+    image_size: int = 32
+    max_audio_seconds: float | None = 2.0
+    model_settings: dict = field(default_factory=dict)
+    epochs: float = 12
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    learning_rate: float | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    num_workers: int = 2
+    seed: int = 0
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    resume: bool = False
+    max_steps: int = -1
+    logging_steps: int = 10
+    progress: bool = True
+
+    @property
+    def tiny(self) -> bool:
+        return not (self.video_backbone or self.audio_backbone or self.init_from)
+
+    @property
+    def lr(self) -> float:
+        """The learning rate: as given, else 1e-3 for a model trained from scratch and 5e-5 for pretrained encoders."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 3e-3 if self.tiny else 5e-5
+
+
+def build_model(settings: TrainSettings):
+    """A fresh model and its processor, as the settings say (the same weights for every fold: seeded)."""
+    import torch
+
+    from modeling import BlemoreForBlendedEmotionRecognition, BlemoreProcessor
+
+    torch.manual_seed(settings.seed)
+    if settings.init_from:
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(settings.init_from, trust_remote_code=True, **settings.model_settings)
+        processor = BlemoreProcessor.from_pretrained(settings.init_from)
+        return model, processor
+    if settings.tiny:
+        from blemore_toolkit.tiny import tiny_model, tiny_processor
+
+        num_frames = settings.num_frames or 4
+        model = tiny_model(num_frames, settings.image_size, seed=settings.seed, **settings.model_settings)
+        processor = tiny_processor(num_frames, settings.image_size, settings.max_audio_seconds)
+        return model, processor
+    model = BlemoreForBlendedEmotionRecognition.from_pretrained_backbones(
+        settings.video_backbone, settings.audio_backbone, **settings.model_settings
+    )
+    processor = BlemoreProcessor.from_backbones(
+        settings.video_backbone, settings.audio_backbone, num_frames=settings.num_frames,
+        max_audio_seconds=settings.max_audio_seconds,
+    )  # fmt: skip
+    return model, processor
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def emotion_probabilities(predictions) -> np.ndarray:
+    """(N, 6) emotion probabilities from what ``Trainer.predict`` returns (logits, or a tuple starting with them).
+
+    For both objectives the softmax of ``logits`` is the predicted salience proportion of each emotion (an
+    ``"outcome"`` model's ``logits`` are the log of the proportions its 36-way distribution implies).
+    """
+    from modeling.decoding_blemore import softmax
+
+    logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
+    return softmax(logits)
+
+
+def outcome_probabilities(predictions) -> np.ndarray | None:
+    """(N, 36) outcome probabilities when the model has a 36-way head (its second output), else None."""
+    from modeling.decoding_blemore import softmax
+
+    if isinstance(predictions, (tuple, list)) and len(predictions) > 1 and predictions[1] is not None:
+        return softmax(predictions[1])
+    return None
+
+
+def validation_scores(config, predictions, truth) -> dict:
+    """Challenge accuracies on validation, decoded with the config's decoder after tuning α/β where it has them.
+
+    Returns the metrics plus the thresholds found (``presence_threshold``, ``salience_threshold``) and the score
+    with the config's current parameters (``untuned_score``).
+    """
+    from modeling.decoding_blemore import decode_outcomes
+
+    probs = emotion_probabilities(predictions)
+    outcome_probs = outcome_probabilities(predictions)
+    parameters = config.decoding_parameters
+    untuned = outcome_scores(truth, decode_outcomes(outcome_probs if outcome_probs is not None else probs,
+                                                    **parameters))
+    if parameters["decoder"] != "thresholds":
+        return {**{key: untuned[key] for key in METRICS}, "untuned_score": untuned["score"]}
+    search = tune_thresholds(probs, truth)
+    return {
+        "acc_presence": search.acc_presence,
+        "acc_salience": search.acc_salience,
+        "score": search.score,
+        "presence_threshold": search.presence_threshold,
+        "salience_threshold": search.salience_threshold,
+        "untuned_score": untuned["score"],
+    }
+
+
+def metrics_for(config):
+    """``compute_metrics`` for the Trainer: the challenge score on validation, α/β tuned (see ``validation_scores``)."""
+
+    def compute_metrics(eval_prediction) -> dict:
+        return validation_scores(config, eval_prediction.predictions, np.asarray(eval_prediction.label_ids))
+
+    return compute_metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One training run (a fold, or the final fit)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What one run leaves: where its model is, its validation metrics and predictions (None for the final fit)."""
+
+    name: str
+    model_dir: Path
+    metrics: dict | None
+    clip_ids: list[str] | None = None
+    probabilities: np.ndarray | None = None
+    truth: np.ndarray | None = None
+
+
+def training_arguments(settings: TrainSettings, run_dir: Path, has_validation: bool):
+    import torch
+    from transformers import TrainingArguments
+
+    eval_batch_size = settings.eval_batch_size or settings.batch_size
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=eval_batch_size,
+        learning_rate=settings.lr,
+        weight_decay=settings.weight_decay,
+        warmup_steps=settings.warmup_ratio,
+        lr_scheduler_type="cosine",
+        eval_strategy="epoch" if has_validation else "no",
+        save_strategy="epoch",
+        save_total_limit=2,
+        # The best epoch is restored by ``_restore_best_checkpoint``: the Trainer's own loader reads raw state dicts
+        # and misses weights transformers renames on save (VideoMAE's q_bias/v_bias), from_pretrained does not.
+        load_best_model_at_end=False,
+        metric_for_best_model="score" if has_validation else None,
+        greater_is_better=True,
+        logging_steps=settings.logging_steps,
+        dataloader_num_workers=settings.num_workers,
+        dataloader_persistent_workers=settings.num_workers > 0,
+        remove_unused_columns=False,
+        label_names=[LABEL_KEY],
+        report_to="none",
+        seed=settings.seed,
+        bf16=settings.bf16,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        disable_tqdm=not settings.progress,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def _last_checkpoint(run_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoints = run_dir / "checkpoints"
+    return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+
+
+def train_run(name: str, train_split, eval_split, settings: TrainSettings, thresholds: dict | None = None) -> RunResult:
+    """Train one model with the Trainer; with ``eval_split``, keep the best epoch and tune α/β on it.
+
+    ``thresholds`` (``presence_threshold``/``salience_threshold``) are written into the config of a run without
+    validation. The model and processor are saved to ``OUTPUT/<name>/model`` and the metrics to ``results.json``.
+    """
+    from transformers import Trainer
+
+    run_dir = Path(settings.output_dir) / name
+    model_dir = run_dir / "model"
+    if settings.resume and (run_dir / "results.json").is_file() and model_dir.is_dir():
+        return _finished_run(name, run_dir)
+
+    share_cpu_with_workers(settings.num_workers)
+    model, processor = build_model(settings)
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(settings, run_dir, eval_split is not None),
+        train_dataset=clip_stream(train_split, processor, with_labels=True),
+        eval_dataset=clip_stream(eval_split, processor, with_labels=True) if eval_split is not None else None,
+        data_collator=ClipCollator(processor),
+        compute_metrics=metrics_for(model.config) if eval_split is not None else None,
+    )
+    checkpoint = _last_checkpoint(run_dir) if settings.resume else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if eval_split is not None:
+        _restore_best_checkpoint(trainer)
+
+    result = RunResult(name, model_dir, None)
+    if eval_split is not None:
+        prediction = trainer.predict(clip_stream(eval_split, processor, with_labels=True), metric_key_prefix="val")
+        truth = np.asarray(labelled_outcomes(eval_split))
+        metrics = validation_scores(model.config, prediction.predictions, truth)
+        thresholds = {key: metrics[key] for key in ("presence_threshold", "salience_threshold") if key in metrics}
+        metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
+        metrics["epochs_trained"] = trainer.state.epoch
+        result = RunResult(name, model_dir, metrics, list(eval_split["clip_id"]),
+                           emotion_probabilities(prediction.predictions), truth)
+    for key, value in (thresholds or {}).items():
+        setattr(trainer.model.config, key, float(value))
+
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(model_dir))
+        processor.save_pretrained(model_dir)
+        _write_json(run_dir / "results.json", {"name": name, "metrics": result.metrics, "settings": _jsonable(settings)})
+        if result.probabilities is not None:
+            from blemore_toolkit.predict import write_probabilities
+
+            write_probabilities(run_dir / "validation_probabilities.csv", result.clip_ids, result.probabilities,
+                                truth=result.truth)
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
+def _restore_best_checkpoint(trainer) -> None:
+    """Put the weights of the best validation epoch back into the trained model (loaded as ``from_pretrained`` does)."""
+    best = trainer.state.best_model_checkpoint
+    if best is None:
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    best_model = type(model).from_pretrained(best)
+    model.load_state_dict(best_model.state_dict())
+
+
+def _finished_run(name: str, run_dir: Path) -> RunResult:
+    """A run finished by an earlier invocation (``--resume``): its metrics and validation predictions from disk."""
+    from blemore_toolkit.predict import read_probabilities
+
+    results = json.loads((run_dir / "results.json").read_text())
+    result = RunResult(name, run_dir / "model", results.get("metrics"))
+    probabilities_path = run_dir / "validation_probabilities.csv"
+    if result.metrics is not None and probabilities_path.is_file():
+        result.clip_ids, result.probabilities, result.truth = read_probabilities(probabilities_path)
+    print(f"{name}: finished earlier, reusing {run_dir / 'model'}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Folds, the table and the final fit
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_split(dataset_dir: str, config_name: str, split: str):
+    import datasets
+
+    path = Path(dataset_dir)
+    if not (path / "README.md").is_file() or not (path / "data").is_dir():
+        raise blemore.BlemoreError(f"{path}: not a prepared dataset folder (run `blemore prepare RAW {path}` first)")
+    loaded = datasets.load_dataset(str(path), config_name, split=split)
+    return loaded
+
+
+def summary_table(results: list[RunResult]) -> dict:
+    """Per-fold metrics and their mean and (sample) standard deviation over folds."""
+    rows = {result.name: {key: result.metrics[key] for key in METRICS} for result in results}
+    summary = {}
+    for key in METRICS:
+        values = np.array([row[key] for row in rows.values()], dtype=float)
+        summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+    return {"folds": rows, "summary": summary}
+
+
+def format_table(table: dict) -> str:
+    width = max(len(name) for name in table["folds"]) + 2
+    lines = [f"{'':<{width}}" + "".join(f"{key:>16}" for key in METRICS)]
+    for name, row in table["folds"].items():
+        lines.append(f"{name:<{width}}" + "".join(f"{row[key]:>16.3f}" for key in METRICS))
+    cells = "".join(f"{table['summary'][key]['mean']:>8.3f} ± {table['summary'][key]['std']:.3f}" for key in METRICS)
+    lines.append(f"{'mean±std':<{width}}" + cells)
+    return "\n".join(lines)
+
+
+def pooled_thresholds(results: list[RunResult]) -> dict:
+    """α/β tuned on the folds' validation predictions taken together (every train clip predicted out of fold)."""
+    probabilities = np.concatenate([result.probabilities for result in results])
+    truth = np.concatenate([result.truth for result in results])
+    search = tune_thresholds(probabilities, truth)
+    return {"presence_threshold": search.presence_threshold, "salience_threshold": search.salience_threshold,
+            "pooled_score": search.score}
+
+
+def run_training(dataset_dir: str, fold: str, settings: TrainSettings, thresholds: dict | None = None) -> dict:
+    """Train as ``fold`` says (``"0"``…``"4"``, ``"all"``, ``"none"``); returns (and writes) the run's summary."""
+    folds = list(FOLDS) if fold == "all" else [] if fold == "none" else [int(fold)]
+    results = []
+    for k in folds:
+        train_split = load_split(dataset_dir, f"fold{k}", "train")
+        eval_split = load_split(dataset_dir, f"fold{k}", "validation")
+        results.append(train_run(f"fold{k}", train_split, eval_split, settings))
+        print(f"fold{k}: " + ", ".join(f"{key} {results[-1].metrics[key]:.3f}" for key in METRICS), flush=True)
+
+    summary: dict = {"dataset": str(dataset_dir), "fold": fold}
+    if results:
+        summary["validation"] = summary_table(results)
+        summary["model_dir"] = str(results[-1].model_dir)
+        print(format_table(summary["validation"]))
+    if fold in ("all", "none"):
+        final_thresholds = dict(thresholds or {})
+        if len(results) > 1 and not final_thresholds:
+            final_thresholds = pooled_thresholds(results)
+        decoding = {key: final_thresholds[key] for key in ("presence_threshold", "salience_threshold")
+                    if key in final_thresholds}
+        final = train_run("final", load_split(dataset_dir, "default", "train"), None, settings, decoding)
+        summary["final"] = {"model_dir": str(final.model_dir), **final_thresholds}
+        summary["model_dir"] = str(final.model_dir)
+    if _is_main_process():
+        _write_json(Path(settings.output_dir) / "results.json", summary)
+    return summary
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _jsonable(settings: TrainSettings) -> dict:
+    return {key: value for key, value in vars(settings).items()}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(temporary, path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", metavar="DATASET", help="a folder written by `blemore prepare`")
+    parser.add_argument("--fold", default="all", choices=[*map(str, FOLDS), "all", "none"],
+                        help="validate on this fold (train on the others); 'all': the five folds, their mean ± std "
+                             "and a final fit on all train clips; 'none': only the final fit (default: all)")
+    parser.add_argument("--output-dir", "-o", default="runs/train", help="where runs are written (default: runs/train)")
+    model = parser.add_argument_group("model (default: the tiny random demo model)")
+    model.add_argument("--video-backbone", metavar="NAME_OR_PATH", help="pretrained video encoder, e.g. a VideoMAE")
+    model.add_argument("--audio-backbone", metavar="NAME_OR_PATH", help="pretrained audio encoder, e.g. a WavLM")
+    model.add_argument("--init-from", metavar="MODEL", help="continue from a saved BLEMORE model")
+    model.add_argument("--num-frames", type=int, help="frames per clip (default: the video encoder's, tiny: 4)")
+    model.add_argument("--image-size", type=int, default=32, help="frame size of the tiny model (default: 32)")
+    model.add_argument("--max-audio-seconds", type=float, default=2.0,
+                       help="cut audio after this many seconds (default: 2; 0 keeps whole clips)")
+    model.add_argument("--fusion", choices=["concat", "gated", "cross_attention"])
+    model.add_argument("--objective", choices=["soft_kl", "outcome"])
+    model.add_argument("--decoder", choices=["thresholds", "expected_score"])
+    model.add_argument("--freeze-video-encoder", action="store_true")
+    model.add_argument("--freeze-audio-encoder", action="store_true")
+    model.add_argument("--freeze-audio-feature-encoder", action="store_true")
+    loop = parser.add_argument_group("training")
+    loop.add_argument("--epochs", type=float, default=12)
+    loop.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (overrides --epochs)")
+    loop.add_argument("--batch-size", type=int, default=8, help="per device (default: 8)")
+    loop.add_argument("--eval-batch-size", type=int)
+    loop.add_argument("--learning-rate", "--lr", type=float,
+                      help="default: 3e-3 for the tiny model, 5e-5 with pretrained encoders")
+    loop.add_argument("--weight-decay", type=float, default=0.01)
+    loop.add_argument("--warmup-ratio", type=float, default=0.1)
+    loop.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+    loop.add_argument("--seed", type=int, default=0)
+    loop.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPUs)")
+    loop.add_argument("--gradient-checkpointing", action="store_true")
+    loop.add_argument("--resume", action="store_true", help="continue from the last checkpoint; skip finished folds")
+    loop.add_argument("--presence-threshold", type=float, help="α for a final fit without validation folds")
+    loop.add_argument("--salience-threshold", type=float, help="β for a final fit without validation folds")
+    hub = parser.add_argument_group("Hub")
+    hub.add_argument("--push-to-hub", metavar="REPO", help="push the final (or fold) model with a model card")
+    hub.add_argument("--hub-endpoint", metavar="URL", help="Hub endpoint (default: $HF_ENDPOINT or the public Hub)")
+    hub.add_argument("--private", action="store_true")
+    hub.add_argument("--dataset-repo", metavar="REPO", help="the dataset's Hub repo, linked from the model card")
+
+
+def settings_from_args(args: argparse.Namespace) -> TrainSettings:
+    model_settings = {key: getattr(args, key) for key in ("fusion", "objective", "decoder") if getattr(args, key)}
+    for key in ("freeze_video_encoder", "freeze_audio_encoder", "freeze_audio_feature_encoder"):
+        if getattr(args, key):
+            model_settings[key] = True
+    return TrainSettings(
+        output_dir=args.output_dir, video_backbone=args.video_backbone, audio_backbone=args.audio_backbone,
+        init_from=args.init_from, num_frames=args.num_frames, image_size=args.image_size,
+        max_audio_seconds=args.max_audio_seconds or None, model_settings=model_settings, epochs=args.epochs,
+        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, num_workers=args.num_workers, seed=args.seed,
+        bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing, resume=args.resume,
+        max_steps=args.max_steps,
+    )  # fmt: skip
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.init_from and (args.video_backbone or args.audio_backbone):
+        raise blemore.BlemoreError("give either --init-from or backbones, not both")
+    thresholds = {key: getattr(args, key) for key in ("presence_threshold", "salience_threshold")
+                  if getattr(args, key) is not None}
+    summary = run_training(args.dataset, args.fold, settings_from_args(args), thresholds)
+    if args.push_to_hub and _is_main_process():
+        from blemore_toolkit.model_card import push_model_with_card
+
+        info = push_model_with_card(summary, args.push_to_hub, endpoint=args.hub_endpoint, private=args.private,
+                                    dataset_repo=args.dataset_repo)
+        summary["pushed"] = {"repo": args.push_to_hub, "revision": info.oid}
+    if _is_main_process():
+        print(json.dumps({key: summary[key] for key in summary if key != "validation"} |
+                         ({"validation": summary["validation"]["summary"]} if "validation" in summary else {})))
+    return 0
+
+
+__all__ = ["TrainSettings", "build_model", "run_training", "train_run", "validation_scores"]
