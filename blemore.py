@@ -532,12 +532,15 @@ def read_clip_media(clip: RawClip) -> dict:
     }
 
 
-def clip_example(clip: RawClip) -> dict:
-    """One dataset row (before feature encoding): labels from the scan, media from the file."""
+def clip_example(clip: RawClip, media: dict | None = None) -> dict:
+    """One dataset row (before feature encoding): labels from the scan, media from the file.
+
+    ``media`` is ``read_clip_media(clip)`` when the caller already has it (read by a worker process).
+    """
     labelled = clip.is_labelled
     return {
         "clip_id": clip.clip_id,
-        **read_clip_media(clip),
+        **(read_clip_media(clip) if media is None else media),
         "actor_id": clip.actor_id,
         "split": clip.split,
         "fold": clip.fold,
@@ -643,7 +646,12 @@ DEFAULT_CLIPS_PER_SHARD = 64
 #: Clips per parquet row group: what a writer holds in memory at once.
 CLIPS_PER_ROW_GROUP = 8
 DATASET_CARD_TEMPLATE = Path(__file__).resolve().parent / "dataset_card.md"
-_CLIPS_WORTH_A_WORKER = 24
+#: Below this many clips, one process reads them all (forking workers costs little, but not nothing).
+_CLIPS_WORTH_WORKERS = 8
+#: Clips read ahead per worker: keeps workers busy while the writer encodes, and bounds what is held in memory.
+_READ_AHEAD_PER_WORKER = 3
+#: What reading a clip needs, loaded before workers are forked so that they inherit it.
+_WORKER_MODULES = ["torchcodec.decoders", "soundfile"]
 #: Columns read back (without media) to compute the card's statistics.
 _STATISTICS_COLUMNS = ["clip_id", "actor_id", "split", "fold", "emotions", "salience", "duration_s", "fps",
                        "width", "height"]
@@ -689,20 +697,80 @@ def plan_shards(clips: Sequence[RawClip], clips_per_shard: int = DEFAULT_CLIPS_P
     return plans
 
 
-def _die_with_parent() -> None:
-    """Worker initialiser: a killed prepare must not leave workers writing into its folder."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
+def _worker_init() -> None:
+    """Worker initialiser: single-threaded torch, and no worker left behind by a killed prepare.
 
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    A thread waits on the pipe that prepare holds for each worker (``parent_process().sentinel``, readable once
+    prepare is gone, however it died, even by SIGKILL) and ends the worker then.
+    """
+    import multiprocessing
+    import multiprocessing.connection
+    import threading
+
+    if "torch" in sys.modules:  # as PyTorch's own data-loader workers do: no thread pools in a forked child
+        sys.modules["torch"].set_num_threads(1)
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def exit_when_parent_dies() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=exit_when_parent_dies, name="blemore-parent-watch", daemon=True).start()
 
 
-def write_shard(plan: ShardPlan, data_dir: Path) -> int:
-    """Read the shard's clips and write them as one parquet file (atomically: a temporary file, then rename)."""
+def _media_pool(num_workers: int):
+    """Worker processes that start in milliseconds: on Linux they are forked from this process once it has loaded
+    the decoders (a fresh interpreter would import torch and torchcodec again, ~4 s of CPU per worker, which
+    outweighed the work on anything under a few hundred clips). The workers only decode the clips handed to them
+    and touch nothing of this process's other threads; elsewhere (no safe fork) they are spawned."""
+    import concurrent.futures
+    import multiprocessing
+
+    for name in _WORKER_MODULES:
+        importlib.import_module(name)
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    return concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context, initializer=_worker_init)
+
+
+def read_clips_media(clips: Sequence[RawClip], num_workers: int = 1) -> Iterator[dict]:
+    """``read_clip_media`` of each clip, in order: in worker processes when ``num_workers > 1``.
+
+    Work is handed out clip by clip (so a few large shards still use every worker) with a bounded read-ahead,
+    so memory holds only a few clips whatever the dataset size. The first broken clip's BlemoreError is raised.
+    """
+    if num_workers <= 1:
+        for clip in clips:
+            yield read_clip_media(clip)
+        return
+    import collections
+
+    pending = iter(clips)
+    with _media_pool(num_workers) as pool:
+        window = collections.deque(pool.submit(read_clip_media, clip)
+                                   for clip in itertools.islice(pending, num_workers * _READ_AHEAD_PER_WORKER))
+        try:
+            while window:
+                media = window.popleft().result()
+                for clip in itertools.islice(pending, 1):
+                    window.append(pool.submit(read_clip_media, clip))
+                yield media
+        finally:
+            for future in window:
+                future.cancel()
+
+
+def write_shard(plan: ShardPlan, data_dir: Path, media: Iterator[dict] | None = None) -> int:
+    """Write the shard's clips as one parquet file (atomically: a temporary file, then rename).
+
+    ``media`` yields ``read_clip_media`` of the shard's clips in order (from workers); without it they are read here.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if media is None:
+        media = read_clips_media(plan.clips)
     features = dataset_features()
     schema = features.arrow_schema
     final = data_dir / f"{plan.name}.parquet"
@@ -710,7 +778,7 @@ def write_shard(plan: ShardPlan, data_dir: Path) -> int:
     try:
         with pq.ParquetWriter(partial, schema) as writer:
             for start in range(0, len(plan.clips), CLIPS_PER_ROW_GROUP):
-                rows = [features.encode_example(clip_example(clip))
+                rows = [features.encode_example(clip_example(clip, next(media)))
                         for clip in plan.clips[start:start + CLIPS_PER_ROW_GROUP]]
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
         os.replace(partial, final)
@@ -776,29 +844,21 @@ def prepare_dataset(
 
 
 def _run_shards(plans: list[ShardPlan], data_dir: Path, num_workers: int | None) -> Iterator[ShardPlan]:
-    """Write shards, in worker processes when there is more than one; yield each plan once its file is complete."""
-    if num_workers is None:  # starting a worker costs about a second: not worth it for a handful of clips
-        enough = sum(len(p.clips) for p in plans) >= _CLIPS_WORTH_A_WORKER
-        num_workers = (os.cpu_count() or 1) if enough else 1
-    num_workers = min(num_workers, len(plans))
-    if num_workers <= 1:
-        for plan in plans:
-            write_shard(plan, data_dir)
-            yield plan
-        return
-    import concurrent.futures
-    import multiprocessing
+    """Write shards one after the other, the clips' media read by workers; yield each plan once its file is complete.
 
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context, initializer=_die_with_parent) as pool:
-        futures = {pool.submit(write_shard, plan, data_dir): plan for plan in plans}
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                future.result()
-                yield futures[future]
-        finally:
-            for future in futures:
-                future.cancel()
+    Only this process writes into ``data_dir``: workers just read clips, so a killed prepare leaves at most one
+    partial file (hidden, removed by the rerun).
+    """
+    num_clips = sum(len(p.clips) for p in plans)
+    if num_workers is None:
+        num_workers = (os.cpu_count() or 1) if num_clips >= _CLIPS_WORTH_WORKERS else 1
+    media = read_clips_media([clip for plan in plans for clip in plan.clips], min(num_workers, num_clips))
+    try:
+        for plan in plans:
+            write_shard(plan, data_dir, media)
+            yield plan
+    finally:
+        media.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -965,7 +1025,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "zip": ("blemore_toolkit.scoring", "write the challenge upload zip from a predictions JSON"),
     "baseline": ("blemore_toolkit.baselines", "the paper's trivial most-frequent baselines per fold and test"),
     "push": ("blemore_toolkit.hub", "push a prepared dataset folder to the Hub"),
-    "demo": ("blemore_toolkit.demo", "synthesise (or take --real RAW), prepare and load the dataset end to end"),
+    "train": ("blemore_toolkit.train", "fine-tune a video + audio model with the Trainer, one fold or all five"),
+    "predict": ("blemore_toolkit.predict", "write a challenge submission (json + zip) and probabilities from a model"),
+    "features": ("blemore_toolkit.features", "extract encoder features into a dataset config beside the clips"),
+    "heads": ("blemore_toolkit.heads", "train the paper's heads on feature configs: 5-fold CV, α/β tuning, test fit"),
+    "demo": ("blemore_toolkit.demo", "synthesise → prepare → train → predict → score, end to end"),
 }
 
 

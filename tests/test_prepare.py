@@ -12,6 +12,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import psutil
 import pytest
 
 import blemore
@@ -244,9 +245,12 @@ def test_interrupted_prepare_then_rerun_equals_an_uninterrupted_run(synthetic_ra
             break
         time.sleep(0.05)
     assert process.poll() is None, "prepare finished before it could be interrupted"
+    workers = psutil.Process(process.pid).children(recursive=True)
+    assert workers, "prepare was expected to read clips in worker processes"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    time.sleep(0.5)  # workers die with their parent
+    _, alive = psutil.wait_procs(workers, timeout=10)  # workers end themselves once prepare is gone
+    assert not alive, f"workers outlived a killed prepare: {alive}"
     assert not out.exists()
     with pytest.raises(FileNotFoundError):
         datasets.load_dataset(str(out))
