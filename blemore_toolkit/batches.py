@@ -86,7 +86,8 @@ def clip_stream(split, processor, with_labels: bool):
     keep = ["clip_id", "video", "audio"] + (["outcome"] if with_labels else [])
     missing = [name for name in keep if name not in split.column_names]
     if missing:
-        raise blemore.BlemoreError(f"dataset split lacks columns {missing}; is it a folder written by `blemore prepare`?")
+        raise blemore.BlemoreError(f"dataset split lacks columns {missing}; is it a folder written by "
+                                   "`blemore prepare`?")
     split = split.select_columns(keep)
     split = split.cast_column("video", datasets.Video(decode=False)).cast_column("audio", datasets.Audio(decode=False))
     return split.with_transform(ClipDecoder(processor, with_labels))

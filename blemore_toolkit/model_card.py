@@ -13,21 +13,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import blemore
 from blemore_toolkit.train import METRICS
 
 #: How the card names each metric of the validation table.
-METRIC_NAMES = {
-    "acc_presence": "ACC_presence (5-fold CV mean)",
-    "acc_salience": "ACC_salience (5-fold CV mean)",
-    "score": "challenge score (5-fold CV mean)",
-}
+METRIC_LABELS = {"acc_presence": "ACC_presence", "acc_salience": "ACC_salience", "score": "challenge score"}
 
-CITATION = """@misc{blemore2026,
-  title         = {{BLEMORE}: Blended Emotion Expressions with Relative Salience},
-  year          = {2026},
-  eprint        = {2601.13225},
-  archivePrefix = {arXiv},
-}"""
+
+def metric_name(key: str, num_folds: int) -> str:
+    """The card's name of a validation metric: ``"ACC_presence (mean of 5 validation folds)"``."""
+    where = f"mean of {num_folds} validation folds" if num_folds > 1 else "one validation fold"
+    return f"{METRIC_LABELS[key]} ({where})"
+
+CITATION = blemore._CITATION.strip()
 
 
 def _model_summary(model_dir: Path) -> dict:
@@ -58,7 +56,8 @@ def render_model_card(summary: dict, repo_id: str, revision: str | None = None, 
             eval_results.append(EvalResult(
                 task_type="video-classification", task_name="Blended emotion recognition",
                 dataset_type=dataset_id, dataset_name="BLEMORE", dataset_split="validation (actor-disjoint folds)",
-                metric_type="accuracy" if key != "score" else "mean_accuracy", metric_name=METRIC_NAMES[key],
+                metric_type="accuracy" if key != "score" else "mean_accuracy",
+                metric_name=metric_name(key, len(validation["folds"])),
                 metric_value=round(validation["summary"][key]["mean"], 4),
             ))  # fmt: skip
     data = ModelCardData(
@@ -102,7 +101,7 @@ from transformers import AutoModel, AutoProcessor
 model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True{pin})
 processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True{pin})
 inputs = processor(videos=["clip.mov"], audio=["clip.mov"])
-print(model.decode(model(**inputs)))  # [[{{"emotion": "ang", "salience": 70.0}}, {{"emotion": "hap", "salience": 30.0}}]]
+print(model.decode(model(**inputs)))  # [[{{"emotion": "ang", "salience": 70.0}}, {{"emotion": "hap", ...}}]]
 ```
 
 Or with the toolkit: `blemore predict {repo_id} DATASET --split test` writes the challenge submission.

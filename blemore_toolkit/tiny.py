@@ -3,8 +3,8 @@
 Small enough to train on two CPU cores in a couple of minutes, yet a real composite of the kinds of encoders a
 researcher fine-tunes: a VideoMAE transformer over 4 frames of 32×32 pixels (4×4-pixel patches, so that each
 token sees one patch of colour and the mean over tokens measures how much of the picture each colour covers) and
-a WavLM transformer over the 16 kHz waveform (a 4-layer convolutional front end, 50 frames per second as in the real WavLM). Nothing is
-downloaded: the configs are written here and the weights drawn at random.
+a WavLM transformer over the 16 kHz waveform (a 4-layer convolutional front end, 50 frames per second as in the
+real WavLM). Nothing is downloaded: the configs are written here and the weights drawn at random.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +168,7 @@ def validation_scores(config, predictions, truth) -> dict:
 
 
 def metrics_for(config):
-    """``compute_metrics`` for the Trainer: the challenge score on validation, α/β tuned (see ``validation_scores``)."""
+    """``compute_metrics`` for the Trainer: the challenge score on validation, α/β tuned (``validation_scores``)."""
 
     def compute_metrics(eval_prediction) -> dict:
         return validation_scores(config, eval_prediction.predictions, np.asarray(eval_prediction.label_ids))
@@ -237,7 +237,9 @@ def _last_checkpoint(run_dir: Path) -> str | None:
     return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
 
 
-def train_run(name: str, train_split, eval_split, settings: TrainSettings, thresholds: dict | None = None) -> RunResult:
+def train_run(
+    name: str, train_split, eval_split, settings: TrainSettings, thresholds: dict | None = None
+) -> RunResult:
     """Train one model with the Trainer; with ``eval_split``, keep the best epoch and tune α/β on it.
 
     ``thresholds`` (``presence_threshold``/``salience_threshold``) are written into the config of a run without
@@ -281,7 +283,8 @@ def train_run(name: str, train_split, eval_split, settings: TrainSettings, thres
     if trainer.is_world_process_zero():
         trainer.save_model(str(model_dir))
         processor.save_pretrained(model_dir)
-        _write_json(run_dir / "results.json", {"name": name, "metrics": result.metrics, "settings": _jsonable(settings)})
+        _write_json(run_dir / "results.json",
+                    {"name": name, "metrics": result.metrics, "settings": asdict(settings)})
         if result.probabilities is not None:
             from blemore_toolkit.predict import write_probabilities
 
@@ -292,7 +295,7 @@ def train_run(name: str, train_split, eval_split, settings: TrainSettings, thres
 
 
 def _restore_best_checkpoint(trainer) -> None:
-    """Put the weights of the best validation epoch back into the trained model (loaded as ``from_pretrained`` does)."""
+    """Put the weights of the best validation epoch back into the model (loaded the way ``from_pretrained`` does)."""
     best = trainer.state.best_model_checkpoint
     if best is None:
         return
@@ -391,10 +394,6 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _jsonable(settings: TrainSettings) -> dict:
-    return {key: value for key, value in vars(settings).items()}
-
-
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
@@ -412,7 +411,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fold", default="all", choices=[*map(str, FOLDS), "all", "none"],
                         help="validate on this fold (train on the others); 'all': the five folds, their mean ± std "
                              "and a final fit on all train clips; 'none': only the final fit (default: all)")
-    parser.add_argument("--output-dir", "-o", default="runs/train", help="where runs are written (default: runs/train)")
+    parser.add_argument("--output-dir", "-o", default="runs/train",
+                        help="where runs are written (default: runs/train)")
     model = parser.add_argument_group("model (default: the tiny random demo model)")
     model.add_argument("--video-backbone", metavar="NAME_OR_PATH", help="pretrained video encoder, e.g. a VideoMAE")
     model.add_argument("--audio-backbone", metavar="NAME_OR_PATH", help="pretrained audio encoder, e.g. a WavLM")

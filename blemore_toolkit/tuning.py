@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from modeling.decoding_blemore import (
+    _PAIR_TABLE,
     NEUTRAL_INDEX,
     OUTCOME_IS_BLEND,
     OUTCOME_PRESENCE,
-    _PAIR_TABLE,
     to_numpy,
 )
 

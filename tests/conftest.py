@@ -37,3 +37,17 @@ def prepared_dataset(synthetic_raw, tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared") / "blemore"
     blemore.prepare_dataset(synthetic_raw, out, clips_per_shard=16, progress=False)
     return out
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A local Hub, with this process's clients pointed at nothing real: tmp caches, dummy token, no Xet."""
+    import huggingface_hub.constants
+    from local_hub import TOKEN, run_local_hub
+
+    with run_local_hub(tmp_path) as hub:
+        for key, value in hub.environment(tmp_path / "hf_home_pusher", token=TOKEN).items():
+            monkeypatch.setenv(key, value)
+        # huggingface_hub reads HF_HUB_DISABLE_XET once, at import; the stand-in speaks plain LFS only.
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+        yield hub

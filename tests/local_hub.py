@@ -719,3 +719,24 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
             self._send(206, data[start:end + 1], headers, "application/octet-stream")
             return
         self._send(200, data, headers, "application/octet-stream")
+
+
+#: The token clients send to the stand-in (it accepts any; a real-looking one keeps the clients' checks happy).
+TOKEN = "local-hub-dummy-token"
+
+
+def run_client(hub: LocalHub, home: str | os.PathLike, code: str, *args: str) -> str:
+    """Run ``code`` in a fresh Python whose Hub is ``hub`` and whose caches start empty under ``home``.
+
+    A fresh process matters: huggingface_hub reads ``HF_ENDPOINT`` and ``HF_HUB_DISABLE_XET`` at import, and an
+    empty cache proves the data came from the Hub, as it would for someone on another machine.
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    env = {**os.environ, **hub.environment(home, token=TOKEN)}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import datasets
@@ -19,37 +15,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 from huggingface_hub import DatasetCardData, HfApi
-from local_hub import run_local_hub
+from local_hub import TOKEN, run_client
 
 import blemore
 from blemore_toolkit.hub import check_dataset_folder, check_model_folder, push_dataset, push_model_folder
 
-TOKEN = "local-hub-dummy-token"
 FOLDS = (0, 1, 2)
 # huggingface_hub's own LFS upload hands httpx2 a file object, which httpx2 flags as deprecated; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """A local Hub, with this process's clients pointed at nothing real: tmp caches, dummy token, no Xet."""
-    import huggingface_hub.constants
-
-    with run_local_hub(tmp_path) as hub:
-        for key, value in hub.environment(tmp_path / "hf_home_pusher", token=TOKEN).items():
-            monkeypatch.setenv(key, value)
-        # huggingface_hub reads HF_HUB_DISABLE_XET once, at import; the stand-in speaks plain LFS only.
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
-        yield hub
-
-
-def run_client(hub, home: Path, code: str, *args: str) -> str:
-    """Run ``code`` in a fresh Python whose Hub is ``hub`` and whose caches start empty under ``home``."""
-    env = {**os.environ, **hub.environment(home, token=TOKEN)}
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result.stdout
 
 
 # ---------------------------------------------------------------------------------------------------------------
