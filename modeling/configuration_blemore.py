@@ -45,8 +45,9 @@ class BlemoreConfig(PreTrainedConfig):
         audio_config (`PreTrainedConfig` or `dict`, *optional*):
             Config of the audio encoder; None for a model without one.
         feature_sizes (`dict[str, int]`, *optional*):
-            Name → width of each precomputed feature input, in the order a concatenated ``features`` tensor holds
-            them. A name may not be ``"video"``/``"audio"`` when that encoder is also configured.
+            Name → width of each precomputed feature input. A concatenated ``features`` tensor holds them in
+            the order of their names (sorted; the order ``config.json`` keeps). A name may not be
+            ``"video"``/``"audio"`` when that encoder is also configured.
         fusion (`str`, *optional*, defaults to `"gated"`):
             ``"concat"`` (concatenate the projected modality vectors), ``"gated"`` (a learned per-dimension softmax
             gate over modalities) or ``"cross_attention"`` (each modality's pooled vector attends over the token
@@ -138,6 +139,10 @@ class BlemoreConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        if self.feature_sizes:
+            # config.json is written with sorted keys, so the feature inputs are kept in name order from the start:
+            # a model reloaded from disk splits a concatenated ``features`` tensor exactly as it was trained to.
+            self.feature_sizes = {name: int(self.feature_sizes[name]) for name in sorted(self.feature_sizes)}
         if self.id2label is None:
             self.id2label = dict(enumerate(EMOTIONS))
         if self.label2id is None:

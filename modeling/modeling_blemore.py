@@ -209,7 +209,11 @@ class BlemorePreTrainedModel(PreTrainedModel):
             auto_map.setdefault("AutoConfig", f"configuration_{package}.{type(self.config).__name__}")
             for auto_class in self._auto_classes_saved:
                 auto_map[auto_class] = f"{module}.{type(self).__name__}"
-            auto_map.setdefault("AutoProcessor", f"processing_{package}.BlemoreProcessor")
+            if self.config.video_config is not None or self.config.audio_config is not None:
+                # A model on precomputed features has no processor: its inputs are the feature vectors.
+                auto_map.setdefault("AutoProcessor", f"processing_{package}.BlemoreProcessor")
+            else:
+                auto_map.pop("AutoProcessor", None)
             self.config.auto_map = auto_map
         return super().save_pretrained(save_directory, *args, **kwargs)
 

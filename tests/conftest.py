@@ -25,7 +25,8 @@ def synthetic_raw(tmp_path_factory):
     from blemore_toolkit.synth import synthesize
 
     raw = tmp_path_factory.mktemp("synthetic") / "raw"
-    synthesize(raw, actors_per_fold=1, test_actors=1, seed=0, width=64, height=48, durations=(1.0, 3.0), progress=False)
+    synthesize(raw, actors_per_fold=1, test_actors=1, seed=0, width=64, height=48, durations=(1.0, 3.0),
+               progress=False)
     return raw
 
 

@@ -167,11 +167,11 @@ def test_output_shapes(video, audio, feature_sizes, num_modalities):
         assert out.video_embeds.shape == (2, 32)
     if audio:
         assert out.audio_embeds.shape == (2, 32)
-    assert model.config.modality_names == (["video"] if video else []) + (["audio"] if audio else []) + list(
+    assert model.config.modality_names == (["video"] if video else []) + (["audio"] if audio else []) + sorted(
         feature_sizes or {}
     )
     if feature_sizes:  # the same features concatenated in config order give the same result
-        concatenated = torch.cat([inputs["features"][name] for name in feature_sizes], dim=-1)
+        concatenated = torch.cat([inputs["features"][name] for name in model.config.feature_sizes], dim=-1)
         with torch.no_grad():
             again = model(**{**inputs, "features": concatenated})
         torch.testing.assert_close(again.logits, out.logits)
@@ -612,3 +612,19 @@ def test_model_decodes_with_its_config(objective, decoder):
     )  # fmt: skip
     np.testing.assert_array_equal(model.decode_outcomes(out), expected)
     assert model.decode(logits=out.logits, outcome_logits=out.outcome_logits) == outcomes_to_predictions(expected)
+
+
+def test_feature_inputs_keep_their_order_through_saving(tmp_path):
+    """config.json sorts keys: the model must split a concatenated ``features`` tensor the same way after reloading."""
+    from modeling import BlemoreForBlendedEmotionRecognition as Model
+
+    torch.manual_seed(0)
+    model = Model(BlemoreConfig(feature_sizes={"video_clip": 3, "audio_clip": 5}, fusion="gated")).eval()
+    assert list(model.config.feature_sizes) == ["audio_clip", "video_clip"]
+    features = torch.randn(4, 8)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert "AutoProcessor" not in saved["auto_map"]  # nothing to process: the inputs are feature vectors
+    reloaded = Model.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(features=features).logits, model(features=features).logits)
