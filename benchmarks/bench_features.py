@@ -1,0 +1,94 @@
+"""Feature-extraction speed of `blemore features` with tiny random encoders on this machine (clips per second).
+
+    python benchmarks/bench_features.py [--dataset PREPARED] [--actors-per-fold 1] [--batch-size 32]
+
+Without ``--dataset`` a small synthetic download is made and prepared in a temporary folder. Three tiny random
+encoders (ViT frames, VideoMAE windows, WavLM audio; saved locally, nothing downloaded) each embed every clip; the
+figure is clips per second for the whole run, decoding included. Tiny encoders measure the pipeline (decoding,
+preprocessing, batching, writing), not a real encoder's arithmetic; the GPU commands for real encoders are printed
+at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+GPU_COMMANDS = """\
+Real encoders on a GPU (one command each; add --revision COMMIT to pin a Hub checkpoint):
+  blemore features blemore --encoder MCG-NJU/videomae-base --device cuda --dtype float16 --batch-size 64
+  blemore features blemore --encoder openai/clip-vit-large-patch14 --device cuda --dtype float16 --batch-size 256
+  blemore features blemore --encoder microsoft/wavlm-large --layers 6-12 --device cuda --batch-size 16
+  blemore features blemore --encoder facebook/hubert-large-ll60k --device cuda --batch-size 16"""
+
+
+def tiny_encoders(root: Path) -> dict[str, Path]:
+    from transformers import (
+        VideoMAEConfig,
+        VideoMAEImageProcessorPil,
+        VideoMAEModel,
+        ViTConfig,
+        ViTImageProcessorPil,
+        ViTModel,
+        Wav2Vec2FeatureExtractor,
+        WavLMConfig,
+        WavLMModel,
+    )
+
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    ViTModel(ViTConfig(image_size=32, patch_size=8, **small)).save_pretrained(root / "vit")
+    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(root / "vit")
+    VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, **small)).save_pretrained(
+        root / "videomae")
+    VideoMAEImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        root / "videomae")
+    WavLMModel(WavLMConfig(conv_dim=(16,) * 4, conv_stride=(5, 4, 4, 4), conv_kernel=(10, 8, 8, 8),
+                           num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, num_buckets=32,
+                           max_bucket_distance=128, feat_extract_norm="layer", **small)
+               ).save_pretrained(root / "wavlm")
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(root / "wavlm")
+    return {"vit": root / "vit", "videomae": root / "videomae", "wavlm": root / "wavlm"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=None, help="a prepared dataset folder (default: make a synthetic one)")
+    parser.add_argument("--actors-per-fold", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+
+    import blemore
+    from blemore_toolkit.features import extract_features
+
+    work = Path(tempfile.mkdtemp(prefix="bench-features-"))
+    try:
+        if args.dataset:
+            dataset = work / "blemore"
+            shutil.copytree(args.dataset, dataset)
+        else:
+            from blemore_toolkit.synth import synthesize
+
+            synthesize(work / "raw", actors_per_fold=args.actors_per_fold, test_actors=1, seed=0, progress=False)
+            dataset = blemore.prepare_dataset(work / "raw", work / "blemore", progress=False).out_dir
+        encoders = tiny_encoders(work / "encoders")
+        clips = len(blemore.read_label_table(dataset))
+        print(f"{clips} clips, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}")
+        for name, path in encoders.items():
+            start = time.perf_counter()
+            result = extract_features(dataset, str(path), batch_size=args.batch_size, device="cpu", progress=False)
+            seconds = time.perf_counter() - start
+            print(f"{name:>9} ({result.config}): {clips / seconds:7.1f} clips/s ({seconds:.1f} s, hidden "
+                  f"{result.hidden_size})")
+        print(f"load average after {os.getloadavg()[0]:.2f}")
+        print(GPU_COMMANDS)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

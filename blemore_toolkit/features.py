@@ -1,0 +1,758 @@
+"""``blemore features DATASET --encoder NAME_OR_PATH``: pretrained-encoder features stored beside the clips.
+
+The organisers' baselines and most challenge entries freeze a pretrained encoder, embed every clip once, and train
+small heads on the result. This command does the embedding step for any transformers encoder and stores the result
+as one more config of the prepared dataset folder, so that ``load_dataset(DATASET, "<config>")`` reads it offline
+and ``blemore push`` ships it with the clips:
+
+* **image** encoders (ViT, CLIP, SigLIP, DINOv2, ...; frame level): frames sampled at ``--frames-per-second``, one
+  vector per frame (the model's image embedding, or its pooled output, or the token mean of chosen layers);
+* **video** encoders (VideoMAE, TimeSformer, ViViT, V-JEPA 2, ...; clip level): windows of ``num_frames`` frames
+  (16 for most) taken every ``--frame-stride`` frames, one vector per window (token mean);
+* **audio** encoders (WavLM, HuBERT, wav2vec 2.0, ...): the 16 kHz track, one vector per encoder frame (about
+  50 per second) from the chosen hidden layers (``--layers 6-12`` averages layers 6 to 12; 0 is the input of the
+  first transformer layer), stored as a sequence of ``--audio-window-s`` windows.
+
+Each clip gets the **seven statistics** (mean, std, 10th, 25th, 50th, 75th, 90th percentile, in that order, each
+over the frames or windows, concatenated statistic by statistic: ``features[k*H:(k+1)*H]`` is statistic ``k``) and
+the **per-window sequence**. Rows also carry ``clip_id``, ``split``, ``fold`` and the training labels
+(``outcome``, ``soft_target``, ``presence``; None for unlabelled test clips).
+
+Layout: ``DATASET/features/<config>/<part>-NNNNN-of-NNNNN.parquet``, one file per parquet file of the clips (same
+name), and ``provenance.json`` (encoder, revision or weight hashes, layers, frame rate, window, aggregation, toolkit
+version). The README's YAML header gains the config (train and test splits) without touching the rest of the card.
+
+Work is resumable: a shard is written to a hidden temporary file, renamed when complete, and marked done with a
+fingerprint of its input and of every extraction setting, so an interrupted run picks up at the first unfinished
+shard and a changed setting recomputes everything (it needs ``--overwrite`` to replace an existing config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+import blemore
+from blemore import BlemoreError
+
+#: The seven per-clip statistics, in storage order.
+STATISTICS: tuple[str, ...] = ("mean", "std", "p10", "p25", "p50", "p75", "p90")
+_PERCENTILES = (10, 25, 50, 75, 90)
+ENCODER_KINDS: tuple[str, ...] = ("image", "video", "audio")
+FEATURES_DIR = "features"
+PROVENANCE_FILE = "provenance.json"
+#: Bumped when the stored layout changes, so that a resumed run never mixes shards of two layouts.
+FEATURES_FORMAT_VERSION = 1
+_INPUT_COLUMNS = ["clip_id", "video", "audio", "split", "fold", "outcome", "soft_target", "presence", "duration_s"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Statistics and the stored schema
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def aggregate(sequence: np.ndarray) -> np.ndarray:
+    """(T, H) frames or windows → (7·H,) the seven statistics, statistic by statistic (see ``STATISTICS``)."""
+    values = np.asarray(sequence, dtype=np.float64)
+    if values.ndim != 2 or len(values) == 0:
+        raise ValueError(f"expected a non-empty (steps, hidden) array, got shape {values.shape}")
+    parts = [values.mean(axis=0), values.std(axis=0)] + list(np.percentile(values, _PERCENTILES, axis=0))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def feature_columns(hidden_size: int):
+    """The ``datasets.Features`` of a features config whose encoder gives ``hidden_size``-wide vectors."""
+    import datasets
+
+    return datasets.Features({
+        "clip_id": datasets.Value("string"),
+        "split": datasets.Value("string"),
+        "fold": datasets.Value("int8"),
+        "outcome": datasets.ClassLabel(names=list(blemore.OUTCOME_NAMES)),
+        "soft_target": datasets.List(datasets.Value("float32"), length=len(blemore.EMOTIONS)),
+        "presence": datasets.List(datasets.Value("float32"), length=len(blemore.EMOTIONS)),
+        "features": datasets.List(datasets.Value("float32"), length=len(STATISTICS) * hidden_size),
+        "sequence": datasets.List(datasets.List(datasets.Value("float32"), length=hidden_size)),
+        "num_windows": datasets.Value("int32"),
+    })
+
+
+def parse_layers(spec: str | Sequence[int] | None) -> str | list[int]:
+    """``"last"``, ``"all"`` or hidden-state indices from ``"6-12"``, ``"6,8,10"``, ``"-1"`` (or a list)."""
+    if spec is None or spec == "last":
+        return "last"
+    if spec == "all":
+        return "all"
+    if not isinstance(spec, str):
+        return [int(i) for i in spec]
+    layers: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(-?\d+)-(-?\d+)", part)
+        try:
+            layers += list(range(int(match[1]), int(match[2]) + 1)) if match else [int(part)]
+        except ValueError:
+            raise BlemoreError(f"--layers {spec!r}: expected 'last', 'all', 'A-B' or comma-separated indices"
+                               ) from None
+    if not layers:
+        raise BlemoreError(f"--layers {spec!r} selects no layer")
+    return layers
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Encoders
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ExtractionSettings:
+    """Everything that decides the numbers in a features config (recorded in provenance.json)."""
+
+    encoder: str
+    kind: str
+    revision: str | None = None
+    layers: str | list[int] = "last"
+    frames_per_second: float = 4.0
+    max_frames: int = 64
+    window: int | None = None
+    frame_stride: int = 4
+    audio_window_s: float = 0.5
+    max_audio_s: float | None = None
+    dtype: str = "float32"
+
+    def fingerprint_data(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.pop("dtype")  # a storage/computation detail that hardly moves the numbers; keep shards reusable
+        return data
+
+
+def _is_local(source: str) -> bool:
+    return os.path.isdir(source) or source.startswith((".", "/", "~"))
+
+
+def _weights_digest(folder: Path) -> dict[str, str]:
+    """sha256 of the weight files of a local encoder folder: the revision of a checkpoint that has no commit."""
+    digests = {}
+    for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+        digests[path.name] = digest.hexdigest()
+    return digests
+
+
+def detect_kind(config) -> str:
+    """``image``, ``video`` or ``audio`` from an encoder config (video configs have ``num_frames``)."""
+    if hasattr(config, "vision_config") and not hasattr(config, "num_frames"):
+        return "image"  # CLIP, SigLIP and other dual encoders: the image tower
+    if getattr(config, "num_frames", None) or getattr(config, "frames_per_clip", None):
+        return "video"
+    if hasattr(config, "conv_dim") or hasattr(config, "num_mel_bins") or "audio" in type(config).__name__.lower():
+        return "audio"
+    return "image"
+
+
+class FeatureEncoder:
+    """A pretrained encoder and its preprocessor, turning decoded clips into (steps, hidden) arrays."""
+
+    def __init__(self, settings: ExtractionSettings, device: str = "cpu", batch_size: int = 32,
+                 local_files_only: bool = False, trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoConfig, AutoModel
+
+        self.settings, self.batch_size = settings, batch_size
+        source = os.path.expanduser(settings.encoder)
+        if _is_local(settings.encoder) and not (Path(source) / "config.json").is_file():
+            raise BlemoreError(f"--encoder {settings.encoder}: no such encoder folder (a local encoder is a folder "
+                               "written by save_pretrained, with config.json)")
+        load = {"revision": settings.revision, "local_files_only": local_files_only,
+                "trust_remote_code": trust_remote_code}
+        try:
+            config = AutoConfig.from_pretrained(source, **load)
+            self.model = AutoModel.from_pretrained(source, **load)
+        except (OSError, ValueError, KeyError) as error:
+            raise BlemoreError(f"--encoder {settings.encoder}: cannot load it with transformers AutoModel "
+                               f"({' '.join(str(error).split())[:300]})") from None
+        if settings.kind == "auto":
+            settings.kind = detect_kind(config)
+        if settings.kind not in ENCODER_KINDS:
+            raise BlemoreError(f"--kind {settings.kind!r}: expected auto, {', '.join(ENCODER_KINDS)}")
+        self.kind = settings.kind
+        self.commit = getattr(config, "_commit_hash", None)
+        self.processor = self._load_processor(source, load)
+        dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+        self.device = torch.device(device)
+        self.model.to(self.device, dtype=dtypes[settings.dtype]).eval()
+        self.dtype = dtypes[settings.dtype]
+        # Dual encoders (CLIP, SigLIP) answer for their image tower; speech seq2seq models for their encoder.
+        self.module = getattr(self.model, "vision_model", None) if self.kind == "image" else None
+        if self.module is None and self.kind == "audio" and getattr(config, "is_encoder_decoder", False):
+            self.module = self.model.get_encoder()
+        if self.module is None:
+            self.module = self.model
+        self.layers = self._resolve_layers(config)
+        if self.kind == "video":
+            window = settings.window or getattr(config, "num_frames", None) or getattr(config, "frames_per_clip", 16)
+            settings.window = int(window)
+
+    def _load_processor(self, source: str, load: dict):
+        from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoVideoProcessor
+
+        loaders = {"image": [AutoImageProcessor], "video": [AutoVideoProcessor, AutoImageProcessor],
+                   "audio": [AutoFeatureExtractor]}[self.kind]
+        for loader in loaders:
+            try:
+                return loader.from_pretrained(source, **load)
+            except (OSError, ValueError, KeyError, ImportError):
+                continue
+        raise BlemoreError(f"--encoder {self.settings.encoder}: no {self.kind} preprocessor found (the folder needs "
+                           "its preprocessor_config.json, as saved by the processor's save_pretrained)")
+
+    def _resolve_layers(self, config) -> list[int] | None:
+        choice = self.settings.layers
+        if choice == "last":
+            return None
+        sub = getattr(config, "vision_config", None) if self.kind == "image" else None
+        num_layers = getattr(sub or config, "num_hidden_layers", None)
+        if num_layers is None:
+            raise BlemoreError(f"--layers: {type(config).__name__} does not say how many layers it has")
+        count = num_layers + 1
+        if choice == "all":
+            return list(range(count))
+        layers = [i + count if i < 0 else i for i in choice]
+        if any(not 0 <= i < count for i in layers):
+            raise BlemoreError(f"--layers {choice}: the encoder has hidden states 0..{count - 1} "
+                               "(0 = input of the first layer)")
+        return layers
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of one frame/window vector (measured on a dummy input by ``probe``)."""
+        return self._hidden_size
+
+    # -- the three kinds ---------------------------------------------------------------------------------------
+
+    def _pool(self, output):
+        """Token states → one vector per item (masked mean over tokens, or the model's pooled output)."""
+        import torch
+
+        if self.layers is None:
+            pooled = getattr(output, "pooler_output", None) if self.kind == "image" else None
+            if pooled is not None:
+                return pooled
+            tokens = output.last_hidden_state
+        else:
+            tokens = torch.stack([output.hidden_states[i] for i in self.layers]).mean(0)
+        return tokens.mean(1) if tokens.dim() == 3 else tokens
+
+    def _pixel_inputs(self, processed) -> dict:
+        name = getattr(self.module, "main_input_name", "pixel_values")
+        values = processed.get("pixel_values_videos", processed.get("pixel_values"))
+        return {name: values.to(self.device, dtype=self.dtype)}
+
+    def embed_images(self, frames: list[np.ndarray]) -> np.ndarray:
+        """(N,) HWC uint8 frames → (N, H) vectors, in batches."""
+        import torch
+
+        outputs = []
+        for start in range(0, len(frames), self.batch_size):
+            processed = self.processor(frames[start:start + self.batch_size], return_tensors="pt")
+            inputs = self._pixel_inputs(processed)
+            with torch.inference_mode():
+                if self.layers is None and hasattr(self.model, "get_image_features"):
+                    vectors = self.model.get_image_features(**inputs)
+                    if not isinstance(vectors, torch.Tensor):  # a model output rather than the projected tensor
+                        vectors = vectors.pooler_output
+                else:
+                    output = self.module(**inputs, output_hidden_states=self.layers is not None)
+                    vectors = self._pool(output)
+            outputs.append(vectors.float().cpu().numpy())
+        return np.concatenate(outputs)
+
+    def embed_windows(self, windows: list[list[np.ndarray]]) -> np.ndarray:
+        """(N,) windows of ``window`` HWC uint8 frames → (N, H) vectors (token mean), in batches."""
+        import torch
+
+        outputs = []
+        for start in range(0, len(windows), self.batch_size):
+            processed = self.processor(windows[start:start + self.batch_size], return_tensors="pt")
+            with torch.inference_mode():
+                output = self.module(**self._pixel_inputs(processed), output_hidden_states=self.layers is not None)
+                outputs.append(self._pool(output).float().cpu().numpy())
+        return np.concatenate(outputs)
+
+    def embed_audio(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:
+        """16 kHz mono waveforms → one (frames, H) array each (padding frames removed)."""
+        import torch
+
+        rate = getattr(self.processor, "sampling_rate", blemore.AUDIO_SAMPLING_RATE)
+        # Without an attention mask, padding would change the outputs of the other clips: go one clip at a time.
+        batch_size = self.batch_size if getattr(self.processor, "return_attention_mask", False) else 1
+        results = []
+        for start in range(0, len(waveforms), batch_size):
+            chunk = waveforms[start:start + batch_size]
+            processed = self.processor(chunk, sampling_rate=rate, return_tensors="pt", padding=True,
+                                       return_attention_mask=batch_size > 1)
+            values = processed.get("input_values", processed.get("input_features"))
+            inputs = {getattr(self.module, "main_input_name", "input_values"): values.to(self.device, self.dtype)}
+            if batch_size > 1 and "attention_mask" in processed:
+                inputs["attention_mask"] = processed["attention_mask"].to(self.device)
+            with torch.inference_mode():
+                output = self.module(**inputs, output_hidden_states=self.layers is not None)
+            tokens = (output.last_hidden_state if self.layers is None
+                      else torch.stack([output.hidden_states[i] for i in self.layers]).mean(0))
+            lengths = torch.tensor([len(w) for w in chunk])
+            if hasattr(self.module, "_get_feat_extract_output_lengths"):
+                frames = self.module._get_feat_extract_output_lengths(lengths)
+            else:
+                frames = torch.ceil(lengths * tokens.shape[1] / max(int(lengths.max()), 1))
+            tokens = tokens.float().cpu().numpy()
+            for row, count in enumerate(frames.clamp(1, tokens.shape[1]).tolist()):
+                results.append(tokens[row, : int(count)])
+        return results
+
+    def probe(self) -> int:
+        """Run one dummy item to learn the vector width (and fail early on an unusable encoder)."""
+        try:
+            if self.kind == "image":
+                width = self.embed_images([np.zeros((64, 64, 3), np.uint8)]).shape[-1]
+            elif self.kind == "video":
+                width = self.embed_windows([[np.zeros((64, 64, 3), np.uint8)] * self.settings.window]).shape[-1]
+            else:
+                width = self.embed_audio([np.zeros(blemore.AUDIO_SAMPLING_RATE, np.float32)])[0].shape[-1]
+        except BlemoreError:
+            raise
+        except Exception as error:  # any failure here means the encoder does not fit this kind of input
+            raise BlemoreError(f"--encoder {self.settings.encoder}: a {self.kind} test input failed "
+                               f"({type(error).__name__}: {' '.join(str(error).split())[:300]}); "
+                               "check --kind") from None
+        self._hidden_size = int(width)
+        return self._hidden_size
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoding clips (threads: torchcodec decodes outside the GIL)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _frame_indices_image(num_frames: int, fps: float, settings: ExtractionSettings) -> list[int]:
+    duration = num_frames / fps if fps > 0 else num_frames
+    count = max(1, int(np.floor(duration * settings.frames_per_second)))
+    times = (np.arange(count) + 0.5) / settings.frames_per_second
+    if count > settings.max_frames:  # evenly spaced over the clip
+        times = (np.arange(settings.max_frames) + 0.5) * duration / settings.max_frames
+    return [min(num_frames - 1, int(t * fps)) for t in times]
+
+
+def _window_indices(num_frames: int, settings: ExtractionSettings) -> list[list[int]]:
+    span = settings.window * settings.frame_stride
+    starts = list(range(0, max(num_frames - span, 0) + 1, span))
+    if starts[-1] + span < num_frames:  # the tail that a whole window no longer fits: end-aligned window
+        starts.append(num_frames - span)
+    return [[min(num_frames - 1, s + k * settings.frame_stride) for k in range(settings.window)] for s in starts]
+
+
+def decode_clip(row: dict, settings: ExtractionSettings) -> dict:
+    """A stored row → the model's units: frames (image), windows of frames (video) or the waveform (audio)."""
+    clip = row["clip_id"]
+    if settings.kind == "audio":
+        from torchcodec.decoders import AudioDecoder
+
+        audio = row.get("audio") or {}
+        if not audio.get("bytes"):
+            raise BlemoreError(f"clip {clip}: no audio stored; an audio encoder needs the 16 kHz track")
+        try:
+            samples = AudioDecoder(audio["bytes"], sample_rate=blemore.AUDIO_SAMPLING_RATE, num_channels=1)
+            waveform = samples.get_all_samples().data[0].numpy()
+        except (RuntimeError, ValueError) as error:
+            raise BlemoreError(f"clip {clip}: the audio cannot be decoded ({error})") from None
+        if settings.max_audio_s:
+            waveform = waveform[: int(settings.max_audio_s * blemore.AUDIO_SAMPLING_RATE)]
+        return {"row": row, "units": waveform}
+
+    from torchcodec.decoders import VideoDecoder
+
+    video = row.get("video") or {}
+    if not video.get("bytes"):
+        raise BlemoreError(f"clip {clip}: no video stored")
+    try:
+        decoder = VideoDecoder(video["bytes"], dimension_order="NHWC", seek_mode="exact")
+        num_frames = int(decoder.metadata.num_frames or 0)
+        fps = float(decoder.metadata.average_fps or 25.0)
+        if num_frames < 1:
+            raise BlemoreError(f"clip {clip}: the video has no frames")
+        if settings.kind == "image":
+            groups = [_frame_indices_image(num_frames, fps, settings)]
+        else:
+            groups = _window_indices(num_frames, settings)
+        wanted = sorted({i for group in groups for i in group})
+        frames = dict(zip(wanted, decoder.get_frames_at(indices=wanted).data.numpy()))
+    except (RuntimeError, ValueError) as error:
+        raise BlemoreError(f"clip {clip}: the video cannot be decoded ({error})") from None
+    if settings.kind == "image":
+        return {"row": row, "units": [frames[i] for i in groups[0]]}
+    return {"row": row, "units": [[frames[i] for i in group] for group in groups]}
+
+
+def _prefetched(rows: Iterable[dict], settings: ExtractionSettings, workers: int, ahead: int) -> Iterator[dict]:
+    """``decode_clip`` over rows in threads, in order, holding at most ``ahead`` decoded clips."""
+    with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+        pending: list[concurrent.futures.Future] = []
+        for row in rows:
+            pending.append(pool.submit(decode_clip, row, settings))
+            if len(pending) >= ahead:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shards: one output parquet per input parquet, written atomically and marked done with a fingerprint
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _check_prepared(dataset_dir: Path) -> list[Path]:
+    if not dataset_dir.is_dir():
+        raise BlemoreError(f"{dataset_dir}: no such dataset folder (make one with `blemore prepare RAW OUT`)")
+    readme = dataset_dir / "README.md"
+    shards = sorted((dataset_dir / "data").glob("*.parquet"))
+    if not readme.is_file() or not shards:
+        raise BlemoreError(f"{dataset_dir}: not a prepared dataset folder (README.md and data/*.parquet expected; "
+                           "run `blemore prepare RAW OUT` first)")
+    return shards
+
+
+def _shard_fingerprint(shard: Path, settings_data: dict) -> str:
+    stat = shard.stat()
+    text = json.dumps({"format": FEATURES_FORMAT_VERSION, "shard": shard.name, "size": stat.st_size,
+                       "mtime_ns": stat.st_mtime_ns, "settings": settings_data}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _rows(shard: Path, columns: Sequence[str]) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(shard)
+    for batch in parquet.iter_batches(batch_size=8, columns=list(columns)):
+        yield from batch.to_pylist()
+
+
+def _windowed(frames: np.ndarray, window: int) -> np.ndarray:
+    """Mean of consecutive ``window`` frames (the last window may be shorter)."""
+    window = max(1, window)
+    return np.stack([frames[i:i + window].mean(axis=0) for i in range(0, len(frames), window)])
+
+
+def _clip_record(row: dict, steps: np.ndarray, encoder: FeatureEncoder) -> dict:
+    """One output row: labels, the seven statistics over ``steps`` and the stored sequence."""
+    if encoder.kind == "audio":
+        rate = len(steps) / max(float(row.get("duration_s") or 0.0), 1e-3)  # encoder frames per second
+        sequence = _windowed(steps, round(encoder.settings.audio_window_s * rate))
+    else:
+        sequence = steps
+    return {
+        "clip_id": row["clip_id"], "split": row["split"], "fold": row["fold"], "outcome": row["outcome"],
+        "soft_target": row["soft_target"], "presence": row["presence"],
+        "features": aggregate(steps), "sequence": sequence.astype(np.float32), "num_windows": len(sequence),
+    }
+
+
+def _embed_group(decoded: list[dict], encoder: FeatureEncoder) -> list[dict]:
+    """Embed the units of several clips together (full batches on the device), then split them per clip."""
+    if encoder.kind == "audio":
+        steps = encoder.embed_audio([d["units"] for d in decoded])
+    else:
+        units = [u for d in decoded for u in d["units"]]
+        vectors = encoder.embed_images(units) if encoder.kind == "image" else encoder.embed_windows(units)
+        bounds = np.cumsum([0] + [len(d["units"]) for d in decoded])
+        steps = [vectors[bounds[i]:bounds[i + 1]] for i in range(len(decoded))]
+    return [_clip_record(d["row"], s, encoder) for d, s in zip(decoded, steps)]
+
+
+def write_feature_shard(shard: Path, out_dir: Path, encoder: FeatureEncoder, workers: int, on_clip=None) -> int:
+    """Embed every clip of one prepared shard into ``out_dir/<shard name>`` (temporary file, then rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    features = feature_columns(encoder.hidden_size)
+    schema = features.arrow_schema
+    final = out_dir / shard.name
+    partial = out_dir / f".{shard.stem}.{os.getpid()}.partial"
+    count, group, units = 0, [], 0
+    try:
+        with pq.ParquetWriter(partial, schema) as writer:
+            def flush():
+                nonlocal count, group, units
+                if group:
+                    rows = [features.encode_example(r) for r in _embed_group(group, encoder)]
+                    writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                    count += len(group)
+                    if on_clip:
+                        on_clip(len(group))
+                group, units = [], 0
+
+            ahead = max(2, 2 * workers)
+            for decoded in _prefetched(_rows(shard, _INPUT_COLUMNS), encoder.settings, workers, ahead):
+                group.append(decoded)
+                units += 1 if encoder.kind == "audio" else len(decoded["units"])
+                if units >= encoder.batch_size or len(group) >= 64:
+                    flush()
+            flush()
+        os.replace(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The README: one more config in the YAML header, the rest of the card untouched
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _split_card(text: str, readme: Path) -> tuple[dict, str]:
+    import yaml
+
+    if not text.startswith("---\n") or text.count("---\n") < 2:
+        raise BlemoreError(f"{readme}: no YAML header; run `blemore prepare RAW OUT` again")
+    _, header, body = text.split("---\n", 2)
+    metadata = yaml.safe_load(header) or {}
+    if not isinstance(metadata.get("configs"), list):
+        raise BlemoreError(f"{readme}: the YAML header lists no configs; run `blemore prepare RAW OUT` again")
+    return metadata, body
+
+
+def register_config(dataset_dir: Path, name: str, hidden_size: int) -> None:
+    """Add (or replace) the features config ``name`` in the README's YAML ``configs`` and ``dataset_info``."""
+    import yaml
+
+    readme = dataset_dir / "README.md"
+    metadata, body = _split_card(readme.read_text(), readme)
+    out_dir = dataset_dir / FEATURES_DIR / name
+    parts = sorted({p.name.split("-", 1)[0] for p in out_dir.glob("*.parquet")})
+    folds = [p for p in parts if p.startswith("fold")]
+    data_files = []
+    if folds:
+        data_files.append({"split": "train", "path": [f"{FEATURES_DIR}/{name}/{p}-*.parquet" for p in folds]})
+    if "test" in parts:
+        data_files.append({"split": "test", "path": [f"{FEATURES_DIR}/{name}/test-*.parquet"]})
+    metadata["configs"] = [c for c in metadata["configs"] if c.get("config_name") != name]
+    metadata["configs"].append({"config_name": name, "data_files": data_files})
+    infos = [i for i in metadata.get("dataset_info") or [] if i.get("config_name") != name]
+    infos.append({"config_name": name, "features": feature_columns(hidden_size)._to_yaml_list()})
+    metadata["dataset_info"] = infos
+    text = "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000) + "---\n" + body
+    partial = readme.with_name(f".{readme.name}.{os.getpid()}.partial")
+    partial.write_text(text)
+    os.replace(partial, readme)
+
+
+def feature_configs(dataset_dir: str | os.PathLike) -> list[str]:
+    """Names of the features configs stored in a prepared dataset folder."""
+    root = Path(dataset_dir) / FEATURES_DIR
+    return sorted(p.parent.name for p in root.glob(f"*/{PROVENANCE_FILE}"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def default_config_name(encoder: str, layers: str | list[int]) -> str:
+    """A config name from the encoder's last path component, plus the layers when they are not the default."""
+    base = re.sub(r"[^a-z0-9]+", "-", Path(encoder.rstrip("/")).name.lower()).strip("-") or "encoder"
+    if layers == "all":
+        base += "-all"
+    elif layers != "last":
+        contiguous = len(layers) > 1 and layers == list(range(layers[0], layers[-1] + 1))
+        base += "-l" + (f"{layers[0]}-{layers[-1]}" if contiguous else "-".join(map(str, layers)))
+    return base
+
+
+@dataclasses.dataclass
+class FeaturesResult:
+    config: str
+    out_dir: Path
+    num_clips: int
+    shards_written: int
+    shards_reused: int
+    hidden_size: int
+
+
+def extract_features(
+    dataset_dir: str | os.PathLike,
+    encoder: str,
+    *,
+    config_name: str | None = None,
+    kind: str = "auto",
+    revision: str | None = None,
+    layers: str | Sequence[int] | None = "last",
+    frames_per_second: float = 4.0,
+    max_frames: int = 64,
+    window: int | None = None,
+    frame_stride: int = 4,
+    audio_window_s: float = 0.5,
+    max_audio_s: float | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+    batch_size: int = 32,
+    workers: int | None = None,
+    local_files_only: bool = False,
+    trust_remote_code: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> FeaturesResult:
+    """Embed every clip of a prepared dataset with ``encoder`` into the features config ``config_name``.
+
+    See the module docstring for what is stored. Raises ``BlemoreError`` (one line) for a folder that is not a
+    prepared dataset, an encoder that cannot be loaded, or settings that differ from an existing config without
+    ``overwrite``.
+    """
+    import torch
+
+    dataset_dir = Path(dataset_dir)
+    shards = _check_prepared(dataset_dir)
+    layers = parse_layers(layers)
+    name = config_name or default_config_name(encoder, layers)
+    if name in blemore.config_names() or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise BlemoreError(f"--name {name!r}: pick another config name (not default/foldK; letters, digits, -_.)")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    settings = ExtractionSettings(encoder=encoder, kind=kind, revision=revision, layers=layers,
+                                  frames_per_second=frames_per_second, max_frames=max_frames, window=window,
+                                  frame_stride=frame_stride, audio_window_s=audio_window_s, max_audio_s=max_audio_s,
+                                  dtype=dtype)
+    model = FeatureEncoder(settings, device=device, batch_size=batch_size, local_files_only=local_files_only,
+                           trust_remote_code=trust_remote_code)
+    hidden_size = model.probe()
+    if settings.kind != "image":  # keep provenance to the settings that matter for this kind
+        settings.frames_per_second, settings.max_frames = None, None
+    if settings.kind != "video":
+        settings.window, settings.frame_stride = None, None
+    if settings.kind != "audio":
+        settings.audio_window_s, settings.max_audio_s = None, None
+    source_id = {"commit": model.commit}
+    if _is_local(encoder):
+        source_id["weights_sha256"] = _weights_digest(Path(os.path.expanduser(encoder)))
+    settings_data = {**settings.fingerprint_data(), **source_id}
+
+    out_dir = dataset_dir / FEATURES_DIR / name
+    provenance_path = out_dir / PROVENANCE_FILE
+    if provenance_path.is_file() and not overwrite:
+        previous = json.loads(provenance_path.read_text()).get("fingerprint")
+        if previous != settings_data:
+            raise BlemoreError(f"{out_dir}: a features config {name!r} with other settings exists; pass --overwrite "
+                               "to replace it or --name to store these features under another name")
+    done_dir = out_dir / ".done"
+    done_dir.mkdir(parents=True, exist_ok=True)
+    fingerprints = {shard.name: _shard_fingerprint(shard, settings_data) for shard in shards}
+    reusable = {n for n, f in fingerprints.items()
+                if (out_dir / n).is_file() and (done_dir / n).is_file() and (done_dir / n).read_text() == f}
+    for stale in list(out_dir.glob("*.parquet")) + list(done_dir.iterdir()):
+        if stale.name not in reusable:
+            stale.unlink()
+    todo = [shard for shard in shards if shard.name not in reusable]
+
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    counts = {s.name: pq.ParquetFile(s).metadata.num_rows for s in shards}
+    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    with tqdm(total=sum(counts.values()), initial=sum(counts[n] for n in reusable), unit="clip",
+              desc=f"features {name}", disable=not progress) as bar:
+        for shard in todo:
+            write_feature_shard(shard, out_dir, model, workers, on_clip=bar.update)
+            (done_dir / shard.name).write_text(fingerprints[shard.name])
+
+    provenance = {
+        "config_name": name,
+        "encoder": encoder,
+        "kind": settings.kind,
+        "revision": revision,
+        "commit": model.commit,
+        "weights_sha256": source_id.get("weights_sha256"),
+        "encoder_class": type(model.model).__name__,
+        "layers": layers,
+        "hidden_size": hidden_size,
+        "frames_per_second": settings.frames_per_second,
+        "max_frames": settings.max_frames,
+        "window": settings.window,
+        "frame_stride": settings.frame_stride,
+        "audio_window_s": settings.audio_window_s,
+        "max_audio_s": settings.max_audio_s,
+        "aggregation": {"statistics": list(STATISTICS), "layout": "statistic-major: features[k*H:(k+1)*H] is "
+                        "statistic k over the frames (image), windows (video) or encoder frames (audio)"},
+        "dtype": dtype,
+        "device": device,
+        "toolkit_version": _toolkit_version(),
+        "fingerprint": settings_data,
+    }
+    partial = out_dir / f".{PROVENANCE_FILE}.partial"
+    partial.write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+    os.replace(partial, provenance_path)
+    register_config(dataset_dir, name, hidden_size)
+    shutil.rmtree(done_dir, ignore_errors=True)
+    return FeaturesResult(name, out_dir, sum(counts.values()), len(todo), len(reusable), hidden_size)
+
+
+def _toolkit_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for package in ("blemore", "blemore-toolkit"):
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def add_features_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="a prepared dataset folder (written by `blemore prepare`)")
+    parser.add_argument("--encoder", required=True, help="transformers encoder: Hub name or local folder")
+    parser.add_argument("--name", default=None, help="features config name (default: from the encoder and layers)")
+    parser.add_argument("--kind", default="auto", choices=("auto",) + ENCODER_KINDS,
+                        help="image (frame level), video (clip level, windows) or audio; auto reads the config")
+    parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the encoder")
+    parser.add_argument("--layers", default="last",
+                        help="hidden states to average: last (default: the model's own embedding), all, 6-12, 6,8")
+    parser.add_argument("--frames-per-second", type=float, default=4.0, help="image encoders: frames sampled per s")
+    parser.add_argument("--max-frames", type=int, default=64, help="image encoders: at most this many frames a clip")
+    parser.add_argument("--window", type=int, default=None, help="video encoders: frames a window (default: the "
+                        "encoder's num_frames, 16 for VideoMAE)")
+    parser.add_argument("--frame-stride", type=int, default=4, help="video encoders: take every k-th frame")
+    parser.add_argument("--audio-window-s", type=float, default=0.5, help="audio: seconds per stored sequence step")
+    parser.add_argument("--max-audio-s", type=float, default=None, help="audio: cut longer tracks")
+    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    parser.add_argument("--batch-size", type=int, default=32, help="frames, windows or tracks per forward pass")
+    parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: up to 4)")
+    parser.add_argument("--local-files-only", action="store_true", help="never contact the Hub for the encoder")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow encoders that ship their own modelling code on the Hub (read it first)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a config with the same name")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_features(args: argparse.Namespace) -> int:
+    result = extract_features(
+        args.dataset, args.encoder, config_name=args.name, kind=args.kind, revision=args.revision, layers=args.layers,
+        frames_per_second=args.frames_per_second, max_frames=args.max_frames, window=args.window,
+        frame_stride=args.frame_stride, audio_window_s=args.audio_window_s, max_audio_s=args.max_audio_s,
+        device=args.device, dtype=args.dtype, batch_size=args.batch_size, workers=args.workers,
+        local_files_only=args.local_files_only, trust_remote_code=args.trust_remote_code, overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(f"features {result.config!r}: {result.num_clips} clips × {len(STATISTICS)}×{result.hidden_size} "
+          f"statistics in {result.out_dir} ({result.shards_written} shards written, {result.shards_reused} reused); "
+          f"load it with datasets.load_dataset({str(args.dataset)!r}, {result.config!r})")
+    return 0

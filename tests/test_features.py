@@ -1,0 +1,194 @@
+"""``blemore features``: tiny random image, video and audio encoders saved locally stand in for real ones.
+
+What is checked: the stored config loads with ``load_dataset(DATASET, name)`` offline, beside the untouched clip
+configs and card; shapes, labels and the seven statistics are right; provenance is recorded; an interrupted run
+resumes at the first unfinished shard; bad input is one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import blemore
+from blemore_toolkit import features
+from blemore_toolkit.features import STATISTICS, aggregate, extract_features, parse_layers
+
+HIDDEN = 16
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    """Tiny random ViT (image), VideoMAE (video) and WavLM (audio) folders with their preprocessors."""
+    from transformers import (
+        VideoMAEConfig,
+        VideoMAEImageProcessorPil,
+        VideoMAEModel,
+        ViTConfig,
+        ViTImageProcessorPil,
+        ViTModel,
+        Wav2Vec2FeatureExtractor,
+        WavLMConfig,
+        WavLMModel,
+    )
+
+    root = tmp_path_factory.mktemp("encoders")
+    small = dict(hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=2 * HIDDEN)
+    ViTModel(ViTConfig(image_size=32, patch_size=8, **small)).save_pretrained(root / "vit")
+    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(root / "vit")
+    VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, **small)).save_pretrained(
+        root / "videomae")
+    VideoMAEImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        root / "videomae")
+    # 5·4·4·4 = 320 samples per frame: 50 frames a second, like the real WavLM/HuBERT front ends.
+    WavLMModel(WavLMConfig(conv_dim=(16,) * 4, conv_stride=(5, 4, 4, 4), conv_kernel=(10, 8, 8, 8),
+                           num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, num_buckets=32,
+                           max_bucket_distance=128, feat_extract_norm="layer", **small)
+               ).save_pretrained(root / "wavlm")
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(root / "wavlm")
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(prepared_dataset, tmp_path_factory):
+    """A private copy of the prepared synthetic dataset (the session fixture is shared and must stay untouched)."""
+    copy = tmp_path_factory.mktemp("features") / "blemore"
+    shutil.copytree(prepared_dataset, copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def extracted(dataset, encoders):
+    """All three kinds extracted once into ``dataset`` (image frames at 1 per second to keep it quick)."""
+    results = {
+        "vit": extract_features(dataset, str(encoders / "vit"), frames_per_second=1.0, progress=False),
+        "videomae": extract_features(dataset, str(encoders / "videomae"), frame_stride=2, progress=False),
+        "wavlm-l1-2": extract_features(dataset, str(encoders / "wavlm"), layers="1-2", progress=False),
+    }
+    return results
+
+
+def _label_columns(dataset):
+    table = blemore.read_label_table(dataset)
+    return dict(zip(table["clip_id"], zip(table["split"], table["fold"])))
+
+
+def test_the_seven_statistics_are_stored_statistic_by_statistic():
+    sequence = np.array([[0.0, 10.0], [1.0, 20.0], [2.0, 30.0], [3.0, 40.0], [4.0, 50.0]])
+    stats = aggregate(sequence).reshape(len(STATISTICS), 2)
+    assert stats[0].tolist() == [2.0, 30.0]  # mean
+    np.testing.assert_allclose(stats[1], [np.sqrt(2.0), np.sqrt(200.0)], rtol=1e-6)  # population std
+    np.testing.assert_allclose(stats[2:, 0], [0.4, 1.0, 2.0, 3.0, 3.6], rtol=1e-6)  # p10 p25 p50 p75 p90
+    single = aggregate(np.array([[1.0, 2.0]])).reshape(len(STATISTICS), 2)
+    assert single[1].tolist() == [0.0, 0.0] and single[4].tolist() == [1.0, 2.0]
+
+
+def test_layer_choices_parse():
+    assert parse_layers("last") == "last" and parse_layers("all") == "all"
+    assert parse_layers("6-9") == [6, 7, 8, 9]
+    assert parse_layers("1,3,-1") == [1, 3, -1]
+    with pytest.raises(blemore.BlemoreError):
+        parse_layers("six")
+
+
+def test_features_configs_load_with_load_dataset_next_to_the_clips(dataset, extracted, tmp_path):
+    import datasets
+
+    clips = _label_columns(dataset)
+    for name, result in extracted.items():
+        assert result.config == name and result.hidden_size == HIDDEN
+        loaded = datasets.load_dataset(str(dataset), name, cache_dir=str(tmp_path / "cache"))
+        assert set(loaded) == {"train", "test"}
+        assert len(loaded["train"]) + len(loaded["test"]) == len(clips)
+        for row in loaded["train"].select(range(5)):
+            assert len(row["features"]) == len(STATISTICS) * HIDDEN
+            sequence = np.asarray(row["sequence"])
+            assert sequence.shape == (row["num_windows"], HIDDEN) and row["num_windows"] >= 1
+            assert (row["split"], row["fold"]) == clips[row["clip_id"]]
+            assert row["outcome"] == blemore.parse_clip_name(row["clip_id"]).outcome
+            assert abs(sum(row["soft_target"]) - 1.0) < 1e-6
+        test_row = loaded["test"][0]
+        assert test_row["outcome"] is None and test_row["soft_target"] is None and test_row["fold"] is None
+        # For frames and windows, the stored statistics are those of the stored sequence.
+        if name != "wavlm-l1-2":
+            row = loaded["train"][0]
+            np.testing.assert_allclose(row["features"], aggregate(np.asarray(row["sequence"])), rtol=1e-5, atol=1e-6)
+
+
+def test_the_card_keeps_its_configs_and_text(dataset, extracted, prepared_dataset, tmp_path):
+    import yaml
+
+    before, after = (p.joinpath("README.md").read_text() for p in (prepared_dataset, dataset))
+    assert before.split("---\n", 2)[2] == after.split("---\n", 2)[2]  # the card's text is untouched
+    header = yaml.safe_load(after.split("---\n", 2)[1])
+    names = [c["config_name"] for c in header["configs"]]
+    assert names == blemore.config_names() + ["vit", "videomae", "wavlm-l1-2"]  # named after encoder and layers
+    assert [i["config_name"] for i in header["dataset_info"]] == names
+    import datasets
+
+    fold0 = datasets.load_dataset(str(dataset), "fold0", cache_dir=str(tmp_path / "cache"))
+    assert set(fold0) == {"train", "validation", "test"}
+
+
+def test_provenance_records_how_the_features_were_made(dataset, extracted, encoders):
+    video = json.loads((dataset / "features" / "videomae" / "provenance.json").read_text())
+    assert video["kind"] == "video" and video["window"] == 4 and video["frame_stride"] == 2
+    assert video["encoder"] == str(encoders / "videomae") and video["encoder_class"] == "VideoMAEModel"
+    assert set(video["weights_sha256"]) == {"model.safetensors"}
+    assert video["aggregation"]["statistics"] == list(STATISTICS)
+    assert video["toolkit_version"]
+    audio = json.loads((dataset / "features" / "wavlm-l1-2" / "provenance.json").read_text())
+    assert audio["kind"] == "audio" and audio["layers"] == [1, 2] and audio["audio_window_s"] == 0.5
+    image = json.loads((dataset / "features" / "vit" / "provenance.json").read_text())
+    assert image["kind"] == "image" and image["frames_per_second"] == 1.0 and image["window"] is None
+
+
+def test_an_interrupted_run_resumes_at_the_first_unfinished_shard(dataset, encoders, extracted, monkeypatch):
+    real_write = features.write_feature_shard
+    calls = []
+
+    def write_two_then_fail(shard, *args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(shard.name)
+        return real_write(shard, *args, **kwargs)
+
+    monkeypatch.setattr(features, "write_feature_shard", write_two_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(dataset, str(encoders / "videomae"), config_name="resumed", frame_stride=2, progress=False)
+    out = dataset / "features" / "resumed"
+    assert sorted(p.name for p in out.glob("*.parquet")) == sorted(calls)
+    assert not list(out.glob(".*.partial")) and "resumed" not in (dataset / "README.md").read_text()
+
+    monkeypatch.setattr(features, "write_feature_shard", real_write)
+    result = extract_features(dataset, str(encoders / "videomae"), config_name="resumed", frame_stride=2,
+                              progress=False)
+    assert result.shards_reused == 2 and result.shards_written == len(list((dataset / "data").glob("*.parquet"))) - 2
+    import pyarrow.parquet as pq
+
+    for shard in calls:  # the reused shards are what a full run writes
+        resumed = pq.read_table(out / shard).column("features").to_pylist()
+        fresh = pq.read_table(dataset / "features" / "videomae" / shard).column("features").to_pylist()
+        np.testing.assert_allclose(resumed, fresh, rtol=1e-5, atol=1e-6)
+
+    with pytest.raises(blemore.BlemoreError, match="other settings"):
+        extract_features(dataset, str(encoders / "videomae"), config_name="resumed", frame_stride=3, progress=False)
+
+
+def test_bad_input_is_one_line(dataset, encoders, tmp_path, capsys):
+    assert blemore.main(["features", str(dataset), "--encoder", str(tmp_path / "nowhere")]) == 1
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("blemore features: error:") and "nowhere" in message and "\n" not in message
+
+    assert blemore.main(["features", str(tmp_path), "--encoder", str(encoders / "vit")]) == 1
+    assert "not a prepared dataset" in capsys.readouterr().err
+
+    assert blemore.main(["features", str(dataset), "--encoder", str(encoders / "vit"), "--name", "fold0"]) == 1
+    assert "config name" in capsys.readouterr().err
+
+    assert blemore.main(["features", str(dataset), "--encoder", str(encoders / "wavlm"), "--layers", "7"]) == 1
+    assert "hidden states 0..2" in capsys.readouterr().err
