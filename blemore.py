@@ -963,8 +963,41 @@ def _size_category(count: int) -> str:
     return "100K<n<1M"
 
 
-def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[str], synthetic: bool) -> str:
-    """``dataset_card.md`` with its YAML header completed (configs, features) and the statistics filled in."""
+def part_sizes(dataset_dir: Path) -> dict[str, tuple[int, int]]:
+    """``{part: (bytes, rows)}`` of the parquet files of each part (``fold0``..``fold4``, ``test``)."""
+    import pyarrow.parquet as pq
+
+    sizes: dict[str, tuple[int, int]] = {}
+    for path in sorted((dataset_dir / "data").glob("*.parquet")):
+        part = path.name.split("-", 1)[0]
+        size, rows = sizes.get(part, (0, 0))
+        sizes[part] = (size + path.stat().st_size, rows + pq.ParquetFile(path).metadata.num_rows)
+    return sizes
+
+
+def _config_info(config: dict, features: list, sizes: dict[str, tuple[int, int]]) -> dict:
+    """A config's ``dataset_info``: features, and clips and bytes per split.
+
+    Besides telling the Hub viewer how big each split is, the sizes make ``load_dataset``'s cache follow the
+    folder's contents: ``datasets`` keys its cache of a local folder by its name and this header only, so without
+    them a re-prepared folder, or another folder of the same name, would load the old cached data.
+    """
+    splits = []
+    for entry in config["data_files"]:
+        parts = [pattern.split("/", 1)[1].split("-", 1)[0] for pattern in entry["path"]]
+        splits.append({"name": entry["split"], "num_bytes": sum(sizes[p][0] for p in parts),
+                       "num_examples": sum(sizes[p][1] for p in parts)})
+    total = sum(split["num_bytes"] for split in splits)
+    return {"config_name": config["config_name"], "features": features, "splits": splits,
+            "download_size": total, "dataset_size": total}
+
+
+def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[str], synthetic: bool,
+                        sizes: dict[str, tuple[int, int]] | None = None) -> str:
+    """``dataset_card.md`` with its YAML header completed (configs, features, sizes) and the statistics filled in.
+
+    ``sizes`` (``part_sizes``) adds the clips and bytes of every split to each config's ``dataset_info``.
+    """
     import yaml
 
     template = DATASET_CARD_TEMPLATE.read_text()
@@ -973,7 +1006,8 @@ def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[s
     features = dataset_features()._to_yaml_list()
     metadata["size_categories"] = [_size_category(stats["clips"])]
     metadata["configs"] = configs
-    metadata["dataset_info"] = [{"config_name": c["config_name"], "features": features} for c in configs]
+    metadata["dataset_info"] = [_config_info(c, features, sizes) if sizes else
+                                {"config_name": c["config_name"], "features": features} for c in configs]
     provenance = ("This folder was prepared from **synthetic** clips written by `blemore synth`: their picture and "
                   "sound encode the labels; they are not the BLEMORE recordings."
                   if synthetic else "This folder was prepared from the BLEMORE download.")
@@ -988,7 +1022,8 @@ def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[s
 def write_dataset_card(dataset_dir: Path, scan: DownloadScan) -> None:
     table = read_label_table(dataset_dir)
     parts = {p.name.split("-", 1)[0] for p in (dataset_dir / "data").glob("*.parquet")}
-    card = render_dataset_card(dataset_statistics(table), _card_configs(parts), scan.notes, scan.synthetic)
+    card = render_dataset_card(dataset_statistics(table), _card_configs(parts), scan.notes, scan.synthetic,
+                               part_sizes(dataset_dir))
     (dataset_dir / "README.md").write_text(card)
 
 

@@ -26,35 +26,6 @@ Real encoders on a GPU (one command each; add --revision COMMIT to pin a Hub che
   blemore features blemore --encoder facebook/hubert-large-ll60k --device cuda --batch-size 16"""
 
 
-def tiny_encoders(root: Path) -> dict[str, Path]:
-    from transformers import (
-        VideoMAEConfig,
-        VideoMAEImageProcessorPil,
-        VideoMAEModel,
-        ViTConfig,
-        ViTImageProcessorPil,
-        ViTModel,
-        Wav2Vec2FeatureExtractor,
-        WavLMConfig,
-        WavLMModel,
-    )
-
-    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    ViTModel(ViTConfig(image_size=32, patch_size=8, **small)).save_pretrained(root / "vit")
-    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(root / "vit")
-    VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, **small)).save_pretrained(
-        root / "videomae")
-    VideoMAEImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        root / "videomae")
-    WavLMModel(WavLMConfig(conv_dim=(16,) * 4, conv_stride=(5, 4, 4, 4), conv_kernel=(10, 8, 8, 8),
-                           num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, num_buckets=32,
-                           max_bucket_distance=128, feat_extract_norm="layer", **small)
-               ).save_pretrained(root / "wavlm")
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True,
-                             return_attention_mask=True).save_pretrained(root / "wavlm")
-    return {"vit": root / "vit", "videomae": root / "videomae", "wavlm": root / "wavlm"}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=None, help="a prepared dataset folder (default: make a synthetic one)")
@@ -75,7 +46,9 @@ def main() -> None:
 
             synthesize(work / "raw", actors_per_fold=args.actors_per_fold, test_actors=1, seed=0, progress=False)
             dataset = blemore.prepare_dataset(work / "raw", work / "blemore", progress=False).out_dir
-        encoders = tiny_encoders(work / "encoders")
+        from blemore_toolkit.tiny import save_tiny_encoders
+
+        encoders = save_tiny_encoders(work / "encoders")
         clips = len(blemore.read_label_table(dataset))
         print(f"{clips} clips, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}")
         for name, path in encoders.items():

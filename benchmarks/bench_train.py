@@ -26,19 +26,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def throughput(dataset: str, workers: int, epochs: float, scratch: Path, backbones: dict) -> dict:
     from transformers import Trainer
 
-    from blemore_toolkit.batches import ClipCollator, clip_stream, share_cpu_with_workers
+    from blemore_toolkit.batches import ClipCollator, clip_stream, cpu_threads_beside_workers
     from blemore_toolkit.train import TrainSettings, build_model, load_split, training_arguments
 
     settings = TrainSettings(output_dir=str(scratch), epochs=epochs, num_workers=workers, progress=False,
                              logging_steps=1000, **backbones)
-    threads = share_cpu_with_workers(workers)
-    model, processor = build_model(settings)
-    split = load_split(dataset, "fold0", "train")
-    arguments = training_arguments(settings, scratch / f"workers{workers}", has_validation=False)
-    arguments.save_strategy = "no"
-    trainer = Trainer(model=model, args=arguments, train_dataset=clip_stream(split, processor, with_labels=True),
-                      data_collator=ClipCollator(processor))
-    metrics = trainer.train().metrics
+    with cpu_threads_beside_workers(workers) as threads:
+        model, processor = build_model(settings)
+        split = load_split(dataset, "fold0", "train")
+        arguments = training_arguments(settings, scratch / f"workers{workers}", has_validation=False)
+        arguments.save_strategy = "no"
+        trainer = Trainer(model=model, args=arguments, data_collator=ClipCollator(processor),
+                          train_dataset=clip_stream(split, processor, with_labels=True))
+        metrics = trainer.train().metrics
     return {"workers": workers, "torch_threads": threads, "clips": len(split), "epochs": epochs,
             "clips_per_s": round(metrics["train_samples_per_second"], 1),
             "seconds": round(metrics["train_runtime"], 1)}

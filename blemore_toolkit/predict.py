@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import blemore
-from blemore_toolkit.batches import ClipCollator, clip_stream, labelled_outcomes, share_cpu_with_workers
+from blemore_toolkit.batches import ClipCollator, clip_stream, cpu_threads_beside_workers, labelled_outcomes
 
 PROBABILITY_COLUMNS = tuple(f"p_{code}" for code in blemore.EMOTIONS)
 
@@ -96,8 +96,7 @@ def predict_split(model, processor, split, *, batch_size: int = 8, num_workers: 
 
     from blemore_toolkit.train import emotion_probabilities
 
-    share_cpu_with_workers(num_workers)
-    with tempfile.TemporaryDirectory(prefix="blemore-predict-") as scratch:
+    with cpu_threads_beside_workers(num_workers), tempfile.TemporaryDirectory(prefix="blemore-predict-") as scratch:
         arguments = TrainingArguments(
             output_dir=scratch, per_device_eval_batch_size=batch_size, dataloader_num_workers=num_workers,
             remove_unused_columns=False, report_to="none", disable_tqdm=not progress,

@@ -56,3 +56,39 @@ def tiny_model(num_frames: int = 4, image_size: int = 32, seed: int = 0, **setti
 
     torch.manual_seed(seed)
     return BlemoreForBlendedEmotionRecognition(tiny_config(num_frames, image_size, **settings))
+
+
+def save_tiny_encoders(root, hidden_size: int = 32) -> dict:
+    """Tiny random stand-ins for pretrained encoders, saved with their preprocessors: ``{"vit", "videomae", "wavlm"}``
+    → folder, for ``blemore features`` in tests and benchmarks (an image, a video and an audio encoder)."""
+    from pathlib import Path
+
+    from transformers import (
+        VideoMAEConfig,
+        VideoMAEImageProcessorPil,
+        VideoMAEModel,
+        ViTConfig,
+        ViTImageProcessorPil,
+        ViTModel,
+        Wav2Vec2FeatureExtractor,
+        WavLMConfig,
+        WavLMModel,
+    )
+
+    root = Path(root)
+    small = dict(hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=2 * hidden_size)
+    ViTModel(ViTConfig(image_size=32, patch_size=8, **small)).save_pretrained(root / "vit")
+    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(root / "vit")
+    VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, **small)).save_pretrained(
+        root / "videomae")
+    VideoMAEImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        root / "videomae")
+    # 5·4·4·4 = 320 samples per frame: 50 frames a second, like the real WavLM/HuBERT front ends.
+    WavLMModel(WavLMConfig(conv_dim=(16,) * 4, conv_stride=(5, 4, 4, 4), conv_kernel=(10, 8, 8, 8),
+                           num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, num_buckets=32,
+                           max_bucket_distance=128, feat_extract_norm="layer", **small)
+               ).save_pretrained(root / "wavlm")
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(root / "wavlm")
+    return {name: root / name for name in ("vit", "videomae", "wavlm")}

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import blemore
-from blemore_toolkit.batches import LABEL_KEY, ClipCollator, clip_stream, labelled_outcomes, share_cpu_with_workers
+from blemore_toolkit.batches import LABEL_KEY, ClipCollator, clip_stream, cpu_threads_beside_workers, labelled_outcomes
 from blemore_toolkit.tuning import outcome_scores, tune_thresholds
 
 FOLDS = tuple(range(5))
@@ -224,7 +224,7 @@ def training_arguments(settings: TrainSettings, run_dir: Path, has_validation: b
         report_to="none",
         seed=settings.seed,
         bf16=settings.bf16,
-        gradient_checkpointing=settings.gradient_checkpointing,
+        activation_checkpointing=settings.gradient_checkpointing,
         disable_tqdm=not settings.progress,
         use_cpu=not torch.cuda.is_available(),
     )
@@ -245,14 +245,20 @@ def train_run(
     ``thresholds`` (``presence_threshold``/``salience_threshold``) are written into the config of a run without
     validation. The model and processor are saved to ``OUTPUT/<name>/model`` and the metrics to ``results.json``.
     """
-    from transformers import Trainer
-
     run_dir = Path(settings.output_dir) / name
     model_dir = run_dir / "model"
     if settings.resume and (run_dir / "results.json").is_file() and model_dir.is_dir():
         return _finished_run(name, run_dir)
 
-    share_cpu_with_workers(settings.num_workers)
+    with cpu_threads_beside_workers(settings.num_workers):
+        return _train_and_save(name, run_dir, train_split, eval_split, settings, thresholds)
+
+
+def _train_and_save(name: str, run_dir: Path, train_split, eval_split, settings: TrainSettings,
+                    thresholds: dict | None) -> RunResult:
+    from transformers import Trainer
+
+    model_dir = run_dir / "model"
     model, processor = build_model(settings)
     trainer = Trainer(
         model=model,

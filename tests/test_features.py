@@ -23,33 +23,10 @@ HIDDEN = 16
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory):
     """Tiny random ViT (image), VideoMAE (video) and WavLM (audio) folders with their preprocessors."""
-    from transformers import (
-        VideoMAEConfig,
-        VideoMAEImageProcessorPil,
-        VideoMAEModel,
-        ViTConfig,
-        ViTImageProcessorPil,
-        ViTModel,
-        Wav2Vec2FeatureExtractor,
-        WavLMConfig,
-        WavLMModel,
-    )
+    from blemore_toolkit.tiny import save_tiny_encoders
 
     root = tmp_path_factory.mktemp("encoders")
-    small = dict(hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=2 * HIDDEN)
-    ViTModel(ViTConfig(image_size=32, patch_size=8, **small)).save_pretrained(root / "vit")
-    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(root / "vit")
-    VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, **small)).save_pretrained(
-        root / "videomae")
-    VideoMAEImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        root / "videomae")
-    # 5·4·4·4 = 320 samples per frame: 50 frames a second, like the real WavLM/HuBERT front ends.
-    WavLMModel(WavLMConfig(conv_dim=(16,) * 4, conv_stride=(5, 4, 4, 4), conv_kernel=(10, 8, 8, 8),
-                           num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, num_buckets=32,
-                           max_bucket_distance=128, feat_extract_norm="layer", **small)
-               ).save_pretrained(root / "wavlm")
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True,
-                             return_attention_mask=True).save_pretrained(root / "wavlm")
+    save_tiny_encoders(root, HIDDEN)
     return root
 
 

@@ -97,6 +97,22 @@ def test_prepared_folder_loads_without_the_download(tmp_path):
     assert len(ds[0]["audio"]["array"]) > 0
 
 
+def test_load_dataset_never_serves_another_folders_cache(tmp_path):
+    """``datasets`` keys its cache of a local folder by name and header: the header's sizes keep them apart."""
+    one = small_download(tmp_path / "one")
+    two = small_download(tmp_path / "two", names=("A102_ang_int1_ver1", "A102_mix_ang_hap_30_70_ver1",
+                                                  "A102_sad_int2_ver1"))
+    first, second = tmp_path / "a" / "blemore", tmp_path / "b" / "blemore"
+    blemore.prepare_dataset(one, first, progress=False)
+    blemore.prepare_dataset(two, second, progress=False)
+    assert len(datasets.load_dataset(str(first), split="train")) == 2
+    assert len(datasets.load_dataset(str(second), split="train")) == 3  # same folder name, other data
+    blemore.prepare_dataset(two, first, overwrite=True, progress=False)
+    assert len(datasets.load_dataset(str(first), split="train")) == 3  # re-prepared in place
+    card = (first / "README.md").read_text()
+    assert "num_examples: 3" in card and "download_size:" in card
+
+
 def test_builder_reads_the_download_directly(synthetic_raw, tmp_path):
     builder = blemore.Blemore(config_name="fold1", data_dir=str(synthetic_raw), cache_dir=str(tmp_path))
     builder.download_and_prepare()
