@@ -70,7 +70,10 @@ def read_probabilities(path: str | os.PathLike) -> tuple[list[str], np.ndarray, 
 
 
 def load_model(model: str, revision: str | None = None):
-    """A BLEMORE model and its processor from a folder or Hub repo (``trust_remote_code``: the code ships with it)."""
+    """A BLEMORE model and its processor from a folder or Hub repo (``trust_remote_code``: the code ships with it).
+
+    A model on precomputed features (``blemore heads``) has no processor: ``None`` is returned for it.
+    """
     from transformers import AutoModel
 
     from modeling import BlemoreProcessor
@@ -80,7 +83,9 @@ def load_model(model: str, revision: str | None = None):
         raise blemore.BlemoreError(f"{local}: no config.json; give a folder written by `blemore train` (…/model)")
     try:
         loaded = AutoModel.from_pretrained(model, trust_remote_code=True, revision=revision)
-        processor = BlemoreProcessor.from_pretrained(model, revision=revision)
+        processor = None
+        if loaded.config.video_config is not None or loaded.config.audio_config is not None:
+            processor = BlemoreProcessor.from_pretrained(model, revision=revision)
     except OSError as error:
         raise blemore.BlemoreError(f"{model}: cannot load the model: {' '.join(str(error).split())}") from None
     return loaded.eval(), processor
@@ -144,14 +149,53 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
 
 
+def feature_configs_of(model) -> list[str]:
+    """The features configs a model on precomputed features reads, in the order its input concatenates them.
+
+    ``blemore heads`` names a model's feature input after its configs (``"clip+wavlm"`` for early fusion of two, one
+    input per config for the fusion heads); inputs and configs are kept in name order, so concatenating the configs
+    in name order gives the model's ``features`` tensor in both cases.
+    """
+    return sorted(name for key in (model.config.feature_sizes or {}) for name in key.split("+"))
+
+
+def select_feature_rows(table, config: str, split: str):
+    """The rows of a ``heads.FeatureTable`` that make ``split`` of the dataset config ``config``."""
+    parts = blemore.config_splits(config) if config in blemore.config_names() else None
+    if parts is None or split not in parts:
+        raise blemore.BlemoreError(f"no split {split!r} in dataset config {config!r} (configs: "
+                                   f"{', '.join(blemore.config_names())})")
+    folds = {int(part.removeprefix("fold")) for part in parts[split] if part != "test"}
+    keep = np.isin(table.fold, sorted(folds)) & (table.split == "train")
+    if "test" in parts[split]:
+        keep |= table.split == "test"
+    return table.rows(keep)
+
+
+def predict_features(model, dataset: str, config: str = "default", split: str = "test"
+                     ) -> tuple[dict, np.ndarray | None]:
+    """Predictions of a model on precomputed features for a dataset split; also the true outcomes when labelled."""
+    from blemore_toolkit.heads import load_feature_table, predict_probabilities
+
+    table = select_feature_rows(load_feature_table(dataset, feature_configs_of(model)), config, split)
+    probabilities = predict_probabilities(model, table.matrix(feature_configs_of(model)))
+    result = {"clip_ids": table.clip_ids, "probabilities": probabilities,
+              "outcomes": np.asarray(model.decode_outcomes(logits=np.log(np.clip(probabilities, 1e-12, None))))}
+    labelled = len(table.outcome) and (table.outcome >= 0).all()
+    return result, (table.outcome if labelled else None)
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from blemore_toolkit.train import load_split
 
     model, processor = load_model(args.model, args.revision)
-    split = load_split(args.dataset, args.config, args.split)
-    result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers)
-    labelled = "outcome" in split.column_names and all(value is not None for value in split["outcome"])
-    truth = np.asarray(labelled_outcomes(split)) if labelled and len(split) else None
+    if processor is None:  # a head on features: read the features configs beside the clips
+        result, truth = predict_features(model, args.dataset, args.config, args.split)
+    else:
+        split = load_split(args.dataset, args.config, args.split)
+        result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers)
+        labelled = "outcome" in split.column_names and all(value is not None for value in split["outcome"])
+        truth = np.asarray(labelled_outcomes(split)) if labelled and len(split) else None
     paths = write_predictions(result, args.output_dir, truth)
     summary = {"clips": len(result["clip_ids"]), **{name: str(path) for name, path in paths.items()}}
     if truth is not None:

@@ -186,6 +186,15 @@ def test_blemore_heads_command_saves_a_model_and_a_valid_submission(dataset, tab
     written = json.loads(submission.read_text())["predictions"]
     assert [written[f"{c}.mov"] for c in test_ids] == decoded
 
+    # `blemore predict` takes the saved head like any other model: it reads the features configs beside the clips.
+    predicted = tmp_path / "predicted"
+    assert blemore.main(["predict", str(output), str(dataset), "-o", str(predicted)]) == 0
+    assert json.loads((predicted / "predictions.json").read_text())["predictions"] == written
+    assert blemore.main(["predict", str(output), str(dataset), "--config", "fold2", "--split", "validation",
+                         "-o", str(tmp_path / "fold2")]) == 0
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scored["clips"] == int((table.fold == 2).sum()) and 0 <= scored["score"] <= 1
+
 
 def test_unknown_feature_config_is_one_line(dataset, capsys):
     assert blemore.main(["heads", "nope", "--dataset", str(dataset), "--cv-only"]) == 1
