@@ -34,7 +34,7 @@ import numpy as np
 
 import blemore
 from blemore_toolkit.batches import LABEL_KEY, ClipCollator, clip_stream, cpu_threads_beside_workers, labelled_outcomes
-from blemore_toolkit.tuning import outcome_scores, tune_thresholds
+from blemore_toolkit.tuning import tune_thresholds
 
 FOLDS = tuple(range(5))
 #: What the validation table reports, in this order.
@@ -144,27 +144,29 @@ def outcome_probabilities(predictions) -> np.ndarray | None:
 def validation_scores(config, predictions, truth) -> dict:
     """Challenge accuracies on validation, decoded with the config's decoder after tuning α/β where it has them.
 
-    Returns the metrics plus the thresholds found (``presence_threshold``, ``salience_threshold``) and the score
-    with the config's current parameters (``untuned_score``).
+    The accuracies are computed by ``challenge.challenge_scores`` on the decoded predictions, the same code as
+    ``blemore score`` and the evaluate module. Returns them with the thresholds found (``presence_threshold``,
+    ``salience_threshold``) and the score with the config's current parameters (``untuned_score``).
     """
-    from modeling.decoding_blemore import decode_outcomes
+    from blemore_toolkit.challenge import challenge_scores
+    from modeling.decoding_blemore import decode_outcomes, outcomes_to_predictions
+
+    references = outcomes_to_predictions(truth)
+
+    def scored(outcomes) -> dict:
+        result = challenge_scores(references, outcomes_to_predictions(outcomes))
+        return {key: result[key] for key in METRICS}
 
     probs = emotion_probabilities(predictions)
     outcome_probs = outcome_probabilities(predictions)
     parameters = config.decoding_parameters
-    untuned = outcome_scores(truth, decode_outcomes(outcome_probs if outcome_probs is not None else probs,
-                                                    **parameters))
+    untuned = scored(decode_outcomes(outcome_probs if outcome_probs is not None else probs, **parameters))
     if parameters["decoder"] != "thresholds":
-        return {**{key: untuned[key] for key in METRICS}, "untuned_score": untuned["score"]}
+        return {**untuned, "untuned_score": untuned["score"]}
     search = tune_thresholds(probs, truth)
-    return {
-        "acc_presence": search.acc_presence,
-        "acc_salience": search.acc_salience,
-        "score": search.score,
-        "presence_threshold": search.presence_threshold,
-        "salience_threshold": search.salience_threshold,
-        "untuned_score": untuned["score"],
-    }
+    thresholds = {"presence_threshold": search.presence_threshold, "salience_threshold": search.salience_threshold}
+    return {**scored(decode_outcomes(probs, **{**parameters, **thresholds})), **thresholds,
+            "untuned_score": untuned["score"]}
 
 
 def metrics_for(config):

@@ -157,3 +157,23 @@ def test_push_to_hub_with_a_card_then_load_it_elsewhere(fold_run, hub, tmp_path)
     assert loaded["class"] == "BlemoreForBlendedEmotionRecognition"
     assert loaded["alpha"] == metrics["presence_threshold"]
     assert loaded["metrics"][metric_name("score", 1)] == pytest.approx(metrics["score"], abs=1e-4)
+
+
+def test_validation_metrics_are_the_challenge_scores_of_the_tuned_decoder():
+    from blemore_toolkit.challenge import challenge_scores
+    from blemore_toolkit.train import validation_scores
+    from blemore_toolkit.tuning import tune_thresholds
+    from modeling import BlemoreConfig
+    from modeling.decoding_blemore import OUTCOME_TARGETS, outcomes_to_predictions, softmax, threshold_outcomes
+
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 36, 300)
+    logits = np.log(np.clip(OUTCOME_TARGETS[truth] + rng.normal(0, 0.1, (300, 6)), 1e-3, None))
+    metrics = validation_scores(BlemoreConfig(), logits, truth)
+    search = tune_thresholds(softmax(logits), truth)
+    assert (metrics["presence_threshold"], metrics["salience_threshold"]) == (search.presence_threshold,
+                                                                              search.salience_threshold)
+    decoded = threshold_outcomes(softmax(logits), search.presence_threshold, search.salience_threshold)
+    expected = challenge_scores(outcomes_to_predictions(truth), outcomes_to_predictions(decoded))
+    assert metrics["score"] == expected["score"] == pytest.approx(search.score)
+    assert metrics["untuned_score"] <= metrics["score"]
