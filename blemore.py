@@ -963,50 +963,55 @@ def _size_category(count: int) -> str:
     return "100K<n<1M"
 
 
-def part_sizes(dataset_dir: Path) -> dict[str, tuple[int, int]]:
-    """``{part: (bytes, rows)}`` of the parquet files of each part (``fold0``..``fold4``, ``test``)."""
+def config_info(dataset_dir: Path, config: dict, features: list) -> dict:
+    """A config's ``dataset_info`` entry: its features, and the clips and bytes of each split's parquet files.
+
+    ``config`` is its ``configs`` entry (``data_files`` patterns relative to ``dataset_dir``). Besides telling the
+    Hub viewer how big each split is, the sizes make ``load_dataset``'s cache follow the folder's contents:
+    ``datasets`` keys its cache of a local folder by its name and this header only, so without them a re-prepared
+    folder, a re-extracted features config, or another folder of the same name would load the old cached data.
+    """
     import pyarrow.parquet as pq
 
-    sizes: dict[str, tuple[int, int]] = {}
-    for path in sorted((dataset_dir / "data").glob("*.parquet")):
-        part = path.name.split("-", 1)[0]
-        size, rows = sizes.get(part, (0, 0))
-        sizes[part] = (size + path.stat().st_size, rows + pq.ParquetFile(path).metadata.num_rows)
-    return sizes
-
-
-def _config_info(config: dict, features: list, sizes: dict[str, tuple[int, int]]) -> dict:
-    """A config's ``dataset_info``: features, and clips and bytes per split.
-
-    Besides telling the Hub viewer how big each split is, the sizes make ``load_dataset``'s cache follow the
-    folder's contents: ``datasets`` keys its cache of a local folder by its name and this header only, so without
-    them a re-prepared folder, or another folder of the same name, would load the old cached data.
-    """
     splits = []
     for entry in config["data_files"]:
-        parts = [pattern.split("/", 1)[1].split("-", 1)[0] for pattern in entry["path"]]
-        splits.append({"name": entry["split"], "num_bytes": sum(sizes[p][0] for p in parts),
-                       "num_examples": sum(sizes[p][1] for p in parts)})
+        files = sorted({path for pattern in entry["path"] for path in dataset_dir.glob(pattern)})
+        splits.append({"name": entry["split"], "num_bytes": sum(path.stat().st_size for path in files),
+                       "num_examples": sum(pq.ParquetFile(path).metadata.num_rows for path in files)})
     total = sum(split["num_bytes"] for split in splits)
     return {"config_name": config["config_name"], "features": features, "splits": splits,
             "download_size": total, "dataset_size": total}
 
 
-def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[str], synthetic: bool,
-                        sizes: dict[str, tuple[int, int]] | None = None) -> str:
-    """``dataset_card.md`` with its YAML header completed (configs, features, sizes) and the statistics filled in.
-
-    ``sizes`` (``part_sizes``) adds the clips and bytes of every split to each config's ``dataset_info``.
-    """
+def split_card(text: str, where: str | os.PathLike) -> tuple[dict, str]:
+    """A card's YAML header (as a dict) and its Markdown body; ``BlemoreError`` naming ``where`` without a header."""
     import yaml
 
-    template = DATASET_CARD_TEMPLATE.read_text()
-    _, header, body = template.split("---\n", 2)
-    metadata = yaml.safe_load(header)
+    if not text.startswith("---\n") or text.count("---\n") < 2:
+        raise BlemoreError(f"{where}: no YAML header; run `blemore prepare RAW OUT` again")
+    _, header, body = text.split("---\n", 2)
+    return yaml.safe_load(header) or {}, body
+
+
+def join_card(metadata: dict, body: str) -> str:
+    """The card text of a YAML header and a body (the inverse of ``split_card``)."""
+    import yaml
+
+    return "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000) + "---\n" + body
+
+
+def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[str], synthetic: bool,
+                        dataset_dir: Path | None = None) -> str:
+    """``dataset_card.md`` with its YAML header completed (configs, features, sizes) and the statistics filled in.
+
+    With ``dataset_dir`` (the folder the configs' data files are in), each config's ``dataset_info`` also gives the
+    clips and bytes of every split (``config_info``).
+    """
+    metadata, body = split_card(DATASET_CARD_TEMPLATE.read_text(), DATASET_CARD_TEMPLATE)
     features = dataset_features()._to_yaml_list()
     metadata["size_categories"] = [_size_category(stats["clips"])]
     metadata["configs"] = configs
-    metadata["dataset_info"] = [_config_info(c, features, sizes) if sizes else
+    metadata["dataset_info"] = [config_info(dataset_dir, c, features) if dataset_dir else
                                 {"config_name": c["config_name"], "features": features} for c in configs]
     provenance = ("This folder was prepared from **synthetic** clips written by `blemore synth`: their picture and "
                   "sound encode the labels; they are not the BLEMORE recordings."
@@ -1016,14 +1021,14 @@ def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[s
             .replace("{{statistics}}", _statistics_markdown(stats))
             .replace("{{prepare_notes}}", notes)
             .replace("{{citation}}", _CITATION.strip()))
-    return "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000) + "---\n" + body
+    return join_card(metadata, body)
 
 
 def write_dataset_card(dataset_dir: Path, scan: DownloadScan) -> None:
     table = read_label_table(dataset_dir)
     parts = {p.name.split("-", 1)[0] for p in (dataset_dir / "data").glob("*.parquet")}
     card = render_dataset_card(dataset_statistics(table), _card_configs(parts), scan.notes, scan.synthetic,
-                               part_sizes(dataset_dir))
+                               dataset_dir)
     (dataset_dir / "README.md").write_text(card)
 
 

@@ -520,24 +520,12 @@ def write_feature_shard(shard: Path, out_dir: Path, encoder: FeatureEncoder, wor
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _split_card(text: str, readme: Path) -> tuple[dict, str]:
-    import yaml
-
-    if not text.startswith("---\n") or text.count("---\n") < 2:
-        raise BlemoreError(f"{readme}: no YAML header; run `blemore prepare RAW OUT` again")
-    _, header, body = text.split("---\n", 2)
-    metadata = yaml.safe_load(header) or {}
-    if not isinstance(metadata.get("configs"), list):
-        raise BlemoreError(f"{readme}: the YAML header lists no configs; run `blemore prepare RAW OUT` again")
-    return metadata, body
-
-
 def register_config(dataset_dir: Path, name: str, hidden_size: int) -> None:
     """Add (or replace) the features config ``name`` in the README's YAML ``configs`` and ``dataset_info``."""
-    import yaml
-
     readme = dataset_dir / "README.md"
-    metadata, body = _split_card(readme.read_text(), readme)
+    metadata, body = blemore.split_card(readme.read_text(), readme)
+    if not isinstance(metadata.get("configs"), list):
+        raise BlemoreError(f"{readme}: the YAML header lists no configs; run `blemore prepare RAW OUT` again")
     out_dir = dataset_dir / FEATURES_DIR / name
     parts = sorted({p.name.split("-", 1)[0] for p in out_dir.glob("*.parquet")})
     folds = [p for p in parts if p.startswith("fold")]
@@ -547,11 +535,12 @@ def register_config(dataset_dir: Path, name: str, hidden_size: int) -> None:
     if "test" in parts:
         data_files.append({"split": "test", "path": [f"{FEATURES_DIR}/{name}/test-*.parquet"]})
     metadata["configs"] = [c for c in metadata["configs"] if c.get("config_name") != name]
-    metadata["configs"].append({"config_name": name, "data_files": data_files})
+    config = {"config_name": name, "data_files": data_files}
+    metadata["configs"].append(config)
     infos = [i for i in metadata.get("dataset_info") or [] if i.get("config_name") != name]
-    infos.append({"config_name": name, "features": feature_columns(hidden_size)._to_yaml_list()})
+    infos.append(blemore.config_info(dataset_dir, config, feature_columns(hidden_size)._to_yaml_list()))
     metadata["dataset_info"] = infos
-    text = "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000) + "---\n" + body
+    text = blemore.join_card(metadata, body)
     partial = readme.with_name(f".{readme.name}.{os.getpid()}.partial")
     partial.write_text(text)
     os.replace(partial, readme)

@@ -169,3 +169,19 @@ def test_bad_input_is_one_line(dataset, encoders, tmp_path, capsys):
 
     assert blemore.main(["features", str(dataset), "--encoder", str(encoders / "wavlm"), "--layers", "7"]) == 1
     assert "hidden states 0..2" in capsys.readouterr().err
+
+
+def test_a_re_extracted_config_loads_its_new_features(dataset, encoders, extracted):
+    """``load_dataset`` caches a local folder by its name and header: the header's split sizes keep it current."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    extract_features(dataset, str(encoders / "wavlm"), config_name="redo", layers="1", progress=False)
+    first = datasets.load_dataset(str(dataset), "redo", split="train")[0]
+    extract_features(dataset, str(encoders / "wavlm"), config_name="redo", layers="2", overwrite=True,
+                     progress=False)
+    again = datasets.load_dataset(str(dataset), "redo", split="train")
+    stored = {row["clip_id"]: row["features"] for path in sorted((dataset / "features" / "redo").glob("*.parquet"))
+              for row in pq.read_table(path, columns=["clip_id", "features"]).to_pylist()}
+    assert not np.allclose(again[0]["features"], first["features"])
+    np.testing.assert_allclose(again[0]["features"], stored[again[0]["clip_id"]], rtol=1e-6)
