@@ -970,6 +970,8 @@ def config_info(dataset_dir: Path, config: dict, features: list) -> dict:
     Hub viewer how big each split is, the sizes make ``load_dataset``'s cache follow the folder's contents:
     ``datasets`` keys its cache of a local folder by its name and this header only, so without them a re-prepared
     folder, a re-extracted features config, or another folder of the same name would load the old cached data.
+    Sizes are not a content hash: two versions with the same clips and the same byte counts (e.g. features of the
+    same shape recomputed with other values) still share a cache entry.
     """
     import pyarrow.parquet as pq
 
