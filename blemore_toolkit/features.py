@@ -540,10 +540,7 @@ def register_config(dataset_dir: Path, name: str, hidden_size: int) -> None:
     infos = [i for i in metadata.get("dataset_info") or [] if i.get("config_name") != name]
     infos.append(blemore.config_info(dataset_dir, config, feature_columns(hidden_size)._to_yaml_list()))
     metadata["dataset_info"] = infos
-    text = blemore.join_card(metadata, body)
-    partial = readme.with_name(f".{readme.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    os.replace(partial, readme)
+    blemore.write_text_atomically(readme, blemore.join_card(metadata, body))
 
 
 def feature_configs(dataset_dir: str | os.PathLike) -> list[str]:
@@ -686,9 +683,7 @@ def extract_features(
         "toolkit_version": _toolkit_version(),
         "fingerprint": settings_data,
     }
-    partial = out_dir / f".{PROVENANCE_FILE}.partial"
-    partial.write_text(json.dumps(provenance, indent=2, default=str) + "\n")
-    os.replace(partial, provenance_path)
+    blemore.write_text_atomically(provenance_path, json.dumps(provenance, indent=2, default=str) + "\n")
     register_config(dataset_dir, name, hidden_size)
     shutil.rmtree(done_dir, ignore_errors=True)
     return FeaturesResult(name, out_dir, sum(counts.values()), len(todo), len(reusable), hidden_size)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import blemore
-from blemore_toolkit.batches import ClipCollator, clip_stream, cpu_threads_beside_workers, labelled_outcomes
+from blemore_toolkit.batches import ClipCollator, clip_stream, cpu_threads_beside_workers
 
 PROBABILITY_COLUMNS = tuple(f"p_{code}" for code in blemore.EMOTIONS)
 
@@ -37,19 +38,15 @@ PROBABILITY_COLUMNS = tuple(f"p_{code}" for code in blemore.EMOTIONS)
 
 def write_probabilities(path: str | os.PathLike, clip_ids, probabilities, truth=None) -> Path:
     """``clip_id, p_ang … p_neu[, outcome]``: the model's emotion probabilities per clip (outcome: the true one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["clip_id", *PROBABILITY_COLUMNS] + (["outcome"] if truth is not None else []))
-        for index, clip_id in enumerate(clip_ids):
-            row = [clip_id, *(f"{value:.6f}" for value in probabilities[index])]
-            if truth is not None:
-                row.append(blemore.OUTCOME_NAMES[int(truth[index])])
-            writer.writerow(row)
-    os.replace(temporary, path)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["clip_id", *PROBABILITY_COLUMNS] + (["outcome"] if truth is not None else []))
+    for index, clip_id in enumerate(clip_ids):
+        row = [clip_id, *(f"{value:.6f}" for value in probabilities[index])]
+        if truth is not None:
+            row.append(blemore.OUTCOME_NAMES[int(truth[index])])
+        writer.writerow(row)
+    return blemore.write_text_atomically(path, text.getvalue())
 
 
 def read_probabilities(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray | None]:
@@ -177,8 +174,9 @@ def predict_features(model, dataset: str, config: str = "default", split: str = 
     """Predictions of a model on precomputed features for a dataset split; also the true outcomes when labelled."""
     from blemore_toolkit.heads import load_feature_table, predict_probabilities
 
-    table = select_feature_rows(load_feature_table(dataset, feature_configs_of(model)), config, split)
-    probabilities = predict_probabilities(model, table.matrix(feature_configs_of(model)))
+    names = feature_configs_of(model)
+    table = select_feature_rows(load_feature_table(dataset, names), config, split)
+    probabilities = predict_probabilities(model, table.matrix(names))
     result = {"clip_ids": table.clip_ids, "probabilities": probabilities,
               "outcomes": np.asarray(model.decode_outcomes(logits=np.log(np.clip(probabilities, 1e-12, None))))}
     labelled = len(table.outcome) and (table.outcome >= 0).all()
@@ -194,8 +192,8 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         split = load_split(args.dataset, args.config, args.split)
         result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers)
-        labelled = "outcome" in split.column_names and all(value is not None for value in split["outcome"])
-        truth = np.asarray(labelled_outcomes(split)) if labelled and len(split) else None
+        outcomes = list(split["outcome"]) if "outcome" in split.column_names else []
+        truth = np.asarray(outcomes) if outcomes and None not in outcomes else None
     paths = write_predictions(result, args.output_dir, truth)
     summary = {"clips": len(result["clip_ids"]), **{name: str(path) for name, path in paths.items()}}
     if truth is not None:

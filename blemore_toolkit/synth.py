@@ -50,6 +50,7 @@ import csv
 import dataclasses
 import fcntl
 import hashlib
+import io
 import itertools
 import json
 import math
@@ -833,18 +834,15 @@ def _metadata_row(task: _ClipTask, filename: str, fold: int | None) -> dict:
 
 
 def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
-    part = path.with_name(f".{path.name}.part")
-    with open(part, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda row: row["filename"]))
-    os.replace(part, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda row: row["filename"]))
+    blemore.write_text_atomically(path, text.getvalue())
 
 
 def _write_json(path: Path, data: dict) -> None:
-    part = path.with_name(f".{path.name}.part")
-    part.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(part, path)
+    blemore.write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def _submission_template(test_stems: Sequence[str], seed: int) -> dict:

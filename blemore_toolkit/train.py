@@ -291,8 +291,7 @@ def _train_and_save(name: str, run_dir: Path, train_split, eval_split, settings:
     if trainer.is_world_process_zero():
         trainer.save_model(str(model_dir))
         processor.save_pretrained(model_dir)
-        _write_json(run_dir / "results.json",
-                    {"name": name, "metrics": result.metrics, "settings": asdict(settings)})
+        _write_json(run_dir / "results.json", {"name": name, "metrics": result.metrics, "settings": asdict(settings)})
         if result.probabilities is not None:
             from blemore_toolkit.predict import write_probabilities
 
@@ -403,10 +402,7 @@ def _is_main_process() -> bool:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(temporary, path)
+    blemore.write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------------
