@@ -18,6 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from blemore_toolkit.data.loading import read_label_table
+from blemore_toolkit.data.prepare import prepare_dataset
+
 GPU_COMMANDS = """\
 Real encoders on a GPU (one command each; add --revision COMMIT to pin a Hub checkpoint):
   blemore features blemore --encoder MCG-NJU/videomae-base --device cuda --dtype float16 --batch-size 64
@@ -33,8 +36,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 
-    import blemore
-    from blemore_toolkit.features import extract_features
+    from blemore_toolkit.features.extraction import extract_features
 
     work = Path(tempfile.mkdtemp(prefix="bench-features-"))
     try:
@@ -42,14 +44,14 @@ def main() -> None:
             dataset = work / "blemore"
             shutil.copytree(args.dataset, dataset)
         else:
-            from blemore_toolkit.synth import synthesize
+            from blemore_toolkit.data.synth import synthesize
 
             synthesize(work / "raw", actors_per_fold=args.actors_per_fold, test_actors=1, seed=0, progress=False)
-            dataset = blemore.prepare_dataset(work / "raw", work / "blemore", progress=False).out_dir
-        from blemore_toolkit.tiny import save_tiny_encoders
+            dataset = prepare_dataset(work / "raw", work / "blemore", progress=False).out_dir
+        from blemore_toolkit.training.tiny import save_tiny_encoders
 
         encoders = save_tiny_encoders(work / "encoders")
-        clips = len(blemore.read_label_table(dataset))
+        clips = len(read_label_table(dataset))
         print(f"{clips} clips, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}")
         for name, path in encoders.items():
             start = time.perf_counter()

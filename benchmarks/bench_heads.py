@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import blemore
-from blemore_toolkit.heads import FeatureTable, HeadSettings, _use_bfloat16, cross_validate, format_table
+from blemore_toolkit.features.heads import FeatureTable, HeadSettings, _use_bfloat16, cross_validate, format_table
 
 
 def random_table(clips: int, width: int, seed: int = 0) -> FeatureTable:

@@ -35,7 +35,8 @@ from pathlib import Path
 import psutil
 
 import blemore
-from blemore_toolkit.synth import synthesize, write_clip
+from blemore_toolkit.data.prepare import prepare_dataset
+from blemore_toolkit.data.synth import synthesize, write_clip
 
 
 class PeakMemory:
@@ -158,9 +159,9 @@ def main() -> None:
         naive = naive_ffmpeg_loop(clips, tmp / "naive")
         prepare, memory = prepare_command(raw, tmp / "prepared720", args.workers)
         # The first call loads the decoders; the second one is timed.
-        blemore.prepare_dataset(raw, tmp / "prepared720-warm", num_workers=args.workers, progress=False)
+        prepare_dataset(raw, tmp / "prepared720-warm", num_workers=args.workers, progress=False)
         with Timer() as warm:
-            blemore.prepare_dataset(raw, tmp / "prepared720-warm", num_workers=args.workers, overwrite=True,
+            prepare_dataset(raw, tmp / "prepared720-warm", num_workers=args.workers, overwrite=True,
                                     progress=False)
 
         def ms(timer: Timer) -> str:

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 import blemore
-from blemore_toolkit import challenge, references, scoring, submission
+from blemore_toolkit.data import references
+from blemore_toolkit.evaluation import scoring, submission
+from metrics.blemore import challenge
 
 
 def best_of(repeat: int, function, *args):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import blemore
-from blemore_toolkit import synth
+from blemore_toolkit.data import synth
 
 
 def folder_megabytes(root: Path) -> float:

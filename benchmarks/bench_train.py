@@ -20,14 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from blemore_toolkit.data.prepare import prepare_dataset
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def throughput(dataset: str, workers: int, epochs: float, scratch: Path, backbones: dict) -> dict:
     from transformers import Trainer
 
-    from blemore_toolkit.batches import ClipCollator, clip_stream, cpu_threads_beside_workers
-    from blemore_toolkit.train import TrainSettings, build_model, load_split, training_arguments
+    from blemore_toolkit.data.loading import load_split
+    from blemore_toolkit.training.batches import ClipCollator, clip_stream, cpu_threads_beside_workers
+    from blemore_toolkit.training.train import TrainSettings, build_model, training_arguments
 
     settings = TrainSettings(output_dir=str(scratch), epochs=epochs, num_workers=workers, progress=False,
                              logging_steps=1000, **backbones)
@@ -55,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import blemore
-    from blemore_toolkit.synth import synthesize
+    from blemore_toolkit.data.synth import synthesize
 
     backbones = {key: getattr(args, key) for key in ("video_backbone", "audio_backbone") if getattr(args, key)}
     with tempfile.TemporaryDirectory(prefix="blemore-bench-train-") as scratch:
@@ -63,7 +66,7 @@ def main() -> None:
         dataset = args.dataset
         if dataset is None:
             synthesize(scratch / "raw", seed=0, progress=False)
-            dataset = str(blemore.prepare_dataset(scratch / "raw", scratch / "blemore", progress=False).out_dir)
+            dataset = str(prepare_dataset(scratch / "raw", scratch / "blemore", progress=False).out_dir)
         print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
         for workers in args.workers:
             print(json.dumps(throughput(dataset, workers, args.epochs, scratch, backbones)), flush=True)

@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-import blemore
+from blemore_toolkit.data.prepare import prepare_dataset
 
 
 class _Stages:
@@ -40,22 +40,14 @@ class _Stages:
         return result
 
 
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--real", metavar="RAW", help="your BLEMORE download instead of synthetic data")
-    parser.add_argument("--workdir", default="runs/demo", help="where the demo writes (default: runs/demo)")
-    parser.add_argument("--fold", type=int, default=0, choices=range(5), help="validation fold (default: 0)")
-    parser.add_argument("--epochs", type=float, default=12, help="training epochs (default: 12)")
-    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
-    parser.add_argument("--seed", type=int, default=0)
-
-
 def run_demo(args: argparse.Namespace) -> int:
     import datasets
 
-    from blemore_toolkit.predict import predict_split, write_predictions
-    from blemore_toolkit.scoring import score_submission
-    from blemore_toolkit.synth import answer_key_path, synthesize
-    from blemore_toolkit.train import TrainSettings, load_split, run_training
+    from blemore_toolkit.data.loading import load_split
+    from blemore_toolkit.data.synth import answer_key_path, synthesize
+    from blemore_toolkit.evaluation.scoring import score_submission
+    from blemore_toolkit.training.predict import predict_split, write_predictions
+    from blemore_toolkit.training.train import TrainSettings, run_training
 
     workdir = Path(args.workdir)
     stages = _Stages()
@@ -65,7 +57,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raw = workdir / "raw"
         stages.run("synth", synthesize, raw, seed=args.seed, overwrite=True)
     out = workdir / "blemore"
-    prepared = stages.run("prepare", blemore.prepare_dataset, raw, out, overwrite=True)
+    prepared = stages.run("prepare", prepare_dataset, raw, out, overwrite=True)
     for note in prepared.notes:
         print(f"note: {note}")
     splits = {name: len(split) for name, split in datasets.load_dataset(str(out)).items()}
@@ -77,7 +69,7 @@ def run_demo(args: argparse.Namespace) -> int:
     validation = {key: value["mean"] for key, value in trained["validation"]["summary"].items()}
 
     def predict():
-        from blemore_toolkit.predict import load_model
+        from blemore_toolkit.training.predict import load_model
 
         model, processor = load_model(model_dir)
         result = predict_split(model, processor, load_split(str(out), "default", "test"),

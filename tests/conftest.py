@@ -7,6 +7,8 @@ import tempfile
 
 import pytest
 
+from blemore_toolkit.data.prepare import prepare_dataset
+
 # Tests never reach the network and never touch the user's caches: the library caches live in a temporary folder
 # made before any test module imports datasets/transformers (they read these variables at import time). Hub access
 # only happens against the local stand-in that the Hub tests start.
@@ -22,7 +24,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 @pytest.fixture(scope="session")
 def synthetic_raw(tmp_path_factory):
     """A synthetic download: one actor per fold and one test actor, small pictures (a few seconds to make)."""
-    from blemore_toolkit.synth import synthesize
+    from blemore_toolkit.data.synth import synthesize
 
     raw = tmp_path_factory.mktemp("synthetic") / "raw"
     synthesize(raw, actors_per_fold=1, test_actors=1, seed=0, width=64, height=48, durations=(1.0, 3.0),
@@ -33,10 +35,9 @@ def synthetic_raw(tmp_path_factory):
 @pytest.fixture(scope="session")
 def prepared_dataset(synthetic_raw, tmp_path_factory):
     """``blemore prepare`` output for ``synthetic_raw``."""
-    import blemore
 
     out = tmp_path_factory.mktemp("prepared") / "blemore"
-    blemore.prepare_dataset(synthetic_raw, out, clips_per_shard=16, progress=False)
+    prepare_dataset(synthetic_raw, out, clips_per_shard=16, progress=False)
     return out
 
 

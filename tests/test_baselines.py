@@ -7,7 +7,8 @@ from fractions import Fraction
 import pytest
 
 import blemore
-from blemore_toolkit import baselines, references
+from blemore_toolkit.data import references
+from blemore_toolkit.evaluation import baselines
 
 MANIFEST = blemore.reference_path("blemore_manifest.csv")
 COLUMNS = "filename,mix,emotion_1,emotion_2,emotion_1_salience,emotion_2_salience,fold".split(",")

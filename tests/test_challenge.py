@@ -1,4 +1,4 @@
-"""The challenge's arithmetic (blemore_toolkit.challenge): hand-computed cases for every rule, then properties."""
+"""The challenge's arithmetic (metrics.blemore.challenge): hand-computed cases for every rule, then properties."""
 
 import math
 
@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import blemore
-from blemore_toolkit import challenge
-from blemore_toolkit.challenge import ClipScore, score_clip
+from metrics.blemore import challenge
+from metrics.blemore.challenge import ClipScore, score_clip
 
 
 def entries(*pairs):

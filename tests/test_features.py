@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import blemore
-from blemore_toolkit import features
-from blemore_toolkit.features import STATISTICS, aggregate, extract_features, parse_layers
+from blemore_toolkit.data.loading import read_label_table
+from blemore_toolkit.features import extraction
+from blemore_toolkit.features.extraction import STATISTICS, aggregate, extract_features, parse_layers
 
 HIDDEN = 16
 
@@ -23,7 +24,7 @@ HIDDEN = 16
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory):
     """Tiny random ViT (image), VideoMAE (video) and WavLM (audio) folders with their preprocessors."""
-    from blemore_toolkit.tiny import save_tiny_encoders
+    from blemore_toolkit.training.tiny import save_tiny_encoders
 
     root = tmp_path_factory.mktemp("encoders")
     save_tiny_encoders(root, HIDDEN)
@@ -50,7 +51,7 @@ def extracted(dataset, encoders):
 
 
 def _label_columns(dataset):
-    table = blemore.read_label_table(dataset)
+    table = read_label_table(dataset)
     return dict(zip(table["clip_id"], zip(table["split"], table["fold"])))
 
 
@@ -125,7 +126,7 @@ def test_provenance_records_how_the_features_were_made(dataset, extracted, encod
 
 
 def test_an_interrupted_run_resumes_at_the_first_unfinished_shard(dataset, encoders, extracted, monkeypatch):
-    real_write = features.write_feature_shard
+    real_write = extraction.write_feature_shard
     calls = []
 
     def write_two_then_fail(shard, *args, **kwargs):
@@ -134,14 +135,14 @@ def test_an_interrupted_run_resumes_at_the_first_unfinished_shard(dataset, encod
         calls.append(shard.name)
         return real_write(shard, *args, **kwargs)
 
-    monkeypatch.setattr(features, "write_feature_shard", write_two_then_fail)
+    monkeypatch.setattr(extraction, "write_feature_shard", write_two_then_fail)
     with pytest.raises(KeyboardInterrupt):
         extract_features(dataset, str(encoders / "videomae"), config_name="resumed", frame_stride=2, progress=False)
     out = dataset / "features" / "resumed"
     assert sorted(p.name for p in out.glob("*.parquet")) == sorted(calls)
     assert not list(out.glob(".*.partial")) and "resumed" not in (dataset / "README.md").read_text()
 
-    monkeypatch.setattr(features, "write_feature_shard", real_write)
+    monkeypatch.setattr(extraction, "write_feature_shard", real_write)
     result = extract_features(dataset, str(encoders / "videomae"), config_name="resumed", frame_stride=2,
                               progress=False)
     assert result.shards_reused == 2 and result.shards_written == len(list((dataset / "data").glob("*.parquet"))) - 2
@@ -175,7 +176,7 @@ def test_a_re_extracted_config_loads_its_new_features(dataset, encoders, extract
     """``load_dataset`` caches a local folder by its name and header: the header's split sizes keep it current.
 
     (Sizes tell apart a re-extraction that stores other amounts of data, as here with another frame rate; one that
-    changes only the values of same-shaped features can keep the same sizes; see ``blemore.config_info``.)
+    changes only the values of same-shaped features can keep the same sizes; see ``config_info``.)
     """
     import datasets
     import pyarrow.parquet as pq

@@ -16,9 +16,15 @@ import numpy as np
 import pytest
 
 import blemore
-from blemore_toolkit import heads
-from blemore_toolkit.features import FEATURES_DIR, PROVENANCE_FILE, aggregate, feature_columns, register_config
-from blemore_toolkit.heads import HeadSettings, cross_validate, load_feature_table, train_head
+from blemore_toolkit.features import heads
+from blemore_toolkit.features.extraction import (
+    FEATURES_DIR,
+    PROVENANCE_FILE,
+    aggregate,
+    feature_columns,
+    register_config,
+)
+from blemore_toolkit.features.heads import HeadSettings, cross_validate, load_feature_table, train_head
 
 CONFIGS = ("signal-audio", "signal-video")
 #: Full-batch steps: the table is tiny, so per-step overhead, not arithmetic, is what costs time here.
@@ -29,7 +35,7 @@ def _signal_sequence(row: dict, steps: int = 4) -> np.ndarray:
     """(steps, 12) signal readouts over consecutive parts of the clip's frames and sound."""
     from torchcodec.decoders import AudioDecoder, VideoDecoder
 
-    from blemore_toolkit.synth import signal_features
+    from blemore_toolkit.data.synth import signal_features
 
     video = VideoDecoder(row["video"]["bytes"], dimension_order="NHWC")
     count = int(video.metadata.num_frames)
@@ -162,7 +168,7 @@ def test_blemore_heads_command_saves_a_model_and_a_valid_submission(dataset, tab
     import torch
     from transformers import AutoModel
 
-    from blemore_toolkit.submission import check_submission, read_submission
+    from blemore_toolkit.evaluation.submission import check_submission, read_submission
 
     output, submission = tmp_path / "head", tmp_path / "submission.json"
     argv = ["heads", *CONFIGS, "--dataset", str(dataset), "--head", "mlp256", "--output", str(output),

@@ -18,7 +18,7 @@ from huggingface_hub import DatasetCardData, HfApi
 from local_hub import TOKEN, run_client
 
 import blemore
-from blemore_toolkit.hub import check_dataset_folder, check_model_folder, push_dataset, push_model_folder
+from blemore_toolkit.data.hub import check_dataset_folder, check_model_folder, push_dataset, push_model_folder
 
 FOLDS = (0, 1, 2)
 # huggingface_hub's own LFS upload hands httpx2 a file object, which httpx2 flags as deprecated; not ours to fix.

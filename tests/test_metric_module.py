@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import blemore
-from blemore_toolkit import challenge
+from metrics.blemore import challenge
 
 REPO = Path(__file__).resolve().parents[1]
 CARD = REPO / "metrics" / "blemore" / "README.md"

@@ -16,9 +16,9 @@ import pytest
 from nbclient import NotebookClient
 
 import blemore
-from blemore_toolkit.references import load_references
-from blemore_toolkit.synth import answer_key_path
-from blemore_toolkit.tuning import outcome_scores
+from blemore_toolkit.data.references import load_references
+from blemore_toolkit.data.synth import answer_key_path
+from blemore_toolkit.evaluation.tuning import outcome_scores
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL_NAME = "blemore-tests"

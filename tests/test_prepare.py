@@ -16,7 +16,10 @@ import psutil
 import pytest
 
 import blemore
-from blemore_toolkit.synth import write_clip
+from blemore_toolkit.data.card import dataset_statistics
+from blemore_toolkit.data.loading import read_label_table
+from blemore_toolkit.data.prepare import prepare_dataset
+from blemore_toolkit.data.synth import write_clip
 
 BLEMORE_CLI = [sys.executable, "-c", "import sys, blemore; sys.exit(blemore.main())"]
 
@@ -80,8 +83,8 @@ def test_card_header_and_statistics(prepared_dataset):
     assert card.startswith("---\n") and "config_name: fold4" in card and "dtype: video" in card
     assert "arXiv 2601.13225" in card or "2601.13225" in card
     assert "**synthetic**" in card
-    table = blemore.read_label_table(prepared_dataset)
-    stats = blemore.dataset_statistics(table)
+    table = read_label_table(prepared_dataset)
+    stats = dataset_statistics(table)
     assert stats["clips"] == len(table)
     assert stats["num_single"] + stats["num_blend"] == int((table["emotions"].map(len) > 0).sum())
     assert f"{stats['clips']} clips" in card
@@ -90,7 +93,7 @@ def test_card_header_and_statistics(prepared_dataset):
 def test_prepared_folder_loads_without_the_download(tmp_path):
     raw = small_download(tmp_path / "raw")
     out = tmp_path / "blemore"
-    blemore.prepare_dataset(raw, out, progress=False)
+    prepare_dataset(raw, out, progress=False)
     shutil.rmtree(raw)
     ds = datasets.load_dataset(str(out), split="train")
     assert ds[0]["video"].get_frames_at(indices=[0]).data.shape[0] == 1
@@ -103,11 +106,11 @@ def test_load_dataset_never_serves_another_folders_cache(tmp_path):
     two = small_download(tmp_path / "two", names=("A102_ang_int1_ver1", "A102_mix_ang_hap_30_70_ver1",
                                                   "A102_sad_int2_ver1"))
     first, second = tmp_path / "a" / "blemore", tmp_path / "b" / "blemore"
-    blemore.prepare_dataset(one, first, progress=False)
-    blemore.prepare_dataset(two, second, progress=False)
+    prepare_dataset(one, first, progress=False)
+    prepare_dataset(two, second, progress=False)
     assert len(datasets.load_dataset(str(first), split="train")) == 2
     assert len(datasets.load_dataset(str(second), split="train")) == 3  # same folder name, other data
-    blemore.prepare_dataset(two, first, overwrite=True, progress=False)
+    prepare_dataset(two, first, overwrite=True, progress=False)
     assert len(datasets.load_dataset(str(first), split="train")) == 3  # re-prepared in place
     card = (first / "README.md").read_text()
     assert "num_examples: 3" in card and "download_size:" in card

@@ -6,7 +6,7 @@ import torch
 from torchcodec.decoders import AudioDecoder, VideoDecoder
 from transformers import VideoMAEImageProcessorPil, Wav2Vec2FeatureExtractor
 
-from blemore_toolkit.synth import write_clip
+from blemore_toolkit.data.synth import write_clip
 from modeling import BlemoreConfig, BlemoreForBlendedEmotionRecognition, BlemoreProcessor, frame_indices
 
 NUM_FRAMES, SIZE, RATE = 8, 32, 16_000

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import blemore
-from blemore_toolkit import references, scoring, submission
+from blemore_toolkit.data import references
+from blemore_toolkit.evaluation import scoring, submission
 
 ORGANISERS_COLUMNS = ("filename,video_id,gender,mix,emotion_1,emotion_2,emotion_1_salience,emotion_2_salience,"
                       "version,intensity_level,situation,fold").split(",")
@@ -531,7 +532,7 @@ def test_unlabelled_test_clips_of_a_prepared_folder_point_to_an_answer_key(tmp_p
         references.load_references(folder)
     assert list(references.load_references(folder, "fold3")) == ["A1_mix_ang_hap_70_30_ver1"]
     assert references.read_references(folder).partitions() == ["train", "fold0", "fold3"]
-    assert references.read_clip_ids(folder) == ["test_0001", "test_0002"]  # what `validate --against` checks
+    assert scoring.read_clip_ids(folder) == ["test_0001", "test_0002"]  # what `validate --against` checks
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -600,14 +601,14 @@ def test_clip_lists_from_every_source(tmp_path):
     for name in ("test_0002.mov", "test_0001.mov"):
         (raw / "test" / name).write_bytes(b"")
     (raw / "train" / "A1_ang_int1_ver1.mov").write_bytes(b"")
-    assert references.read_clip_ids(raw) == ["test_0001", "test_0002"]
-    assert references.read_clip_ids(raw / "test") == ["test_0001", "test_0002"]
-    assert len(references.read_clip_ids(MANIFEST)) == 594  # the test rows of a CSV with a split column
-    assert references.read_clip_ids(TEMPLATE)[-1] == "test_0594"
+    assert scoring.read_clip_ids(raw) == ["test_0001", "test_0002"]
+    assert scoring.read_clip_ids(raw / "test") == ["test_0001", "test_0002"]
+    assert len(scoring.read_clip_ids(MANIFEST)) == 594  # the test rows of a CSV with a split column
+    assert scoring.read_clip_ids(TEMPLATE)[-1] == "test_0594"
     listed = tmp_path / "clips.txt"
     listed.write_text("# test clips\ntest_0001\n\ntest_0001.mov\n")
     with pytest.raises(blemore.BlemoreError, match="test_0001 is listed twice"):
-        references.read_clip_ids(listed)
+        scoring.read_clip_ids(listed)
 
 
 def test_zip_writes_the_upload_file(tmp_path, capsys, key):

@@ -20,7 +20,7 @@ import torch
 from torchcodec.decoders import AudioDecoder, VideoDecoder
 
 import blemore
-from blemore_toolkit import synth
+from blemore_toolkit.data import synth
 
 
 @pytest.fixture(scope="module")

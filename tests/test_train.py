@@ -17,9 +17,11 @@ import pytest
 from local_hub import run_client
 
 import blemore
-from blemore_toolkit.predict import load_model, predict_split, read_probabilities
-from blemore_toolkit.train import TrainSettings, load_split, run_training
-from blemore_toolkit.tuning import outcome_scores
+from blemore_toolkit.data.loading import load_split
+from blemore_toolkit.evaluation.probabilities import read_probabilities
+from blemore_toolkit.evaluation.tuning import outcome_scores
+from blemore_toolkit.training.predict import load_model, predict_split
+from blemore_toolkit.training.train import TrainSettings, run_training
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning",
@@ -120,11 +122,13 @@ def test_predict_names_a_missing_model(prepared_dataset, tmp_path, capsys):
 
 
 def test_training_runs_under_torchrun_with_two_processes(prepared_dataset, tmp_path):
+    # Run as the README does, from the folder that holds the prepared `blemore/`: the module must win over the folder.
+    assert prepared_dataset.name == "blemore"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-               "-m", "blemore", "train", str(prepared_dataset), "--fold", "3", "--epochs", "1", "--batch-size", "8",
+               "-m", "blemore", "train", "blemore", "--fold", "3", "--epochs", "1", "--batch-size", "8",
                "--num-workers", "0", "-o", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=prepared_dataset.parent, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "fold3" / "results.json").read_text())
     assert 0.0 <= results["metrics"]["score"] <= 1.0
@@ -134,7 +138,7 @@ def test_training_runs_under_torchrun_with_two_processes(prepared_dataset, tmp_p
 
 
 def test_push_to_hub_with_a_card_then_load_it_elsewhere(fold_run, hub, tmp_path):
-    from blemore_toolkit.model_card import metric_name, push_model_with_card
+    from blemore_toolkit.training.model_card import metric_name, push_model_with_card
 
     output, summary = fold_run
     info = push_model_with_card(summary, "me/blemore-tiny", endpoint=hub.url, dataset_repo="me/blemore")
@@ -160,9 +164,9 @@ def test_push_to_hub_with_a_card_then_load_it_elsewhere(fold_run, hub, tmp_path)
 
 
 def test_validation_metrics_are_the_challenge_scores_of_the_tuned_decoder():
-    from blemore_toolkit.challenge import challenge_scores
-    from blemore_toolkit.train import validation_scores
-    from blemore_toolkit.tuning import tune_thresholds
+    from blemore_toolkit.evaluation.tuning import tune_thresholds
+    from blemore_toolkit.training.train import validation_scores
+    from metrics.blemore.challenge import challenge_scores
     from modeling import BlemoreConfig
     from modeling.decoding_blemore import OUTCOME_TARGETS, outcomes_to_predictions, softmax, threshold_outcomes
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from blemore_toolkit.challenge import challenge_scores
-from blemore_toolkit.tuning import DEFAULT_THRESHOLDS, outcome_scores, tune_thresholds
+from blemore_toolkit.evaluation.tuning import DEFAULT_THRESHOLDS, outcome_scores, tune_thresholds
+from metrics.blemore.challenge import challenge_scores
 from modeling.decoding_blemore import OUTCOME_TARGETS, outcomes_to_predictions, threshold_outcomes
 
 

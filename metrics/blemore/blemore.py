@@ -1,13 +1,14 @@
 """BLEMORE challenge metrics: presence accuracy, salience accuracy and their mean, the challenge score.
 
-The arithmetic lives in ``blemore_toolkit.challenge`` (part of the installed ``blemore`` package), shared with
-``blemore score`` and the Trainer's ``compute_metrics``, so this module and the command line cannot disagree.
+The arithmetic lives beside this file in ``challenge.py``; the toolkit (``blemore score``, the Trainer's
+``compute_metrics``) imports it from here as ``metrics.blemore.challenge``, so this module and the command line cannot
+disagree. The folder needs nothing but ``evaluate`` and numpy: it loads where the toolkit is not installed.
 """
 
 import datasets
 import evaluate
 
-from blemore_toolkit import challenge
+from .challenge import challenge_scores
 
 _CITATION = """\
 @misc{blemore2026,
@@ -104,4 +105,4 @@ class Blemore(evaluate.Metric):
         )
 
     def _compute(self, predictions, references):
-        return challenge.challenge_scores(references, predictions)
+        return challenge_scores(references, predictions)

@@ -88,7 +88,7 @@ class CheckedSubmission:
     """The result of ``check_submission``.
 
     ``predictions`` maps clip ids (no suffix) to ``[(emotion, salience), ...]`` ready for
-    ``blemore_toolkit.challenge``; ``problems`` are the findings that refuse the submission in the chosen mode,
+    ``metrics.blemore.challenge``; ``problems`` are the findings that refuse the submission in the chosen mode,
     ``tolerated`` the ones accepted (lenient mode only); ``missing`` lists expected clips not submitted.
     """
 
@@ -394,7 +394,7 @@ def check_submission(
 
 def submission_document(predictions: Mapping[str, Sequence]) -> dict:
     """The challenge's JSON document: keys as ``<clip>.mov`` (the template's spelling), saliences as floats."""
-    from blemore_toolkit.challenge import clip_pairs
+    from metrics.blemore.challenge import clip_pairs
 
     return {
         "predictions": {

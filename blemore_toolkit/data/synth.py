@@ -43,7 +43,6 @@ last: a download without the one or with the other is incomplete.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import contextlib
 import csv
@@ -69,6 +68,7 @@ import numpy as np
 
 import blemore
 from blemore import BlemoreError
+from blemore_toolkit.data.atomic import write_text_atomically
 
 __all__ = [
     "EMOTION_HUES",
@@ -89,8 +89,6 @@ __all__ = [
     "signal_features",
     "synthesize",
     "answer_key_path",
-    "add_synth_arguments",
-    "run_synth",
 ]
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -838,11 +836,11 @@ def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
     writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     writer.writerows(sorted(rows, key=lambda row: row["filename"]))
-    blemore.write_text_atomically(path, text.getvalue())
+    write_text_atomically(path, text.getvalue())
 
 
 def _write_json(path: Path, data: dict) -> None:
-    blemore.write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def _submission_template(test_stems: Sequence[str], seed: int) -> dict:
@@ -992,41 +990,3 @@ def _run_tasks(tasks, raw_dir: Path, width: int, height: int, audio_rate: int, w
 # ---------------------------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("raw", metavar="RAW", type=Path, help="folder to write the synthetic download to")
-    parser.add_argument("--actors-per-fold", type=int, default=2, metavar="N",
-                        help="made-up train actors in each of the 5 folds (default 2; ignored with --full)")
-    parser.add_argument("--test-actors", type=int, default=2, metavar="N",
-                        help="made-up test actors (default 2; ignored with --full)")
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
-    parser.add_argument("--width", type=int, help="clip width in pixels (default 128, or 64 with --full)")
-    parser.add_argument("--height", type=int, help="clip height in pixels (default 96, or 48 with --full)")
-    parser.add_argument("--full", action="store_true",
-                        help="the 3,050 clip names, splits and folds of the real dataset (scale tests)")
-    parser.add_argument("--durations", type=float, nargs=2, default=list(DEFAULT_DURATIONS), metavar=("MIN", "MAX"),
-                        help="range of clip durations in seconds (default 1 8; e.g. 1 2 for a quick --full set)")
-    parser.add_argument("--audio-rate", type=int, default=DEFAULT_AUDIO_RATE, metavar="HZ",
-                        help=f"sample rate of the clips' AAC audio (default {DEFAULT_AUDIO_RATE})")
-    parser.add_argument("--answer-key", type=Path, metavar="PATH",
-                        help="where to write the test answer key (default RAW_test_answer_key.csv beside RAW)")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
-                        help=f"ffmpeg processes at a time (default {DEFAULT_WORKERS}; any number, same bytes)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a previous synthetic download in RAW")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_synth(args: argparse.Namespace) -> int:
-    if (args.width is None) != (args.height is None):
-        raise BlemoreError("give both --width and --height, or neither")
-    summary = synthesize(
-        args.raw, actors_per_fold=args.actors_per_fold, test_actors=args.test_actors, seed=args.seed,
-        width=args.width, height=args.height, full=args.full, answer_key=args.answer_key, num_workers=args.workers,
-        durations=tuple(args.durations), audio_rate=args.audio_rate, overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
-    print(f"wrote {summary.train_clips} train clips ({len(summary.train_actors)} actors in {blemore.NUM_FOLDS} "
-          f"folds) and {summary.test_clips} test clips ({len(summary.test_actors)} actors) to {summary.raw_dir} "
-          f"in {summary.seconds:.1f} s; test answer key: {summary.answer_key}")
-    return 0

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import blemore
-from blemore_toolkit.train import METRICS
+from metrics.blemore.challenge import METRICS
 
 #: How the card names each metric of the validation table.
 METRIC_LABELS = {"acc_presence": "ACC_presence", "acc_salience": "ACC_salience", "score": "challenge score"}
@@ -139,7 +139,7 @@ folds' pooled out-of-fold predictions.
 def push_model_with_card(summary: dict, repo_id: str, *, endpoint: str | None = None, private: bool = False,
                          dataset_repo: str | None = None, token: str | None = None):
     """Push the run's model folder, then its card pinned to that commit; returns the ``CommitInfo`` of the weights."""
-    from blemore_toolkit.hub import push_model_folder
+    from blemore_toolkit.data.hub import push_model_folder
 
     model_dir = Path(summary["model_dir"])
     render_model_card(summary, repo_id, None, dataset_repo).save(model_dir / "README.md")

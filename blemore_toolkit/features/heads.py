@@ -43,7 +43,6 @@ search on 2,456 clips is steadier than averaging five noisy choices. Both are re
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -55,15 +54,15 @@ import numpy as np
 
 import blemore
 from blemore import BlemoreError
-from blemore_toolkit.features import FEATURES_DIR, PROVENANCE_FILE, feature_configs
-from blemore_toolkit.tuning import outcome_scores, tune_thresholds
+from blemore_toolkit.evaluation.tuning import outcome_scores, tune_thresholds
+from blemore_toolkit.features.extraction import FEATURES_DIR, PROVENANCE_FILE, feature_configs
+from metrics.blemore.challenge import METRICS
 
 PAPER_HEADS: dict[str, int | None] = {"linear": None, "mlp256": 256, "mlp512": 512}
 FUSION_HEADS: tuple[str, ...] = ("concat", "gated", "cross_attention")
 HEADS: tuple[str, ...] = tuple(PAPER_HEADS) + FUSION_HEADS
 #: Width of the projection that stores a linear head exactly (2 × 6 emotions; see the module docstring).
 _LINEAR_WIDTH = 2 * len(blemore.EMOTIONS)
-_METRICS = ("acc_presence", "acc_salience", "score")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -431,7 +430,7 @@ class CrossValidation:
 
     def summary(self) -> dict:
         result = {}
-        for metric in _METRICS:
+        for metric in METRICS:
             values = np.array([f[metric] for f in self.folds], dtype=np.float64)
             result[metric] = {"mean": float(np.nanmean(values)),
                               "std": float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0}
@@ -479,7 +478,7 @@ def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence
         decoded = threshold_outcomes(probabilities[rows], pooled_search.presence_threshold,
                                      pooled_search.salience_threshold)
         scores = outcome_scores(table.outcome[rows], decoded)
-        result["with_pooled_thresholds"] = {m: scores[m] for m in _METRICS}
+        result["with_pooled_thresholds"] = {m: scores[m] for m in METRICS}
     pooled = {"presence_threshold": pooled_search.presence_threshold,
               "salience_threshold": pooled_search.salience_threshold,
               "acc_presence": pooled_search.acc_presence, "acc_salience": pooled_search.acc_salience,
@@ -492,13 +491,13 @@ def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence
 def format_table(cv: CrossValidation, title: str = "") -> str:
     """The per-fold rows and the mean ± std row as a plain-text table."""
     lines = [title] if title else []
-    lines.append(f"{'fold':>6} {'clips':>6} {'α':>5} {'β':>5} " + " ".join(f"{m:>13}" for m in _METRICS))
+    lines.append(f"{'fold':>6} {'clips':>6} {'α':>5} {'β':>5} " + " ".join(f"{m:>13}" for m in METRICS))
     for row in cv.folds:
         lines.append(f"{row['fold']:>6} {row['n_clips']:>6} {row['presence_threshold']:>5.2f} "
-                     f"{row['salience_threshold']:>5.2f} " + " ".join(f"{row[m]:>13.4f}" for m in _METRICS))
+                     f"{row['salience_threshold']:>5.2f} " + " ".join(f"{row[m]:>13.4f}" for m in METRICS))
     summary = cv.summary()
     lines.append(f"{'mean':>6} {'':>6} {'':>5} {'':>5} "
-                 + " ".join(f"{summary[m]['mean']:>6.4f}±{summary[m]['std']:<6.4f}" for m in _METRICS))
+                 + " ".join(f"{summary[m]['mean']:>6.4f}±{summary[m]['std']:<6.4f}" for m in METRICS))
     p = cv.pooled
     lines.append(f"pooled out-of-fold, one α/β for all folds: α={p['presence_threshold']:.2f} "
                  f"β={p['salience_threshold']:.2f} acc_presence={p['acc_presence']:.4f} "
@@ -629,12 +628,12 @@ def run_heads_pipeline(
 
         probs = sum(predict_probabilities(m, table.matrix(g)[test_rows]) for g, m in zip(groups, models)) / len(models)
         predictions = decode(probs, "thresholds", presence_threshold=thresholds[0], salience_threshold=thresholds[1])
-        from blemore_toolkit.submission import write_submission
+        from blemore_toolkit.evaluation.submission import write_submission
 
         clip_ids = [c for c, keep in zip(table.clip_ids, test_rows) if keep]
         report["submission"] = str(write_submission(dict(zip(clip_ids, predictions)), submission))
     if push_to_hub:
-        from blemore_toolkit.hub import push_model_folder
+        from blemore_toolkit.data.hub import push_model_folder
 
         if len(folders) > 1:
             raise BlemoreError("--push-to-hub pushes one model; with --late-fusion push each member folder with "
@@ -646,52 +645,6 @@ def run_heads_pipeline(
                                                               json.loads((folder / "config.json").read_text())
                                                               ["feature_sizes"]}, indent=2, default=str) + "\n")
     return report
-
-
-def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("configs", nargs="+", metavar="FEATURE_CONFIG",
-                        help="features configs of DATASET (several: early fusion by concatenation)")
-    parser.add_argument("--dataset", required=True, help="the prepared dataset folder holding the features")
-    parser.add_argument("--head", default="mlp512", choices=HEADS)
-    parser.add_argument("--late-fusion", action="store_true",
-                        help="one head per config, probabilities averaged (instead of concatenating features)")
-    parser.add_argument("--hidden", type=int, default=256, help="fusion heads: projection and hidden width")
-    parser.add_argument("--epochs", type=int, default=HeadSettings.epochs)
-    parser.add_argument("--batch-size", type=int, default=HeadSettings.batch_size)
-    parser.add_argument("--lr", type=float, default=HeadSettings.lr)
-    parser.add_argument("--weight-decay", type=float, default=HeadSettings.weight_decay)
-    parser.add_argument("--dropout", type=float, default=HeadSettings.dropout)
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
-                        help="matmul precision while training (auto: bfloat16 where the CPU does it natively)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--output", default=None, help="model folder (default: heads-<head>-<configs>)")
-    parser.add_argument("--cv-only", action="store_true", help="print the CV table, train and save nothing else")
-    parser.add_argument("--submission", default=None, help="also write test predictions here (.json or .zip)")
-    parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="push the saved model folder")
-    parser.add_argument("--endpoint", default=None, help="Hub endpoint for --push-to-hub (default: HF_ENDPOINT)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_heads(args: argparse.Namespace) -> int:
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    settings = HeadSettings(head=args.head, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
-                            lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
-                            precision=args.precision, seed=args.seed)
-    report = run_heads_pipeline(args.dataset, args.configs, settings, output=args.output,
-                                late_fusion=args.late_fusion, submission=args.submission,
-                                push_to_hub=args.push_to_hub, hub_endpoint=args.endpoint,
-                                cv_only=args.cv_only, progress=not args.quiet)
-    for folder in report.get("model_folders", []):
-        print(f"saved {folder} (AutoModel.from_pretrained({folder!r}, trust_remote_code=True))")
-    if "submission" in report:
-        print(f"wrote {report['submission']}")
-    if "pushed" in report:
-        print(f"pushed to {report['pushed']['repo']} at {report['pushed']['commit']}")
-    return 0
 
 
 __all__ = [

@@ -47,7 +47,7 @@ class ReferenceClip:
 
     @functools.cached_property
     def pairs(self) -> tuple[tuple[str, int], ...]:
-        """``((emotion, salience), ...)``, the form ``blemore_toolkit.challenge`` scores."""
+        """``((emotion, salience), ...)``, the form ``metrics.blemore.challenge`` scores."""
         return tuple(zip(self.emotions, self.salience))
 
 
@@ -231,7 +231,7 @@ def _read_csv(path: Path) -> ReferenceSet:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _load_quietly(folder: Path, **kwargs):
+def load_quietly(folder: Path, **kwargs):
     """``datasets.load_dataset`` without its progress bars: reading a few label columns is instant, and the bars
     would interleave with the command's own messages."""
     import datasets
@@ -268,7 +268,7 @@ def _read_folder(folder: Path) -> ReferenceSet:
         raise blemore.BlemoreError(f"{folder}: the dataset has no {', '.join(missing)} column")
     columns = [c for c in FOLDER_COLUMNS if c in present]
     try:
-        splits = _load_quietly(folder, columns=columns)
+        splits = load_quietly(folder, columns=columns)
     except Exception as error:  # datasets raises many types; the user needs the folder and the reason
         raise blemore.BlemoreError(
             f"{folder}: cannot be loaded as a dataset ({type(error).__name__}: {error})"
@@ -289,53 +289,3 @@ def _read_folder(folder: Path) -> ReferenceSet:
             fold = row.get("fold")
             _add(clips, ReferenceClip(row["clip_id"], *label, split, None if fold is None else int(fold)), where)
     return ReferenceSet(str(folder), clips, unlabelled)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Clip lists (what `blemore validate --against` checks a submission against)
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def read_clip_ids(source: str | os.PathLike) -> list[str]:
-    """The clip ids a submission must cover, from whatever lists the test clips.
-
-    A folder of videos (or a download whose ``test/`` folder holds them), a prepared dataset folder (its test
-    split), a submission or template ``.json`` (its keys), a CSV with a ``filename`` column (its ``test`` rows when
-    it has a ``split`` column), or a text file with one clip per line.
-    """
-    path = Path(source)
-    if path.is_dir():
-        if any(path.glob("data/*.parquet")):
-            try:
-                test = _load_quietly(path, split="test", columns=["clip_id"])
-            except Exception as error:  # many types; the user needs the folder and the reason
-                raise blemore.BlemoreError(f"{path}: no test split to check against ({type(error).__name__}: "
-                                           f"{error})") from None
-            ids = list(test["clip_id"])
-        else:
-            folder = path / "test" if (path / "test").is_dir() else path
-            ids = [blemore.clip_id_from_path(p) for p in blemore.find_clip_files(folder)]
-    elif not path.is_file():
-        raise blemore.BlemoreError(f"{path}: no such file or folder")
-    elif path.suffix.lower() in (".json", ".zip"):
-        from blemore_toolkit import submission
-
-        ids = [submission.clip_key(key) for key, _ in submission.read_submission(path).clips]
-    elif path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if "filename" not in (reader.fieldnames or []):
-                raise blemore.BlemoreError(f"{path}: no 'filename' column")
-            rows = list(reader)
-        if rows and "split" in rows[0]:
-            rows = [row for row in rows if blemore.metadata_cell(row, "split") == "test"]
-        ids = [blemore.clip_id_from_path(blemore.metadata_cell(row, "filename") or "") for row in rows]
-    else:
-        lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-        ids = [blemore.clip_id_from_path(line) for line in lines if line and not line.startswith("#")]
-    if not ids:
-        raise blemore.BlemoreError(f"{path}: lists no clip")
-    duplicated = [clip for clip, n in Counter(ids).items() if n > 1]
-    if duplicated:
-        raise blemore.BlemoreError(f"{path}: clip {duplicated[0]} is listed twice")
-    return ids

@@ -13,9 +13,9 @@ What a run does
   validation predictions (each clip predicted by the model that did not see its actor).
 * ``--fold none`` is only the final fit, with the given (or default) thresholds.
 
-Clips are decoded and processed on the fly in DataLoader workers (``blemore_toolkit.batches``); the model is the
-tiny random demo model unless ``--video-backbone``/``--audio-backbone`` (pretrained encoders, by Hub name or local
-path) or ``--init-from`` (a saved BLEMORE model) say otherwise.
+Clips are decoded and processed on the fly in DataLoader workers (``blemore_toolkit.training.batches``); the model
+is the tiny random demo model unless ``--video-backbone``/``--audio-backbone`` (pretrained encoders, by Hub name or
+local path) or ``--init-from`` (a saved BLEMORE model) say otherwise.
 
 The script is the same under ``accelerate launch`` or ``torchrun`` with several processes (the Trainer shards the
 batches and gathers predictions; only the main process writes); ``--bf16`` and ``--gradient-checkpointing`` are for
@@ -24,7 +24,6 @@ GPUs; ``--resume`` continues a stopped run from its last checkpoint and skips fo
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -32,13 +31,20 @@ from pathlib import Path
 
 import numpy as np
 
-import blemore
-from blemore_toolkit.batches import LABEL_KEY, ClipCollator, clip_stream, cpu_threads_beside_workers, labelled_outcomes
-from blemore_toolkit.tuning import tune_thresholds
+from blemore_toolkit.data.atomic import write_text_atomically
+from blemore_toolkit.data.loading import load_split
+from blemore_toolkit.evaluation.tuning import tune_thresholds
+from blemore_toolkit.training.batches import (
+    LABEL_KEY,
+    ClipCollator,
+    clip_stream,
+    cpu_threads_beside_workers,
+    labelled_outcomes,
+)
+from blemore_toolkit.training.predict import emotion_probabilities, outcome_probabilities
+from metrics.blemore.challenge import METRICS
 
 FOLDS = tuple(range(5))
-#: What the validation table reports, in this order.
-METRICS = ("acc_presence", "acc_salience", "score")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -99,7 +105,7 @@ def build_model(settings: TrainSettings):
         processor = BlemoreProcessor.from_pretrained(settings.init_from)
         return model, processor
     if settings.tiny:
-        from blemore_toolkit.tiny import tiny_model, tiny_processor
+        from blemore_toolkit.training.tiny import tiny_model, tiny_processor
 
         num_frames = settings.num_frames or 4
         model = tiny_model(num_frames, settings.image_size, seed=settings.seed, **settings.model_settings)
@@ -120,27 +126,6 @@ def build_model(settings: TrainSettings):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def emotion_probabilities(predictions) -> np.ndarray:
-    """(N, 6) emotion probabilities from what ``Trainer.predict`` returns (logits, or a tuple starting with them).
-
-    For both objectives the softmax of ``logits`` is the predicted salience proportion of each emotion (an
-    ``"outcome"`` model's ``logits`` are the log of the proportions its 36-way distribution implies).
-    """
-    from modeling.decoding_blemore import softmax
-
-    logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
-    return softmax(logits)
-
-
-def outcome_probabilities(predictions) -> np.ndarray | None:
-    """(N, 36) outcome probabilities when the model has a 36-way head (its second output), else None."""
-    from modeling.decoding_blemore import softmax
-
-    if isinstance(predictions, (tuple, list)) and len(predictions) > 1 and predictions[1] is not None:
-        return softmax(predictions[1])
-    return None
-
-
 def validation_scores(config, predictions, truth) -> dict:
     """Challenge accuracies on validation, decoded with the config's decoder after tuning α/β where it has them.
 
@@ -148,7 +133,7 @@ def validation_scores(config, predictions, truth) -> dict:
     ``blemore score`` and the evaluate module. Returns them with the thresholds found (``presence_threshold``,
     ``salience_threshold``) and the score with the config's current parameters (``untuned_score``).
     """
-    from blemore_toolkit.challenge import challenge_scores
+    from metrics.blemore.challenge import challenge_scores
     from modeling.decoding_blemore import decode_outcomes, outcomes_to_predictions
 
     references = outcomes_to_predictions(truth)
@@ -293,7 +278,7 @@ def _train_and_save(name: str, run_dir: Path, train_split, eval_split, settings:
         processor.save_pretrained(model_dir)
         _write_json(run_dir / "results.json", {"name": name, "metrics": result.metrics, "settings": asdict(settings)})
         if result.probabilities is not None:
-            from blemore_toolkit.predict import write_probabilities
+            from blemore_toolkit.evaluation.probabilities import write_probabilities
 
             write_probabilities(run_dir / "validation_probabilities.csv", result.clip_ids, result.probabilities,
                                 truth=result.truth)
@@ -313,7 +298,7 @@ def _restore_best_checkpoint(trainer) -> None:
 
 def _finished_run(name: str, run_dir: Path) -> RunResult:
     """A run finished by an earlier invocation (``--resume``): its metrics and validation predictions from disk."""
-    from blemore_toolkit.predict import read_probabilities
+    from blemore_toolkit.evaluation.probabilities import read_probabilities
 
     results = json.loads((run_dir / "results.json").read_text())
     result = RunResult(name, run_dir / "model", results.get("metrics"))
@@ -327,16 +312,6 @@ def _finished_run(name: str, run_dir: Path) -> RunResult:
 # ---------------------------------------------------------------------------------------------------------------
 # Folds, the table and the final fit
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def load_split(dataset_dir: str, config_name: str, split: str):
-    import datasets
-
-    path = Path(dataset_dir)
-    if not (path / "README.md").is_file() or not (path / "data").is_dir():
-        raise blemore.BlemoreError(f"{path}: not a prepared dataset folder (run `blemore prepare RAW {path}` first)")
-    loaded = datasets.load_dataset(str(path), config_name, split=split)
-    return loaded
 
 
 def summary_table(results: list[RunResult]) -> dict:
@@ -402,90 +377,12 @@ def _is_main_process() -> bool:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    blemore.write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n")
+    write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", metavar="DATASET", help="a folder written by `blemore prepare`")
-    parser.add_argument("--fold", default="all", choices=[*map(str, FOLDS), "all", "none"],
-                        help="validate on this fold (train on the others); 'all': the five folds, their mean ± std "
-                             "and a final fit on all train clips; 'none': only the final fit (default: all)")
-    parser.add_argument("--output-dir", "-o", default="runs/train",
-                        help="where runs are written (default: runs/train)")
-    model = parser.add_argument_group("model (default: the tiny random demo model)")
-    model.add_argument("--video-backbone", metavar="NAME_OR_PATH", help="pretrained video encoder, e.g. a VideoMAE")
-    model.add_argument("--audio-backbone", metavar="NAME_OR_PATH", help="pretrained audio encoder, e.g. a WavLM")
-    model.add_argument("--init-from", metavar="MODEL", help="continue from a saved BLEMORE model")
-    model.add_argument("--num-frames", type=int, help="frames per clip (default: the video encoder's, tiny: 4)")
-    model.add_argument("--image-size", type=int, default=32, help="frame size of the tiny model (default: 32)")
-    model.add_argument("--max-audio-seconds", type=float, default=2.0,
-                       help="cut audio after this many seconds (default: 2; 0 keeps whole clips)")
-    model.add_argument("--fusion", choices=["concat", "gated", "cross_attention"])
-    model.add_argument("--objective", choices=["soft_kl", "outcome"])
-    model.add_argument("--decoder", choices=["thresholds", "expected_score"])
-    model.add_argument("--freeze-video-encoder", action="store_true")
-    model.add_argument("--freeze-audio-encoder", action="store_true")
-    model.add_argument("--freeze-audio-feature-encoder", action="store_true")
-    loop = parser.add_argument_group("training")
-    loop.add_argument("--epochs", type=float, default=12)
-    loop.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (overrides --epochs)")
-    loop.add_argument("--batch-size", type=int, default=8, help="per device (default: 8)")
-    loop.add_argument("--eval-batch-size", type=int)
-    loop.add_argument("--learning-rate", "--lr", type=float,
-                      help="default: 3e-3 for the tiny model, 5e-5 with pretrained encoders")
-    loop.add_argument("--weight-decay", type=float, default=0.01)
-    loop.add_argument("--warmup-ratio", type=float, default=0.1)
-    loop.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
-    loop.add_argument("--seed", type=int, default=0)
-    loop.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPUs)")
-    loop.add_argument("--gradient-checkpointing", action="store_true")
-    loop.add_argument("--resume", action="store_true", help="continue from the last checkpoint; skip finished folds")
-    loop.add_argument("--presence-threshold", type=float, help="α for a final fit without validation folds")
-    loop.add_argument("--salience-threshold", type=float, help="β for a final fit without validation folds")
-    hub = parser.add_argument_group("Hub")
-    hub.add_argument("--push-to-hub", metavar="REPO", help="push the final (or fold) model with a model card")
-    hub.add_argument("--hub-endpoint", metavar="URL", help="Hub endpoint (default: $HF_ENDPOINT or the public Hub)")
-    hub.add_argument("--private", action="store_true")
-    hub.add_argument("--dataset-repo", metavar="REPO", help="the dataset's Hub repo, linked from the model card")
-
-
-def settings_from_args(args: argparse.Namespace) -> TrainSettings:
-    model_settings = {key: getattr(args, key) for key in ("fusion", "objective", "decoder") if getattr(args, key)}
-    for key in ("freeze_video_encoder", "freeze_audio_encoder", "freeze_audio_feature_encoder"):
-        if getattr(args, key):
-            model_settings[key] = True
-    return TrainSettings(
-        output_dir=args.output_dir, video_backbone=args.video_backbone, audio_backbone=args.audio_backbone,
-        init_from=args.init_from, num_frames=args.num_frames, image_size=args.image_size,
-        max_audio_seconds=args.max_audio_seconds or None, model_settings=model_settings, epochs=args.epochs,
-        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, num_workers=args.num_workers, seed=args.seed,
-        bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing, resume=args.resume,
-        max_steps=args.max_steps,
-    )  # fmt: skip
-
-
-def run_train(args: argparse.Namespace) -> int:
-    if args.init_from and (args.video_backbone or args.audio_backbone):
-        raise blemore.BlemoreError("give either --init-from or backbones, not both")
-    thresholds = {key: getattr(args, key) for key in ("presence_threshold", "salience_threshold")
-                  if getattr(args, key) is not None}
-    summary = run_training(args.dataset, args.fold, settings_from_args(args), thresholds)
-    if args.push_to_hub and _is_main_process():
-        from blemore_toolkit.model_card import push_model_with_card
-
-        info = push_model_with_card(summary, args.push_to_hub, endpoint=args.hub_endpoint, private=args.private,
-                                    dataset_repo=args.dataset_repo)
-        summary["pushed"] = {"repo": args.push_to_hub, "revision": info.oid}
-    if _is_main_process():
-        print(json.dumps({key: summary[key] for key in summary if key != "validation"} |
-                         ({"validation": summary["validation"]["summary"]} if "validation" in summary else {})))
-    return 0
 
 
 __all__ = ["TrainSettings", "build_model", "run_training", "train_run", "validation_scores"]

@@ -29,7 +29,6 @@ shard and a changed setting recomputes everything (it needs ``--overwrite`` to r
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -44,6 +43,8 @@ import numpy as np
 
 import blemore
 from blemore import BlemoreError
+from blemore_toolkit.data.atomic import write_text_atomically
+from blemore_toolkit.data.card import config_info, join_card, split_card
 
 #: The seven per-clip statistics, in storage order.
 STATISTICS: tuple[str, ...] = ("mean", "std", "p10", "p25", "p50", "p75", "p90")
@@ -523,7 +524,7 @@ def write_feature_shard(shard: Path, out_dir: Path, encoder: FeatureEncoder, wor
 def register_config(dataset_dir: Path, name: str, hidden_size: int) -> None:
     """Add (or replace) the features config ``name`` in the README's YAML ``configs`` and ``dataset_info``."""
     readme = dataset_dir / "README.md"
-    metadata, body = blemore.split_card(readme.read_text(), readme)
+    metadata, body = split_card(readme.read_text(), readme)
     if not isinstance(metadata.get("configs"), list):
         raise BlemoreError(f"{readme}: the YAML header lists no configs; run `blemore prepare RAW OUT` again")
     out_dir = dataset_dir / FEATURES_DIR / name
@@ -538,9 +539,9 @@ def register_config(dataset_dir: Path, name: str, hidden_size: int) -> None:
     config = {"config_name": name, "data_files": data_files}
     metadata["configs"].append(config)
     infos = [i for i in metadata.get("dataset_info") or [] if i.get("config_name") != name]
-    infos.append(blemore.config_info(dataset_dir, config, feature_columns(hidden_size)._to_yaml_list()))
+    infos.append(config_info(dataset_dir, config, feature_columns(hidden_size)._to_yaml_list()))
     metadata["dataset_info"] = infos
-    blemore.write_text_atomically(readme, blemore.join_card(metadata, body))
+    write_text_atomically(readme, join_card(metadata, body))
 
 
 def feature_configs(dataset_dir: str | os.PathLike) -> list[str]:
@@ -683,7 +684,7 @@ def extract_features(
         "toolkit_version": _toolkit_version(),
         "fingerprint": settings_data,
     }
-    blemore.write_text_atomically(provenance_path, json.dumps(provenance, indent=2, default=str) + "\n")
+    write_text_atomically(provenance_path, json.dumps(provenance, indent=2, default=str) + "\n")
     register_config(dataset_dir, name, hidden_size)
     shutil.rmtree(done_dir, ignore_errors=True)
     return FeaturesResult(name, out_dir, sum(counts.values()), len(todo), len(reusable), hidden_size)
@@ -698,45 +699,3 @@ def _toolkit_version() -> str:
         except PackageNotFoundError:
             continue
     return "unknown"
-
-
-def add_features_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="a prepared dataset folder (written by `blemore prepare`)")
-    parser.add_argument("--encoder", required=True, help="transformers encoder: Hub name or local folder")
-    parser.add_argument("--name", default=None, help="features config name (default: from the encoder and layers)")
-    parser.add_argument("--kind", default="auto", choices=("auto",) + ENCODER_KINDS,
-                        help="image (frame level), video (clip level, windows) or audio; auto reads the config")
-    parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the encoder")
-    parser.add_argument("--layers", default="last",
-                        help="hidden states to average: last (default: the model's own embedding), all, 6-12, 6,8")
-    parser.add_argument("--frames-per-second", type=float, default=4.0, help="image encoders: frames sampled per s")
-    parser.add_argument("--max-frames", type=int, default=64, help="image encoders: at most this many frames a clip")
-    parser.add_argument("--window", type=int, default=None, help="video encoders: frames a window (default: the "
-                        "encoder's num_frames, 16 for VideoMAE)")
-    parser.add_argument("--frame-stride", type=int, default=4, help="video encoders: take every k-th frame")
-    parser.add_argument("--audio-window-s", type=float, default=0.5, help="audio: seconds per stored sequence step")
-    parser.add_argument("--max-audio-s", type=float, default=None, help="audio: cut longer tracks")
-    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, mps")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
-    parser.add_argument("--batch-size", type=int, default=32, help="frames, windows or tracks per forward pass")
-    parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: up to 4)")
-    parser.add_argument("--local-files-only", action="store_true", help="never contact the Hub for the encoder")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="allow encoders that ship their own modelling code on the Hub (read it first)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a config with the same name")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_features(args: argparse.Namespace) -> int:
-    result = extract_features(
-        args.dataset, args.encoder, config_name=args.name, kind=args.kind, revision=args.revision, layers=args.layers,
-        frames_per_second=args.frames_per_second, max_frames=args.max_frames, window=args.window,
-        frame_stride=args.frame_stride, audio_window_s=args.audio_window_s, max_audio_s=args.max_audio_s,
-        device=args.device, dtype=args.dtype, batch_size=args.batch_size, workers=args.workers,
-        local_files_only=args.local_files_only, trust_remote_code=args.trust_remote_code, overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
-    print(f"features {result.config!r}: {result.num_clips} clips × {len(STATISTICS)}×{result.hidden_size} "
-          f"statistics in {result.out_dir} ({result.shards_written} shards written, {result.shards_reused} reused); "
-          f"load it with datasets.load_dataset({str(args.dataset)!r}, {result.config!r})")
-    return 0

@@ -8,18 +8,21 @@ tolerated. ``blemore validate`` runs the same checks before upload, ``blemore zi
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import csv
 import gc
 import json
 import math
+import os
 import re
-import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import blemore
-from blemore_toolkit import challenge, references, submission
+from blemore_toolkit.data import references
+from blemore_toolkit.evaluation import submission
+from metrics.blemore import challenge
 
 _SCORE_EPILOG = """\
 REF is a prepared dataset folder (choose the split with --split; default: test), the organisers' metadata CSV,
@@ -139,27 +142,52 @@ def tolerated_lines(checked: submission.CheckedSubmission, limit: int = submissi
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def add_score_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = _SCORE_EPILOG
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("submission", help="challenge submission, .json or the upload .zip")
-    parser.add_argument("--references", "-r", required=True, metavar="REF",
-                        help="prepared dataset folder or CSV with the true labels")
-    parser.add_argument("--split", default=None,
-                        help="train, test or fold0..fold4 (validation clips of that fold); default: every clip of "
-                             "a CSV, the test split of a folder")
-    parser.add_argument("--details", action="store_true",
-                        help="add per-emotion and per-blend accuracy and the presence and salience confusions")
-    parser.add_argument("--lenient", action="store_true",
-                        help="score sloppy input exactly as the challenge's scorer would, listing what it tolerated")
+# ---------------------------------------------------------------------------------------------------------------
+# Clip lists (what `blemore validate --against` checks a submission against)
+# ---------------------------------------------------------------------------------------------------------------
 
 
-def run_score(args: argparse.Namespace) -> int:
-    result, checked = score_submission(args.submission, args.references, args.split, args.lenient, args.details)
-    for line in tolerated_lines(checked):
-        print(f"blemore score: lenient: {line}", file=sys.stderr)
-    print(dumps(result))
-    return 0
+def read_clip_ids(source: str | os.PathLike) -> list[str]:
+    """The clip ids a submission must cover, from whatever lists the test clips.
+
+    A folder of videos (or a download whose ``test/`` folder holds them), a prepared dataset folder (its test
+    split), a submission or template ``.json`` (its keys), a CSV with a ``filename`` column (its ``test`` rows when
+    it has a ``split`` column), or a text file with one clip per line.
+    """
+    path = Path(source)
+    if path.is_dir():
+        if any(path.glob("data/*.parquet")):
+            try:
+                test = references.load_quietly(path, split="test", columns=["clip_id"])
+            except Exception as error:  # many types; the user needs the folder and the reason
+                raise blemore.BlemoreError(f"{path}: no test split to check against ({type(error).__name__}: "
+                                           f"{error})") from None
+            ids = list(test["clip_id"])
+        else:
+            folder = path / "test" if (path / "test").is_dir() else path
+            ids = [blemore.clip_id_from_path(p) for p in blemore.find_clip_files(folder)]
+    elif not path.is_file():
+        raise blemore.BlemoreError(f"{path}: no such file or folder")
+    elif path.suffix.lower() in (".json", ".zip"):
+        ids = [submission.clip_key(key) for key, _ in submission.read_submission(path).clips]
+    elif path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if "filename" not in (reader.fieldnames or []):
+                raise blemore.BlemoreError(f"{path}: no 'filename' column")
+            rows = list(reader)
+        if rows and "split" in rows[0]:
+            rows = [row for row in rows if blemore.metadata_cell(row, "split") == "test"]
+        ids = [blemore.clip_id_from_path(blemore.metadata_cell(row, "filename") or "") for row in rows]
+    else:
+        lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+        ids = [blemore.clip_id_from_path(line) for line in lines if line and not line.startswith("#")]
+    if not ids:
+        raise blemore.BlemoreError(f"{path}: lists no clip")
+    duplicated = [clip for clip, n in Counter(ids).items() if n > 1]
+    if duplicated:
+        raise blemore.BlemoreError(f"{path}: clip {duplicated[0]} is listed twice")
+    return ids
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -170,48 +198,12 @@ def run_score(args: argparse.Namespace) -> int:
 def validate_submission(submission_path: str | Path, against: str | Path | None = None
                         ) -> submission.CheckedSubmission:
     """Strict checks of a submission, against a list of test clips when given; ``BlemoreError`` if invalid."""
-    expected = references.read_clip_ids(against) if against is not None else None
+    expected = read_clip_ids(against) if against is not None else None
     checked = submission.check_submission(submission.read_submission(submission_path), expected=expected)
     checked.raise_for_problems()
     return checked
 
 
-def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("submission", help="challenge submission, .json or the upload .zip")
-    parser.add_argument("--against", metavar="TEST_DIR_OR_LIST", default=None,
-                        help="the test clips: a folder of videos (or a download with a test/ folder), a prepared "
-                             "dataset folder, the submission template .json, a CSV with a filename column, or a "
-                             "text file with one clip per line; without it only the format is checked")
-
-
-def run_validate(args: argparse.Namespace) -> int:
-    checked = validate_submission(args.submission, args.against)
-    coverage = f", exactly the {len(checked.predictions)} clips of {args.against}" if args.against else \
-        " (format only: give --against to check the clip list)"
-    print(f"{checked.source}: valid, {len(checked.predictions)} clips{coverage}")
-    return 0
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # blemore zip
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def add_zip_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("predictions", help="predictions in the challenge's JSON format (or a .zip holding it)")
-    parser.add_argument("--output", "-o", default=None,
-                        help="the zip to write (default: PREDICTIONS with the .zip suffix)")
-    parser.add_argument("--against", metavar="TEST_DIR_OR_LIST", default=None,
-                        help="check the clip list too (see `blemore validate --help`)")
-    parser.add_argument("--member", default=submission.SUBMISSION_MEMBER,
-                        help="name of the JSON file inside the zip (default: %(default)s)")
-
-
-def run_zip(args: argparse.Namespace) -> int:
-    checked = validate_submission(args.predictions, args.against)
-    output = Path(args.output) if args.output else Path(args.predictions).with_suffix(".zip")
-    if output.resolve() == Path(args.predictions).resolve():
-        raise blemore.BlemoreError(f"{output}: would overwrite the predictions; give --output")
-    submission.write_submission(checked.predictions, output, member=args.member)
-    print(f"{output}: {len(checked.predictions)} clips in {args.member}, ready to upload")
-    return 0

@@ -14,26 +14,40 @@ challenge's own:
 
 A clip is given either as a sequence of ``{"emotion": code, "salience": percent}`` mappings (the submission
 format) or of ``(emotion, salience)`` pairs. Nothing here validates the format: a prediction with an unknown code
-or a fraction for a salience is simply scored as the challenge would score it (wrong). ``blemore_toolkit.submission``
-is where malformed submissions are caught. Only the standard library and numpy are used, so importing this is cheap.
+or a fraction for a salience is simply scored as the challenge would score it (wrong). The toolkit's
+``blemore_toolkit.evaluation.submission`` is where malformed submissions are caught. Only the standard library and
+numpy are used, so importing this is cheap.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-import blemore
+# The label schema this arithmetic needs. The folder is a self-contained evaluate metric (publishable as a Hub metric
+# Space, loadable where the toolkit is not installed), so it states the schema itself; ``tests/test_layout.py``
+# checks that it is the dataset's schema in ``py``.
+#: The official short codes, in the order of every vector.
+EMOTIONS: tuple[str, ...] = ("ang", "disg", "fea", "hap", "sad", "neu")
+#: The ten pairs of the five non-neutral emotions, each in the order the clip names use.
+BLEND_PAIRS: tuple[tuple[str, str], ...] = tuple(itertools.combinations(EMOTIONS[:5], 2))
+#: Saliences of (first, second) emotion of a pair, in percent.
+SALIENCE_LEVELS: tuple[tuple[int, int], ...] = ((50, 50), (70, 30), (30, 70))
+#: The 16 presence classes: six singles, then the ten pairs as ``a+b``.
+PRESENCE_NAMES: tuple[str, ...] = EMOTIONS + tuple(f"{a}+{b}" for a, b in BLEND_PAIRS)
+#: What every scorer reports, in this order.
+METRICS: tuple[str, ...] = ("acc_presence", "acc_salience", "score")
 
-#: Salience levels as the clip names write them: first/second emotion of the pair in ``blemore.BLEND_PAIRS`` order.
-SALIENCE_LEVEL_NAMES: tuple[str, ...] = tuple(f"{a}/{b}" for a, b in blemore.SALIENCE_LEVELS)
+#: Salience levels as the clip names write them: first/second emotion of the pair in ``BLEND_PAIRS`` order.
+SALIENCE_LEVEL_NAMES: tuple[str, ...] = tuple(f"{a}/{b}" for a, b in SALIENCE_LEVELS)
 
-_PRESENCE_INDEX = {frozenset(name.split("+")): i for i, name in enumerate(blemore.PRESENCE_NAMES)}
-_PAIR_INDEX = {pair: i for i, pair in enumerate(blemore.BLEND_PAIRS)}
-_LEVEL_INDEX = {level: i for i, level in enumerate(blemore.SALIENCE_LEVELS)}
+_PRESENCE_INDEX = {frozenset(name.split("+")): i for i, name in enumerate(PRESENCE_NAMES)}
+_PAIR_INDEX = {pair: i for i, pair in enumerate(BLEND_PAIRS)}
+_LEVEL_INDEX = {level: i for i, level in enumerate(SALIENCE_LEVELS)}
 
 
 class ClipScore(NamedTuple):
@@ -53,7 +67,8 @@ def round_percent(value: Any) -> int | None:
     """A salience rounded to a whole percent, half to even; ``None`` for NaN or infinity (never equal to a truth).
 
     Booleans count as 1 and 0, as they do in numpy. Anything that is not a number raises ``TypeError``: the
-    challenge's scorer fails on it too, so callers must catch it before scoring (``blemore_toolkit.submission`` does).
+    challenge's scorer fails on it too, so callers must catch it before scoring (the toolkit's submission checks
+    do).
     """
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"salience {value!r} is not a number")
@@ -135,7 +150,7 @@ def challenge_scores(references: Sequence[Sequence[Any]], predictions: Sequence[
 
 
 def presence_index(emotions: Sequence[Any]) -> int | None:
-    """Index into ``blemore.PRESENCE_NAMES`` of a set of emotions; ``None`` outside the 16 (e.g. three emotions)."""
+    """Index into ``PRESENCE_NAMES`` of a set of emotions; ``None`` outside the 16 (e.g. three emotions)."""
     return _PRESENCE_INDEX.get(frozenset(emotions))
 
 
@@ -144,7 +159,7 @@ def _salience_level(pairs: Sequence[tuple[Any, Any]]) -> int | None:
     if len(pairs) != 2 or pairs[0][0] == pairs[1][0]:
         return None
     try:
-        ordered = sorted(pairs, key=lambda p: blemore.EMOTIONS.index(p[0]))
+        ordered = sorted(pairs, key=lambda p: EMOTIONS.index(p[0]))
         return _LEVEL_INDEX.get((round_percent(ordered[0][1]), round_percent(ordered[1][1])))
     except (ValueError, TypeError):
         return None
@@ -156,25 +171,25 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
     * ``per_emotion[code]``: over clips whose truth contains ``code`` (``neu`` has no blends: salience is NaN).
     * ``per_single[code]``: presence accuracy over the single-emotion clips of ``code``.
     * ``per_blend["ang+hap"]``: presence and salience accuracy over the clips of that pair, and salience accuracy
-      per level (``"70/30"`` means 70 for the pair's first emotion in ``blemore.BLEND_PAIRS`` order).
+      per level (``"70/30"`` means 70 for the pair's first emotion in ``BLEND_PAIRS`` order).
     * ``presence_confusion``: rows are the true, columns the predicted presence outcome over
-      ``blemore.PRESENCE_NAMES`` (16 x 16); ``other`` counts, per row, predictions outside the 16 (three emotions,
+      ``PRESENCE_NAMES`` (16 x 16); ``other`` counts, per row, predictions outside the 16 (three emotions,
       neutral in a pair, an unknown code, nothing).
     * ``salience_confusion``: over blend clips whose pair was predicted right, rows the true and columns the
       predicted level (3 x 3); ``other_level`` counts right-pair predictions at no level (60/40, or more than two
       entries) and ``wrong_pair`` the blend clips whose presence was wrong.
     """
-    n_outcomes, n_levels = len(blemore.PRESENCE_NAMES), len(blemore.SALIENCE_LEVELS)
+    n_outcomes, n_levels = len(PRESENCE_NAMES), len(SALIENCE_LEVELS)
     presence_matrix = np.zeros((n_outcomes, n_outcomes), dtype=np.int64)
     presence_other = np.zeros(n_outcomes, dtype=np.int64)
     salience_matrix = np.zeros((n_levels, n_levels), dtype=np.int64)
     salience_other = np.zeros(n_levels, dtype=np.int64)
     salience_wrong_pair = np.zeros(n_levels, dtype=np.int64)
     # Per-emotion counts: clips, presence right, blends, salience right. Per pair and level: clips, salience right.
-    emotion_counts = {e: [0, 0, 0, 0] for e in blemore.EMOTIONS}
-    single_counts = {e: [0, 0] for e in blemore.EMOTIONS}
-    pair_counts = {pair: [0, 0, 0] for pair in blemore.BLEND_PAIRS}
-    level_counts = {(pair, level): [0, 0] for pair in blemore.BLEND_PAIRS for level in blemore.SALIENCE_LEVELS}
+    emotion_counts = {e: [0, 0, 0, 0] for e in EMOTIONS}
+    single_counts = {e: [0, 0] for e in EMOTIONS}
+    pair_counts = {pair: [0, 0, 0] for pair in BLEND_PAIRS}
+    level_counts = {(pair, level): [0, 0] for pair in BLEND_PAIRS for level in SALIENCE_LEVELS}
 
     for reference, prediction in zip(references, predictions, strict=True):
         truth, guess = clip_pairs(reference), clip_pairs(prediction)
@@ -199,7 +214,9 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
             single_counts[truth[0][0]][0] += 1
             single_counts[truth[0][0]][1] += result.presence
             continue
-        pair_emotions, true_level = blemore.canonical_label([e for e, _ in truth], [s for _, s in truth])
+        ordered = sorted(truth, key=lambda pair: EMOTIONS.index(pair[0]))
+        pair_emotions = tuple(e for e, _ in ordered)
+        true_level = tuple(int(round(float(s))) for _, s in ordered)
         pair_counts[pair_emotions][0] += 1
         pair_counts[pair_emotions][1] += result.presence
         pair_counts[pair_emotions][2] += result.salience
@@ -230,13 +247,13 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
                 "by_salience": {
                     name: {"n_clips": level_counts[((a, b), level)][0],
                            "acc_salience": _ratio(level_counts[((a, b), level)][1], level_counts[((a, b), level)][0])}
-                    for name, level in zip(SALIENCE_LEVEL_NAMES, blemore.SALIENCE_LEVELS)
+                    for name, level in zip(SALIENCE_LEVEL_NAMES, SALIENCE_LEVELS)
                 },
             }
             for (a, b), c in pair_counts.items()
         },
         "presence_confusion": {
-            "labels": list(blemore.PRESENCE_NAMES),
+            "labels": list(PRESENCE_NAMES),
             "matrix": presence_matrix.tolist(),
             "other": presence_other.tolist(),
         },

@@ -16,54 +16,44 @@ For a labelled split (e.g. ``--config fold2 --split validation``) the challenge 
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 import blemore
-from blemore_toolkit.batches import ClipCollator, clip_stream, cpu_threads_beside_workers
-
-PROBABILITY_COLUMNS = tuple(f"p_{code}" for code in blemore.EMOTIONS)
-
+from blemore_toolkit.evaluation.probabilities import write_probabilities
+from blemore_toolkit.training.batches import ClipCollator, clip_stream, cpu_threads_beside_workers
 
 # ---------------------------------------------------------------------------------------------------------------
 # Probabilities on disk
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def write_probabilities(path: str | os.PathLike, clip_ids, probabilities, truth=None) -> Path:
-    """``clip_id, p_ang … p_neu[, outcome]``: the model's emotion probabilities per clip (outcome: the true one)."""
-    text = io.StringIO(newline="")
-    writer = csv.writer(text)
-    writer.writerow(["clip_id", *PROBABILITY_COLUMNS] + (["outcome"] if truth is not None else []))
-    for index, clip_id in enumerate(clip_ids):
-        row = [clip_id, *(f"{value:.6f}" for value in probabilities[index])]
-        if truth is not None:
-            row.append(blemore.OUTCOME_NAMES[int(truth[index])])
-        writer.writerow(row)
-    return blemore.write_text_atomically(path, text.getvalue())
-
-
-def read_probabilities(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray | None]:
-    """The clip ids, (N, 6) probabilities and true outcome indices (None without them) of ``write_probabilities``."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    clip_ids = [row["clip_id"] for row in rows]
-    probabilities = np.array([[float(row[column]) for column in PROBABILITY_COLUMNS] for row in rows])
-    truth = None
-    if rows and "outcome" in rows[0]:
-        truth = np.array([blemore.OUTCOME_NAMES.index(row["outcome"]) for row in rows])
-    return clip_ids, probabilities, truth
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Prediction
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def emotion_probabilities(predictions) -> np.ndarray:
+    """(N, 6) emotion probabilities from what ``Trainer.predict`` returns (logits, or a tuple starting with them).
+
+    For both objectives the softmax of ``logits`` is the predicted salience proportion of each emotion (an
+    ``"outcome"`` model's ``logits`` are the log of the proportions its 36-way distribution implies).
+    """
+    from modeling.decoding_blemore import softmax
+
+    logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
+    return softmax(logits)
+
+
+def outcome_probabilities(predictions) -> np.ndarray | None:
+    """(N, 36) outcome probabilities when the model has a 36-way head (its second output), else None."""
+    from modeling.decoding_blemore import softmax
+
+    if isinstance(predictions, (tuple, list)) and len(predictions) > 1 and predictions[1] is not None:
+        return softmax(predictions[1])
+    return None
 
 
 def load_model(model: str, revision: str | None = None):
@@ -96,8 +86,6 @@ def predict_split(model, processor, split, *, batch_size: int = 8, num_workers: 
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from blemore_toolkit.train import emotion_probabilities
-
     with cpu_threads_beside_workers(num_workers), tempfile.TemporaryDirectory(prefix="blemore-predict-") as scratch:
         arguments = TrainingArguments(
             output_dir=scratch, per_device_eval_batch_size=batch_size, dataloader_num_workers=num_workers,
@@ -119,7 +107,12 @@ def predict_split(model, processor, split, *, batch_size: int = 8, num_workers: 
 
 def write_predictions(result: dict, output_dir: str | os.PathLike, truth=None) -> dict[str, Path]:
     """Write predictions.json, submission.zip and probabilities.csv after a strict check of the submission."""
-    from blemore_toolkit.submission import check_submission, parse_submission, submission_document, write_submission
+    from blemore_toolkit.evaluation.submission import (
+        check_submission,
+        parse_submission,
+        submission_document,
+        write_submission,
+    )
     from modeling.decoding_blemore import outcomes_to_predictions
 
     output_dir = Path(output_dir)
@@ -133,17 +126,6 @@ def write_predictions(result: dict, output_dir: str | os.PathLike, truth=None) -
         "probabilities": write_probabilities(output_dir / "probabilities.csv", result["clip_ids"],
                                              result["probabilities"], truth),
     }
-
-
-def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="a saved model folder (…/model) or a Hub repo id")
-    parser.add_argument("dataset", metavar="DATASET", help="a folder written by `blemore prepare`")
-    parser.add_argument("--config", default="default", help="dataset config (default: default; e.g. fold2)")
-    parser.add_argument("--split", default="test", help="split to predict (default: test)")
-    parser.add_argument("--output-dir", "-o", default="runs/predict", help="where to write (default: runs/predict)")
-    parser.add_argument("--revision", help="model revision on the Hub (a commit hash pins it)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
 
 
 def feature_configs_of(model) -> list[str]:
@@ -172,7 +154,7 @@ def select_feature_rows(table, config: str, split: str):
 def predict_features(model, dataset: str, config: str = "default", split: str = "test"
                      ) -> tuple[dict, np.ndarray | None]:
     """Predictions of a model on precomputed features for a dataset split; also the true outcomes when labelled."""
-    from blemore_toolkit.heads import load_feature_table, predict_probabilities
+    from blemore_toolkit.features.heads import load_feature_table, predict_probabilities
 
     names = feature_configs_of(model)
     table = select_feature_rows(load_feature_table(dataset, names), config, split)
@@ -181,24 +163,3 @@ def predict_features(model, dataset: str, config: str = "default", split: str = 
               "outcomes": np.asarray(model.decode_outcomes(logits=np.log(np.clip(probabilities, 1e-12, None))))}
     labelled = len(table.outcome) and (table.outcome >= 0).all()
     return result, (table.outcome if labelled else None)
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    from blemore_toolkit.train import load_split
-
-    model, processor = load_model(args.model, args.revision)
-    if processor is None:  # a head on features: read the features configs beside the clips
-        result, truth = predict_features(model, args.dataset, args.config, args.split)
-    else:
-        split = load_split(args.dataset, args.config, args.split)
-        result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers)
-        outcomes = list(split["outcome"]) if "outcome" in split.column_names else []
-        truth = np.asarray(outcomes) if outcomes and None not in outcomes else None
-    paths = write_predictions(result, args.output_dir, truth)
-    summary = {"clips": len(result["clip_ids"]), **{name: str(path) for name, path in paths.items()}}
-    if truth is not None:
-        from blemore_toolkit.tuning import outcome_scores
-
-        summary.update({key: value for key, value in outcome_scores(truth, result["outcomes"]).items()})
-    print(json.dumps(summary))
-    return 0

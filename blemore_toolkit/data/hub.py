@@ -13,7 +13,6 @@ again finishes the job without sending the files that already arrived.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path, PurePosixPath
@@ -240,22 +239,3 @@ def push_model_folder(
 # ---------------------------------------------------------------------------------------------------------------
 # Command line: blemore push DATASET_DIR REPO
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def add_push_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset_dir", metavar="DATASET_DIR", help="a folder written by `blemore prepare`")
-    parser.add_argument("repo", metavar="REPO", help="dataset repo id, e.g. your-name/blemore")
-    parser.add_argument("--private", action="store_true", help="create the repo as private (if it does not exist)")
-    parser.add_argument("--revision", metavar="BRANCH", default=None,
-                        help="branch to commit to (created from main if missing; default: main)")
-    parser.add_argument("--endpoint", metavar="URL", default=None,
-                        help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co)")
-    parser.add_argument("--message", default=None, help="commit message")
-
-
-def run_push(args: argparse.Namespace) -> int:
-    info = push_dataset(args.dataset_dir, args.repo, private=args.private, revision=args.revision,
-                        commit_message=args.message, endpoint=args.endpoint)
-    print(f"pushed {args.dataset_dir} to {info.repo_url} at commit {info.oid}")
-    print(f'load it with: datasets.load_dataset("{info.repo_url.repo_id}", revision="{info.oid}")')
-    return 0

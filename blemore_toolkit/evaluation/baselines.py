@@ -19,14 +19,13 @@ mean of the per-fold accuracies).
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import Counter
 from collections.abc import Sequence
 
 import blemore
-from blemore_toolkit import challenge, references
-from blemore_toolkit.references import ReferenceClip
+from blemore_toolkit.data import references
+from blemore_toolkit.data.references import ReferenceClip
+from metrics.blemore import challenge
 
 COUNT_ON = ("partition", "train")
 
@@ -140,19 +139,3 @@ def format_table(table: dict, count_on: str) -> str:
             lines.append(f"{name:<11}{kind:<8}{counts}{cell['acc_presence']:>10.3f}{cell['acc_salience']:>10.3f}  "
                          f"{shown}")
     return "\n".join(lines)
-
-
-def add_baseline_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--references", "-r", required=True, metavar="REF",
-                        help="prepared dataset folder or CSV with labels, splits and folds (e.g. the shipped "
-                             "manifest, the organisers' train_metadata.csv)")
-    parser.add_argument("--count-on", choices=COUNT_ON, default="partition",
-                        help="where the most frequent outcome is counted: the evaluated partition itself (the "
-                             "paper's convention, default) or the training partition")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-
-
-def run_baseline(args: argparse.Namespace) -> int:
-    table = baseline_table(references.read_references(args.references), args.count_on)
-    print(json.dumps(table, indent=2) if args.json else format_table(table, args.count_on))
-    return 0

@@ -1,0 +1,493 @@
+"""The ``blemore`` command line: it parses each command's arguments and calls the library that does the work.
+
+Each command has an ``add_<command>_arguments(parser)`` and a ``run_<command>(args)`` here; the library module a
+command needs is imported only when that command runs, so ``blemore --help`` and the scoring commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from blemore import NUM_FOLDS, BlemoreError
+
+#: Command → one-line help, in the order the data flows.
+COMMANDS: dict[str, str] = {
+    "synth": "write a synthetic BLEMORE download (clips, metadata, test answer key)",
+    "prepare": "turn a download into a Hub-native dataset folder that load_dataset reads",
+    "push": "push a prepared dataset folder to the Hub",
+    "score": "score a challenge submission against references",
+    "validate": "check a submission against the test clips before upload",
+    "zip": "write the challenge upload zip from a predictions JSON",
+    "baseline": "the paper's trivial most-frequent baselines per fold and test",
+    "train": "fine-tune a video + audio model with the Trainer, one fold or all five",
+    "predict": "write a challenge submission (json + zip) and probabilities from a model",
+    "features": "extract encoder features into a dataset config beside the clips",
+    "heads": "train the paper's heads on feature configs: 5-fold CV, α/β tuning, test fit",
+    "demo": "synthesise → prepare → train → predict → score, end to end",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {help_}" for name, help_ in COMMANDS.items()]
+        print("usage: blemore COMMAND [options]   (blemore COMMAND --help for a command's options)\n\ncommands:")
+        print("\n".join(lines))
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nblemore: error: unknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    parser = argparse.ArgumentParser(prog=f"blemore {command}", description=COMMANDS[command])
+    globals()[f"add_{command}_arguments"](parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(globals()[f"run_{command}"](args) or 0)
+    except BlemoreError as error:
+        print(f"blemore {command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"blemore {command}: interrupted", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data: synthetic downloads, prepare, push
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
+    from blemore_toolkit.data.synth import DEFAULT_AUDIO_RATE, DEFAULT_DURATIONS, DEFAULT_WORKERS
+
+    parser.add_argument("raw", metavar="RAW", type=Path, help="folder to write the synthetic download to")
+    parser.add_argument("--actors-per-fold", type=int, default=2, metavar="N",
+                        help="made-up train actors in each of the 5 folds (default 2; ignored with --full)")
+    parser.add_argument("--test-actors", type=int, default=2, metavar="N",
+                        help="made-up test actors (default 2; ignored with --full)")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    parser.add_argument("--width", type=int, help="clip width in pixels (default 128, or 64 with --full)")
+    parser.add_argument("--height", type=int, help="clip height in pixels (default 96, or 48 with --full)")
+    parser.add_argument("--full", action="store_true",
+                        help="the 3,050 clip names, splits and folds of the real dataset (scale tests)")
+    parser.add_argument("--durations", type=float, nargs=2, default=list(DEFAULT_DURATIONS), metavar=("MIN", "MAX"),
+                        help="range of clip durations in seconds (default 1 8; e.g. 1 2 for a quick --full set)")
+    parser.add_argument("--audio-rate", type=int, default=DEFAULT_AUDIO_RATE, metavar="HZ",
+                        help=f"sample rate of the clips' AAC audio (default {DEFAULT_AUDIO_RATE})")
+    parser.add_argument("--answer-key", type=Path, metavar="PATH",
+                        help="where to write the test answer key (default RAW_test_answer_key.csv beside RAW)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+                        help=f"ffmpeg processes at a time (default {DEFAULT_WORKERS}; any number, same bytes)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous synthetic download in RAW")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from blemore_toolkit.data.synth import synthesize
+
+    if (args.width is None) != (args.height is None):
+        raise BlemoreError("give both --width and --height, or neither")
+    summary = synthesize(
+        args.raw, actors_per_fold=args.actors_per_fold, test_actors=args.test_actors, seed=args.seed,
+        width=args.width, height=args.height, full=args.full, answer_key=args.answer_key, num_workers=args.workers,
+        durations=tuple(args.durations), audio_rate=args.audio_rate, overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(f"wrote {summary.train_clips} train clips ({len(summary.train_actors)} actors in {NUM_FOLDS} "
+          f"folds) and {summary.test_clips} test clips ({len(summary.test_actors)} actors) to {summary.raw_dir} "
+          f"in {summary.seconds:.1f} s; test answer key: {summary.answer_key}")
+    return 0
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    from blemore_toolkit.data.prepare import DEFAULT_CLIPS_PER_SHARD
+
+    parser.add_argument("raw", help="the download folder (clips at any depth, metadata CSVs optional)")
+    parser.add_argument("out", nargs="?", default="blemore",
+                        help="output folder (default: ./blemore, which loads as load_dataset('blemore'))")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--clips-per-shard", type=int, default=DEFAULT_CLIPS_PER_SHARD)
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from blemore_toolkit.data.prepare import prepare_dataset
+
+    result = prepare_dataset(args.raw, args.out, num_workers=args.workers, clips_per_shard=args.clips_per_shard,
+                             overwrite=args.overwrite, progress=not args.quiet)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"prepared {result.num_clips} clips into {result.out_dir} ({result.shards_written} shards written, "
+          f"{result.shards_reused} reused); load it with datasets.load_dataset({str(result.out_dir)!r})")
+    return 0
+
+
+def add_push_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset_dir", metavar="DATASET_DIR", help="a folder written by `blemore prepare`")
+    parser.add_argument("repo", metavar="REPO", help="dataset repo id, e.g. your-name/blemore")
+    parser.add_argument("--private", action="store_true", help="create the repo as private (if it does not exist)")
+    parser.add_argument("--revision", metavar="BRANCH", default=None,
+                        help="branch to commit to (created from main if missing; default: main)")
+    parser.add_argument("--endpoint", metavar="URL", default=None,
+                        help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co)")
+    parser.add_argument("--message", default=None, help="commit message")
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from blemore_toolkit.data.hub import push_dataset
+
+    info = push_dataset(args.dataset_dir, args.repo, private=args.private, revision=args.revision,
+                        commit_message=args.message, endpoint=args.endpoint)
+    print(f"pushed {args.dataset_dir} to {info.repo_url} at commit {info.oid}")
+    print(f'load it with: datasets.load_dataset("{info.repo_url.repo_id}", revision="{info.oid}")')
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation: score, validate, zip, baseline
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    from blemore_toolkit.evaluation.scoring import _SCORE_EPILOG
+
+    parser.epilog = _SCORE_EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("submission", help="challenge submission, .json or the upload .zip")
+    parser.add_argument("--references", "-r", required=True, metavar="REF",
+                        help="prepared dataset folder or CSV with the true labels")
+    parser.add_argument("--split", default=None,
+                        help="train, test or fold0..fold4 (validation clips of that fold); default: every clip of "
+                             "a CSV, the test split of a folder")
+    parser.add_argument("--details", action="store_true",
+                        help="add per-emotion and per-blend accuracy and the presence and salience confusions")
+    parser.add_argument("--lenient", action="store_true",
+                        help="score sloppy input exactly as the challenge's scorer would, listing what it tolerated")
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from blemore_toolkit.evaluation.scoring import dumps, score_submission, tolerated_lines
+
+    result, checked = score_submission(args.submission, args.references, args.split, args.lenient, args.details)
+    for line in tolerated_lines(checked):
+        print(f"blemore score: lenient: {line}", file=sys.stderr)
+    print(dumps(result))
+    return 0
+
+
+def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("submission", help="challenge submission, .json or the upload .zip")
+    parser.add_argument("--against", metavar="TEST_DIR_OR_LIST", default=None,
+                        help="the test clips: a folder of videos (or a download with a test/ folder), a prepared "
+                             "dataset folder, the submission template .json, a CSV with a filename column, or a "
+                             "text file with one clip per line; without it only the format is checked")
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from blemore_toolkit.evaluation.scoring import validate_submission
+
+    checked = validate_submission(args.submission, args.against)
+    coverage = f", exactly the {len(checked.predictions)} clips of {args.against}" if args.against else \
+        " (format only: give --against to check the clip list)"
+    print(f"{checked.source}: valid, {len(checked.predictions)} clips{coverage}")
+    return 0
+
+
+def add_zip_arguments(parser: argparse.ArgumentParser) -> None:
+    from blemore_toolkit.evaluation.submission import SUBMISSION_MEMBER
+
+    parser.add_argument("predictions", help="predictions in the challenge's JSON format (or a .zip holding it)")
+    parser.add_argument("--output", "-o", default=None,
+                        help="the zip to write (default: PREDICTIONS with the .zip suffix)")
+    parser.add_argument("--against", metavar="TEST_DIR_OR_LIST", default=None,
+                        help="check the clip list too (see `blemore validate --help`)")
+    parser.add_argument("--member", default=SUBMISSION_MEMBER,
+                        help="name of the JSON file inside the zip (default: %(default)s)")
+
+
+def run_zip(args: argparse.Namespace) -> int:
+    from blemore_toolkit.evaluation import submission
+    from blemore_toolkit.evaluation.scoring import validate_submission
+
+    checked = validate_submission(args.predictions, args.against)
+    output = Path(args.output) if args.output else Path(args.predictions).with_suffix(".zip")
+    if output.resolve() == Path(args.predictions).resolve():
+        raise BlemoreError(f"{output}: would overwrite the predictions; give --output")
+    submission.write_submission(checked.predictions, output, member=args.member)
+    print(f"{output}: {len(checked.predictions)} clips in {args.member}, ready to upload")
+    return 0
+
+
+def add_baseline_arguments(parser: argparse.ArgumentParser) -> None:
+    from blemore_toolkit.evaluation.baselines import COUNT_ON
+
+    parser.add_argument("--references", "-r", required=True, metavar="REF",
+                        help="prepared dataset folder or CSV with labels, splits and folds (e.g. the shipped "
+                             "manifest, the organisers' train_metadata.csv)")
+    parser.add_argument("--count-on", choices=COUNT_ON, default="partition",
+                        help="where the most frequent outcome is counted: the evaluated partition itself (the "
+                             "paper's convention, default) or the training partition")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def run_baseline(args: argparse.Namespace) -> int:
+    from blemore_toolkit.data import references
+    from blemore_toolkit.evaluation.baselines import baseline_table, format_table
+
+    table = baseline_table(references.read_references(args.references), args.count_on)
+    print(json.dumps(table, indent=2) if args.json else format_table(table, args.count_on))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training: train, predict
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from blemore_toolkit.training.train import FOLDS
+
+    parser.add_argument("dataset", metavar="DATASET", help="a folder written by `blemore prepare`")
+    parser.add_argument("--fold", default="all", choices=[*map(str, FOLDS), "all", "none"],
+                        help="validate on this fold (train on the others); 'all': the five folds, their mean ± std "
+                             "and a final fit on all train clips; 'none': only the final fit (default: all)")
+    parser.add_argument("--output-dir", "-o", default="runs/train",
+                        help="where runs are written (default: runs/train)")
+    model = parser.add_argument_group("model (default: the tiny random demo model)")
+    model.add_argument("--video-backbone", metavar="NAME_OR_PATH", help="pretrained video encoder, e.g. a VideoMAE")
+    model.add_argument("--audio-backbone", metavar="NAME_OR_PATH", help="pretrained audio encoder, e.g. a WavLM")
+    model.add_argument("--init-from", metavar="MODEL", help="continue from a saved BLEMORE model")
+    model.add_argument("--num-frames", type=int, help="frames per clip (default: the video encoder's, tiny: 4)")
+    model.add_argument("--image-size", type=int, default=32, help="frame size of the tiny model (default: 32)")
+    model.add_argument("--max-audio-seconds", type=float, default=2.0,
+                       help="cut audio after this many seconds (default: 2; 0 keeps whole clips)")
+    model.add_argument("--fusion", choices=["concat", "gated", "cross_attention"])
+    model.add_argument("--objective", choices=["soft_kl", "outcome"])
+    model.add_argument("--decoder", choices=["thresholds", "expected_score"])
+    model.add_argument("--freeze-video-encoder", action="store_true")
+    model.add_argument("--freeze-audio-encoder", action="store_true")
+    model.add_argument("--freeze-audio-feature-encoder", action="store_true")
+    loop = parser.add_argument_group("training")
+    loop.add_argument("--epochs", type=float, default=12)
+    loop.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (overrides --epochs)")
+    loop.add_argument("--batch-size", type=int, default=8, help="per device (default: 8)")
+    loop.add_argument("--eval-batch-size", type=int)
+    loop.add_argument("--learning-rate", "--lr", type=float,
+                      help="default: 3e-3 for the tiny model, 5e-5 with pretrained encoders")
+    loop.add_argument("--weight-decay", type=float, default=0.01)
+    loop.add_argument("--warmup-ratio", type=float, default=0.1)
+    loop.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+    loop.add_argument("--seed", type=int, default=0)
+    loop.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPUs)")
+    loop.add_argument("--gradient-checkpointing", action="store_true")
+    loop.add_argument("--resume", action="store_true", help="continue from the last checkpoint; skip finished folds")
+    loop.add_argument("--presence-threshold", type=float, help="α for a final fit without validation folds")
+    loop.add_argument("--salience-threshold", type=float, help="β for a final fit without validation folds")
+    hub = parser.add_argument_group("Hub")
+    hub.add_argument("--push-to-hub", metavar="REPO", help="push the final (or fold) model with a model card")
+    hub.add_argument("--hub-endpoint", metavar="URL", help="Hub endpoint (default: $HF_ENDPOINT or the public Hub)")
+    hub.add_argument("--private", action="store_true")
+    hub.add_argument("--dataset-repo", metavar="REPO", help="the dataset's Hub repo, linked from the model card")
+
+
+def settings_from_args(args: argparse.Namespace):
+    from blemore_toolkit.training.train import TrainSettings
+
+    model_settings = {key: getattr(args, key) for key in ("fusion", "objective", "decoder") if getattr(args, key)}
+    for key in ("freeze_video_encoder", "freeze_audio_encoder", "freeze_audio_feature_encoder"):
+        if getattr(args, key):
+            model_settings[key] = True
+    return TrainSettings(
+        output_dir=args.output_dir, video_backbone=args.video_backbone, audio_backbone=args.audio_backbone,
+        init_from=args.init_from, num_frames=args.num_frames, image_size=args.image_size,
+        max_audio_seconds=args.max_audio_seconds or None, model_settings=model_settings, epochs=args.epochs,
+        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, num_workers=args.num_workers, seed=args.seed,
+        bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing, resume=args.resume,
+        max_steps=args.max_steps,
+    )  # fmt: skip
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from blemore_toolkit.training.train import _is_main_process, run_training
+
+    if args.init_from and (args.video_backbone or args.audio_backbone):
+        raise BlemoreError("give either --init-from or backbones, not both")
+    thresholds = {key: getattr(args, key) for key in ("presence_threshold", "salience_threshold")
+                  if getattr(args, key) is not None}
+    summary = run_training(args.dataset, args.fold, settings_from_args(args), thresholds)
+    if args.push_to_hub and _is_main_process():
+        from blemore_toolkit.training.model_card import push_model_with_card
+
+        info = push_model_with_card(summary, args.push_to_hub, endpoint=args.hub_endpoint, private=args.private,
+                                    dataset_repo=args.dataset_repo)
+        summary["pushed"] = {"repo": args.push_to_hub, "revision": info.oid}
+    if _is_main_process():
+        print(json.dumps({key: summary[key] for key in summary if key != "validation"} |
+                         ({"validation": summary["validation"]["summary"]} if "validation" in summary else {})))
+    return 0
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a saved model folder (…/model) or a Hub repo id")
+    parser.add_argument("dataset", metavar="DATASET", help="a folder written by `blemore prepare`")
+    parser.add_argument("--config", default="default", help="dataset config (default: default; e.g. fold2)")
+    parser.add_argument("--split", default="test", help="split to predict (default: test)")
+    parser.add_argument("--output-dir", "-o", default="runs/predict", help="where to write (default: runs/predict)")
+    parser.add_argument("--revision", help="model revision on the Hub (a commit hash pins it)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from blemore_toolkit.data.loading import load_split
+    from blemore_toolkit.training.predict import load_model, predict_features, predict_split, write_predictions
+
+    model, processor = load_model(args.model, args.revision)
+    if processor is None:  # a head on features: read the features configs beside the clips
+        result, truth = predict_features(model, args.dataset, args.config, args.split)
+    else:
+        split = load_split(args.dataset, args.config, args.split)
+        result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers)
+        outcomes = list(split["outcome"]) if "outcome" in split.column_names else []
+        truth = np.asarray(outcomes) if outcomes and None not in outcomes else None
+    paths = write_predictions(result, args.output_dir, truth)
+    summary = {"clips": len(result["clip_ids"]), **{name: str(path) for name, path in paths.items()}}
+    if truth is not None:
+        from blemore_toolkit.evaluation.tuning import outcome_scores
+
+        summary.update({key: value for key, value in outcome_scores(truth, result["outcomes"]).items()})
+    print(json.dumps(summary))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# features: features, heads
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def add_features_arguments(parser: argparse.ArgumentParser) -> None:
+    from blemore_toolkit.features.extraction import ENCODER_KINDS
+
+    parser.add_argument("dataset", help="a prepared dataset folder (written by `blemore prepare`)")
+    parser.add_argument("--encoder", required=True, help="transformers encoder: Hub name or local folder")
+    parser.add_argument("--name", default=None, help="features config name (default: from the encoder and layers)")
+    parser.add_argument("--kind", default="auto", choices=("auto",) + ENCODER_KINDS,
+                        help="image (frame level), video (clip level, windows) or audio; auto reads the config")
+    parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the encoder")
+    parser.add_argument("--layers", default="last",
+                        help="hidden states to average: last (default: the model's own embedding), all, 6-12, 6,8")
+    parser.add_argument("--frames-per-second", type=float, default=4.0, help="image encoders: frames sampled per s")
+    parser.add_argument("--max-frames", type=int, default=64, help="image encoders: at most this many frames a clip")
+    parser.add_argument("--window", type=int, default=None, help="video encoders: frames a window (default: the "
+                        "encoder's num_frames, 16 for VideoMAE)")
+    parser.add_argument("--frame-stride", type=int, default=4, help="video encoders: take every k-th frame")
+    parser.add_argument("--audio-window-s", type=float, default=0.5, help="audio: seconds per stored sequence step")
+    parser.add_argument("--max-audio-s", type=float, default=None, help="audio: cut longer tracks")
+    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    parser.add_argument("--batch-size", type=int, default=32, help="frames, windows or tracks per forward pass")
+    parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: up to 4)")
+    parser.add_argument("--local-files-only", action="store_true", help="never contact the Hub for the encoder")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow encoders that ship their own modelling code on the Hub (read it first)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a config with the same name")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_features(args: argparse.Namespace) -> int:
+    from blemore_toolkit.features.extraction import STATISTICS, extract_features
+
+    result = extract_features(
+        args.dataset, args.encoder, config_name=args.name, kind=args.kind, revision=args.revision, layers=args.layers,
+        frames_per_second=args.frames_per_second, max_frames=args.max_frames, window=args.window,
+        frame_stride=args.frame_stride, audio_window_s=args.audio_window_s, max_audio_s=args.max_audio_s,
+        device=args.device, dtype=args.dtype, batch_size=args.batch_size, workers=args.workers,
+        local_files_only=args.local_files_only, trust_remote_code=args.trust_remote_code, overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(f"features {result.config!r}: {result.num_clips} clips × {len(STATISTICS)}×{result.hidden_size} "
+          f"statistics in {result.out_dir} ({result.shards_written} shards written, {result.shards_reused} reused); "
+          f"load it with datasets.load_dataset({str(args.dataset)!r}, {result.config!r})")
+    return 0
+
+
+def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
+    from blemore_toolkit.features.heads import HEADS, HeadSettings
+
+    parser.add_argument("configs", nargs="+", metavar="FEATURE_CONFIG",
+                        help="features configs of DATASET (several: early fusion by concatenation)")
+    parser.add_argument("--dataset", required=True, help="the prepared dataset folder holding the features")
+    parser.add_argument("--head", default="mlp512", choices=HEADS)
+    parser.add_argument("--late-fusion", action="store_true",
+                        help="one head per config, probabilities averaged (instead of concatenating features)")
+    parser.add_argument("--hidden", type=int, default=256, help="fusion heads: projection and hidden width")
+    parser.add_argument("--epochs", type=int, default=HeadSettings.epochs)
+    parser.add_argument("--batch-size", type=int, default=HeadSettings.batch_size)
+    parser.add_argument("--lr", type=float, default=HeadSettings.lr)
+    parser.add_argument("--weight-decay", type=float, default=HeadSettings.weight_decay)
+    parser.add_argument("--dropout", type=float, default=HeadSettings.dropout)
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="matmul precision while training (auto: bfloat16 where the CPU does it natively)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--output", default=None, help="model folder (default: heads-<head>-<configs>)")
+    parser.add_argument("--cv-only", action="store_true", help="print the CV table, train and save nothing else")
+    parser.add_argument("--submission", default=None, help="also write test predictions here (.json or .zip)")
+    parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="push the saved model folder")
+    parser.add_argument("--endpoint", default=None, help="Hub endpoint for --push-to-hub (default: HF_ENDPOINT)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_heads(args: argparse.Namespace) -> int:
+    from blemore_toolkit.features.heads import HeadSettings, run_heads_pipeline
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    settings = HeadSettings(head=args.head, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
+                            lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
+                            precision=args.precision, seed=args.seed)
+    report = run_heads_pipeline(args.dataset, args.configs, settings, output=args.output,
+                                late_fusion=args.late_fusion, submission=args.submission,
+                                push_to_hub=args.push_to_hub, hub_endpoint=args.endpoint,
+                                cv_only=args.cv_only, progress=not args.quiet)
+    for folder in report.get("model_folders", []):
+        print(f"saved {folder} (AutoModel.from_pretrained({folder!r}, trust_remote_code=True))")
+    if "submission" in report:
+        print(f"wrote {report['submission']}")
+    if "pushed" in report:
+        print(f"pushed to {report['pushed']['repo']} at {report['pushed']['commit']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--real", metavar="RAW", help="your BLEMORE download instead of synthetic data")
+    parser.add_argument("--workdir", default="runs/demo", help="where the demo writes (default: runs/demo)")
+    parser.add_argument("--fold", type=int, default=0, choices=range(5), help="validation fold (default: 0)")
+    parser.add_argument("--epochs", type=float, default=12, help="training epochs (default: 12)")
+    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from blemore_toolkit.demo import run_demo as demo
+
+    return demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""evaluate metric modules; each folder loads with ``evaluate.load("metrics/<name>")``."""

@@ -1,0 +1,1 @@
+"""The BLEMORE challenge metric (an evaluate module) and the arithmetic it shares with the toolkit."""
