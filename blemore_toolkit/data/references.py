@@ -26,7 +26,10 @@ from pathlib import Path
 import blemore
 
 #: Columns read from a prepared dataset folder (the rest, media included, is never loaded).
-FOLDER_COLUMNS = ("clip_id", "emotions", "salience", "split", "fold")
+FOLDER_COLUMNS = ("clip_id", "emotions", "salience", "split", "fold", "actor_id", "intensity", "situation")
+#: Optional CSV columns naming a clip's actor: the mapping that anonymised test names (``test_0001``) need for an
+#: actor bootstrap. Without one, the actor is read from a labelled clip name.
+ACTOR_COLUMNS = ("actor_id", "actor")
 _REQUIRED_FOLDER_COLUMNS = FOLDER_COLUMNS[:3]
 _FOLD_SPLIT = re.compile(r"^fold(\d+)$")
 
@@ -40,6 +43,11 @@ class ReferenceClip:
     salience: tuple[int, ...]
     split: str | None = None
     fold: int | None = None
+    #: Who acted the clip (from a mapping column, the dataset's ``actor_id``, or the clip name); None if unknown.
+    actor_id: str | None = None
+    #: Intensity level 1–4 of a single non-neutral emotion, situation 1–4 of a neutral clip, where known.
+    intensity: int | None = None
+    situation: int | None = None
 
     @property
     def is_blend(self) -> bool:
@@ -199,6 +207,21 @@ def _name_label(clip_id: str, where: str) -> tuple[list, list]:
     return list(label.emotions), list(label.salience)
 
 
+def _level(row: dict, column: str) -> int | None:
+    """An intensity or situation cell as its number (``2``, ``2.0``, ``int2``, ``sit2``); None when absent or other
+    (these columns only feed the error-analysis report, so an unusual spelling must not refuse the references)."""
+    value = blemore.metadata_cell(row, column)
+    match = re.fullmatch(r"(?:int|sit)?(\d+)(?:\.0*)?", value.strip().lower()) if value else None
+    return int(match.group(1)) if match else None
+
+
+def _parsed_name(clip_id: str) -> blemore.ClipLabel | None:
+    try:
+        return blemore.parse_clip_name(clip_id)
+    except ValueError:
+        return None
+
+
 def _read_csv(path: Path) -> ReferenceSet:
     clips: dict[str, ReferenceClip] = {}
     unlabelled: Counter = Counter()
@@ -222,7 +245,15 @@ def _read_csv(path: Path) -> ReferenceSet:
                 unlabelled[split] += 1
                 continue
             emotions, salience = _label(f"{where} ({clip_id})", *label)
-            _add(clips, ReferenceClip(clip_id, emotions, salience, split, fold), where)
+            named = _parsed_name(clip_id)
+            actor = next((a for a in (blemore.metadata_cell(row, c) for c in ACTOR_COLUMNS) if a), None)
+            intensity, situation = _level(row, "intensity"), _level(row, "situation")
+            _add(clips, ReferenceClip(
+                clip_id, emotions, salience, split, fold,
+                actor_id=actor or (named.actor_id if named else None),
+                intensity=intensity if intensity is not None else (named.intensity if named else None),
+                situation=situation if situation is not None else (named.situation if named else None),
+            ), where)
     return ReferenceSet(str(path), clips, unlabelled)
 
 
@@ -287,5 +318,10 @@ def _read_folder(folder: Path) -> ReferenceSet:
             emotions = [names[i] for i in row["emotions"]] if names is not None else list(row["emotions"])
             label = _label(where, emotions, list(row["salience"]))
             fold = row.get("fold")
-            _add(clips, ReferenceClip(row["clip_id"], *label, split, None if fold is None else int(fold)), where)
+            named = _parsed_name(row["clip_id"])
+            _add(clips, ReferenceClip(
+                row["clip_id"], *label, split, None if fold is None else int(fold),
+                actor_id=row.get("actor_id") or (named.actor_id if named else None),
+                intensity=row.get("intensity"), situation=row.get("situation"),
+            ), where)
     return ReferenceSet(str(folder), clips, unlabelled)
