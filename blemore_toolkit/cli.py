@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "prepare": "turn a download into a Hub-native dataset folder that load_dataset reads",
     "push": "push a prepared dataset folder to the Hub",
     "score": "score a challenge submission against references",
+    "compare": "paired comparison of two submissions on the same clips: difference, interval, p-value",
+    "report": "error-analysis report: confusion matrices, per-emotion figures, α/β and calibration plots (HTML)",
     "validate": "check a submission against the test clips before upload",
     "zip": "write the challenge upload zip from a predictions JSON",
     "baseline": "the paper's trivial most-frequent baselines per fold and test",
@@ -168,16 +170,34 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add per-emotion and per-blend accuracy and the presence and salience confusions")
     parser.add_argument("--lenient", action="store_true",
                         help="score sloppy input exactly as the challenge's scorer would, listing what it tolerated")
+    add_interval_arguments(parser, flag=True)
 
 
 def run_score(args: argparse.Namespace) -> int:
     from blemore_toolkit.evaluation.scoring import dumps, score_submission, tolerated_lines
 
-    result, checked = score_submission(args.submission, args.references, args.split, args.lenient, args.details)
+    interval = {"resamples": args.resamples, "seed": args.seed} if args.ci else None
+    result, checked = score_submission(args.submission, args.references, args.split, args.lenient, args.details,
+                                       interval)
     for line in tolerated_lines(checked):
         print(f"blemore score: lenient: {line}", file=sys.stderr)
+    if args.ci and result["ci_method"] != "actor bootstrap":
+        print("blemore score: note: no actor for every clip (anonymised names and no actor_id column in the "
+              "references): the intervals resample clips, which treats an actor's clips as independent and is "
+              "too narrow", file=sys.stderr)
     print(dumps(result))
     return 0
+
+
+def add_interval_arguments(parser: argparse.ArgumentParser, flag: bool = False) -> None:
+    """--ci (when it is optional), --resamples and --seed of the actor bootstrap."""
+    group = parser.add_argument_group("intervals (a bootstrap over actors, or clips when actors are unknown)")
+    if flag:
+        group.add_argument("--ci", action="store_true",
+                           help="add 95%% intervals of acc_presence, acc_salience and score (\"ci\", \"ci_level\", "
+                                "\"ci_method\"); the actor of a clip comes from its name or an actor_id column in REF")
+    group.add_argument("--resamples", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
+    group.add_argument("--seed", type=int, default=0, help="same seed, same interval (default 0)")
 
 
 def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -241,6 +261,103 @@ def run_baseline(args: argparse.Namespace) -> int:
 
     table = baseline_table(references.read_references(args.references), args.count_on)
     print(json.dumps(table, indent=2) if args.json else format_table(table, args.count_on))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# uncertainty and error analysis: compare, report
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _add_predictions_source_arguments(parser: argparse.ArgumentParser, suffixes: Sequence[str] = ("",)) -> None:
+    group = parser.add_argument_group("probabilities.csv (decoded with the α/β threshold rule)")
+    for suffix in suffixes:
+        which = f" for {suffix.strip('-').upper()}" if suffix else ""
+        group.add_argument(f"--thresholds{suffix}", type=float, nargs=2, metavar=("ALPHA", "BETA"),
+                           help=f"presence and salience thresholds{which}")
+        group.add_argument(f"--model{suffix}", metavar="MODEL_DIR",
+                           help=f"a saved model whose config.json stores the thresholds{which}")
+
+
+def _add_references_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--references", "-r", required=True, metavar="REF",
+                        help="prepared dataset folder or CSV with the true labels (an actor_id column gives the "
+                             "actors of anonymised test names)")
+    parser.add_argument("--split", default=None,
+                        help="train, test or fold0..fold4; default: every clip of a CSV, the test split of a folder")
+    parser.add_argument("--lenient", action="store_true", help="accept sloppy submissions as the challenge does")
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", metavar="A", help="submission (.json/.zip) or probabilities.csv")
+    parser.add_argument("b", metavar="B", help="the other one, on the same clips")
+    _add_references_arguments(parser)
+    _add_predictions_source_arguments(parser, ("-a", "-b"))
+    add_interval_arguments(parser)
+    parser.epilog = ("Prints one JSON object: \"difference\" (A − B), its paired actor-bootstrap \"ci\" and a "
+                     "two-sided \"p_value\" from a paired sign-flip permutation of whole actors, each keyed by "
+                     "acc_presence, acc_salience and score.")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from blemore_toolkit.data.references import load_references
+    from blemore_toolkit.evaluation.predictions import align_pair, load_predictions
+    from blemore_toolkit.evaluation.scoring import dumps
+    from blemore_toolkit.evaluation.statistics import paired_comparison
+
+    truth = load_references(args.references, args.split)
+    a = load_predictions(args.a, truth, thresholds=args.thresholds_a, model=args.model_a, lenient=args.lenient)
+    b = load_predictions(args.b, truth, thresholds=args.thresholds_b, model=args.model_b, lenient=args.lenient)
+    align_pair(a, b)
+    result = paired_comparison(a.correctness(), b.correctness(), a.actors, resamples=args.resamples, seed=args.seed)
+    if result["ci_method"] != "paired actor bootstrap":
+        print("blemore compare: note: no actor for every clip: clips are resampled and flipped one by one, which "
+              "treats an actor's clips as independent", file=sys.stderr)
+    result["a"], result["b"] = {"file": args.a, **result["a"]}, {"file": args.b, **result["b"]}
+    print(dumps(result))
+    return 0
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("predictions", metavar="PREDICTIONS", help="submission (.json/.zip) or probabilities.csv")
+    _add_references_arguments(parser)
+    parser.add_argument("--output-dir", "-o", default="report", metavar="DIR",
+                        help="where the figures and report.html go (default: ./report)")
+    _add_predictions_source_arguments(parser)
+    features = parser.add_argument_group("PCA per blend pair (the paper's Figure 5)")
+    features.add_argument("--features", nargs="+", metavar="NAME", help="features config(s) of --dataset")
+    features.add_argument("--dataset", metavar="DIR", help="the prepared dataset folder holding the features")
+    add_interval_arguments(parser)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from blemore_toolkit.data.references import load_references
+    from blemore_toolkit.evaluation.predictions import load_predictions
+    from blemore_toolkit.evaluation.report import report_data, write_report
+
+    if bool(args.features) != bool(args.dataset):
+        raise BlemoreError("--features and --dataset go together")
+    truth = load_references(args.references, args.split)
+    aligned = load_predictions(args.predictions, truth, thresholds=args.thresholds, model=args.model,
+                               lenient=args.lenient)
+    features = None
+    if args.features:
+        import numpy as np
+
+        from blemore_toolkit.evaluation.statistics import actor_of
+        from blemore_toolkit.features.heads import load_feature_table
+
+        table = load_feature_table(args.dataset, sorted(args.features))
+        rows = np.flatnonzero(table.outcome >= 0)
+        features = {"name": " + ".join(sorted(args.features)), "matrix": table.matrix()[rows],
+                    "actors": [actor_of(table.clip_ids[i]) or "unknown" for i in rows],
+                    "outcomes": table.outcome[rows]}
+    written = write_report(report_data(aligned, resamples=args.resamples, seed=args.seed, features=features),
+                           args.output_dir)
+    for name, path in written.items():
+        if name != "report.html":
+            print(f"wrote {path}")
+    print(f"report: {written['report.html']}")
     return 0
 
 

@@ -94,13 +94,18 @@ def _collector_paused():
 
 
 def score_submission(submission_path: str | Path, references_source: str | Path, split: str | None = None,
-                     lenient: bool = False, details: bool = False) -> tuple[dict, submission.CheckedSubmission]:
-    """Score a submission file against references; ``BlemoreError`` (listing every problem) when it is refused."""
+                     lenient: bool = False, details: bool = False, interval: dict | None = None
+                     ) -> tuple[dict, submission.CheckedSubmission]:
+    """Score a submission file against references; ``BlemoreError`` (listing every problem) when it is refused.
+
+    ``interval``: add 95 % intervals (``statistics.bootstrap_interval``'s options: ``resamples``, ``seed``,
+    ``level``) from a bootstrap over the clips' actors, or over clips where an actor is unknown.
+    """
     with _collector_paused():
-        return _score_submission(submission_path, references_source, split, lenient, details)
+        return _score_submission(submission_path, references_source, split, lenient, details, interval)
 
 
-def _score_submission(submission_path, references_source, split, lenient, details):
+def _score_submission(submission_path, references_source, split, lenient, details, interval=None):
     truth = references.load_references(references_source, split)
     raw = submission.read_submission(submission_path)
     checked = submission.check_submission(raw, references={k: c.pairs for k, c in truth.items()}, lenient=lenient)
@@ -119,6 +124,11 @@ def _score_submission(submission_path, references_source, split, lenient, detail
     )
     if lenient:
         result["tolerated"] = checked.tolerated_summary()
+    if interval is not None:
+        from blemore_toolkit.evaluation import statistics
+
+        correctness = statistics.ClipCorrectness.from_clips(reference_pairs, prediction_pairs)
+        result.update(statistics.bootstrap_interval(correctness, [truth[clip].actor_id for clip in clips], **interval))
     if details:
         result["details"] = challenge.challenge_details(reference_pairs, prediction_pairs)
     return result, checked
