@@ -87,6 +87,38 @@ def run_demo(args: argparse.Namespace) -> int:
         summary.update({key: scores[key] for key in ("acc_presence", "acc_salience", "score", "n_clips", "n_blends")})
         summary["held_out"] = "synthetic test actors (never seen in training)"
     summary["validation"] = validation
+    report = _write_report(stages, args, raw, out, workdir, model_dir, written["probabilities"])
+    if report is not None:
+        summary["report"] = str(report)
+        print(f"error-analysis report of the held-out predictions: {report}")
     summary.update(stages.seconds)
     print(json.dumps(summary))
     return 0
+
+
+def _write_report(stages: _Stages, args, raw: Path, out: Path, workdir: Path, model_dir, probabilities: Path):
+    """The error-analysis report (``blemore report``) of the held-out predictions, decoded with the model's stored
+    thresholds: the synthetic test actors, or with ``--real`` the validation fold. None (with a note) when
+    matplotlib is missing."""
+    import sys
+
+    from blemore import BlemoreError
+    from blemore_toolkit.data.references import load_references
+    from blemore_toolkit.data.synth import answer_key_path
+    from blemore_toolkit.evaluation.predictions import load_predictions
+    from blemore_toolkit.evaluation.report import report_data, write_report
+
+    def report():
+        if args.real:
+            truth = load_references(out, f"fold{args.fold}")
+            source = workdir / "train" / f"fold{args.fold}" / "validation_probabilities.csv"
+        else:
+            truth, source = load_references(answer_key_path(raw)), probabilities
+        aligned = load_predictions(source, truth, model=model_dir)
+        return write_report(report_data(aligned, seed=args.seed), workdir / "report")["report.html"]
+
+    try:
+        return stages.run("report", report)
+    except BlemoreError as error:
+        print(f"demo: no report: {error}", file=sys.stderr)
+        return None

@@ -23,3 +23,7 @@ def test_demo_learns_held_out_actors(tmp_path, capsys):
     for stage in ("synth_s", "prepare_s", "train_s", "predict_s", "score_s"):
         assert summary[stage] >= 0
     assert blemore.main(["validate", summary["submission"], "--against", summary["dataset"]]) == 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert summary["report"] == str(tmp_path / "report" / "report.html") and page.count("data:image/png;base64,") >= 6
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["scores"]["score"] == pytest.approx(summary["score"])  # the submission's figures, with intervals

@@ -104,6 +104,12 @@ def test_cross_validation_learns_the_synthetic_labels(table):
     assert summary["score"]["mean"] > 0.85, heads.format_table(cv)
     # The pooled α/β are tuned on every out-of-fold prediction at once, so they do not beat the per-fold optima.
     assert cv.pooled["score"] <= np.mean([f["score"] for f in cv.folds]) + 1e-9
+    # The pooled figure comes with its actor-bootstrap interval (one synthetic actor per fold: five clusters).
+    assert cv.pooled["ci_method"] == "actor bootstrap" and cv.pooled["n_clusters"] == 5
+    for metric in ("acc_presence", "acc_salience", "score"):
+        low, high = cv.pooled["ci"][metric]
+        assert low <= cv.pooled[metric] <= high
+    assert "95% actor bootstrap over 5" in heads.format_table(cv)
     # Late fusion: averaging each config's own head is what the two one-config CVs give, averaged.
     late = cross_validate(table, HeadSettings(head="linear", **FAST), groups=[["signal-audio"], ["signal-video"]])
     alone = [cross_validate(table, HeadSettings(head="linear", **FAST), groups=[[c]]) for c in sorted(CONFIGS)]

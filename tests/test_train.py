@@ -75,7 +75,13 @@ def test_fold_all_prints_the_table_and_fits_a_final_model(prepared_dataset, tmp_
     scores = [row["score"] for row in table["folds"].values()]
     assert table["summary"]["score"]["mean"] == pytest.approx(np.mean(scores))
     assert table["summary"]["score"]["std"] == pytest.approx(np.std(scores, ddof=1))
-    assert "mean±std" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mean±std" in printed and "pooled out-of-fold" in printed and "actor bootstrap" in printed
+    pooled = table["pooled"]
+    assert pooled["n_clips"] == sum(len(load_split(str(prepared_dataset), f"fold{k}", "validation")) for k in range(5))
+    assert pooled["presence_threshold"] == summary["final"]["presence_threshold"]
+    assert pooled["ci"]["score"][0] <= pooled["score"] <= pooled["ci"]["score"][1]
+    assert json.loads((tmp_path / "results.json").read_text())["validation"]["pooled"]["ci"] == pooled["ci"]
     final = json.loads((tmp_path / "final" / "model" / "config.json").read_text())
     assert final["presence_threshold"] == summary["final"]["presence_threshold"]
     assert summary["model_dir"] == str(tmp_path / "final" / "model")

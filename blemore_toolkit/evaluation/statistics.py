@@ -229,6 +229,28 @@ def scores_with_interval(correctness: ClipCorrectness, actors: Sequence[str | No
     return {**correctness.summary(), **bootstrap_interval(correctness, actors, **options)}
 
 
+def decoded_with_interval(probabilities, true_outcomes, clip_ids: Sequence[str], presence_threshold: float,
+                          salience_threshold: float, **options) -> dict:
+    """Emotion probabilities decoded with one α/β, scored with the challenge's arithmetic, with an actor interval.
+
+    What ``train --fold all`` and ``heads`` report as the pooled out-of-fold figure: every training clip predicted by
+    the fold model that did not see its actor, all decoded with the thresholds the final fit uses.
+    """
+    from modeling.decoding_blemore import threshold_outcomes
+
+    decoded = threshold_outcomes(probabilities, presence_threshold, salience_threshold)
+    correctness = ClipCorrectness.from_outcomes(true_outcomes, decoded)
+    return {"presence_threshold": float(presence_threshold), "salience_threshold": float(salience_threshold),
+            **scores_with_interval(correctness, actors_of(list(clip_ids)), **options), "n_clips": len(correctness)}
+
+
+def format_interval(result: dict, metric: str) -> str:
+    """``0.612 [0.571, 0.650]`` (``–`` for an undefined bound)."""
+    low, high = result["ci"][metric]
+    bound = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    return f"{result[metric]:.3f} [{bound(low)}, {bound(high)}]"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Paired comparison
 # ---------------------------------------------------------------------------------------------------------------
@@ -309,6 +331,7 @@ def paired_comparison(a: ClipCorrectness, b: ClipCorrectness, actors: Sequence[s
 
 __all__ = [
     "ACTOR_BOOTSTRAP", "CLIP_BOOTSTRAP", "ClipCorrectness", "DEFAULT_LEVEL", "DEFAULT_RESAMPLES", "actor_of",
-    "actors_of", "bootstrap_interval", "bootstrap_samples", "cluster_codes", "cluster_totals", "paired_comparison",
-    "few_cluster_stretch", "scores_with_interval", "sign_flip_p_values", "student_t_quantile",
+    "actors_of", "bootstrap_interval", "bootstrap_samples", "cluster_codes", "cluster_totals",
+    "decoded_with_interval", "few_cluster_stretch", "format_interval", "paired_comparison", "scores_with_interval",
+    "sign_flip_p_values", "student_t_quantile",
 ]

@@ -485,6 +485,12 @@ def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence
               "score": pooled_search.score,
               "mean_fold_thresholds": [float(np.mean([r["presence_threshold"] for r in results])),
                                        float(np.mean([r["salience_threshold"] for r in results]))]}
+    from blemore_toolkit.evaluation.statistics import decoded_with_interval
+
+    interval = decoded_with_interval(probabilities[labelled], table.outcome[labelled],
+                                     [c for c, keep in zip(table.clip_ids, labelled) if keep],
+                                     pooled_search.presence_threshold, pooled_search.salience_threshold)
+    pooled.update({key: interval[key] for key in ("ci", "ci_level", "ci_method", "n_clusters")})
     return CrossValidation(results, probabilities, labelled, pooled, time.perf_counter() - start_time)
 
 
@@ -502,6 +508,11 @@ def format_table(cv: CrossValidation, title: str = "") -> str:
     lines.append(f"pooled out-of-fold, one α/β for all folds: α={p['presence_threshold']:.2f} "
                  f"β={p['salience_threshold']:.2f} acc_presence={p['acc_presence']:.4f} "
                  f"acc_salience={p['acc_salience']:.4f} score={p['score']:.4f}")
+    if "ci" in p:
+        from blemore_toolkit.evaluation.statistics import format_interval
+
+        lines.append(f"  {int(100 * p['ci_level'])}% {p['ci_method']} over {p['n_clusters']}: "
+                     + ", ".join(f"{m} {format_interval(p, m)}" for m in METRICS))
     return "\n".join(lines)
 
 

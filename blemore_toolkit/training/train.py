@@ -315,13 +315,29 @@ def _finished_run(name: str, run_dir: Path) -> RunResult:
 
 
 def summary_table(results: list[RunResult]) -> dict:
-    """Per-fold metrics and their mean and (sample) standard deviation over folds."""
+    """Per-fold metrics, their mean and (sample) standard deviation over folds, and with two or more folds the
+    pooled out-of-fold figure (``pooled_out_of_fold``) with its actor-bootstrap interval."""
     rows = {result.name: {key: result.metrics[key] for key in METRICS} for result in results}
     summary = {}
     for key in METRICS:
         values = np.array([row[key] for row in rows.values()], dtype=float)
         summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
-    return {"folds": rows, "summary": summary}
+    table = {"folds": rows, "summary": summary}
+    if len(results) > 1 and all(r.probabilities is not None and r.clip_ids for r in results):
+        table["pooled"] = pooled_out_of_fold(results)
+    return table
+
+
+def pooled_out_of_fold(results: list[RunResult]) -> dict:
+    """Every fold's validation clips taken together, decoded with one α/β tuned on them all (the final fit's
+    thresholds, so slightly optimistic), with a 95 % actor-bootstrap interval."""
+    from blemore_toolkit.evaluation.statistics import decoded_with_interval
+
+    thresholds = pooled_thresholds(results)
+    return decoded_with_interval(np.concatenate([r.probabilities for r in results]),
+                                 np.concatenate([r.truth for r in results]),
+                                 [clip for r in results for clip in r.clip_ids],
+                                 thresholds["presence_threshold"], thresholds["salience_threshold"])
 
 
 def format_table(table: dict) -> str:
@@ -331,6 +347,14 @@ def format_table(table: dict) -> str:
         lines.append(f"{name:<{width}}" + "".join(f"{row[key]:>16.3f}" for key in METRICS))
     cells = "".join(f"{table['summary'][key]['mean']:>8.3f} ± {table['summary'][key]['std']:.3f}" for key in METRICS)
     lines.append(f"{'mean±std':<{width}}" + cells)
+    if "pooled" in table:
+        from blemore_toolkit.evaluation.statistics import format_interval
+
+        pooled = table["pooled"]
+        lines.append(f"pooled out-of-fold ({pooled['n_clips']} clips, α={pooled['presence_threshold']:.2f} "
+                     f"β={pooled['salience_threshold']:.2f}; {int(100 * pooled['ci_level'])}% {pooled['ci_method']} "
+                     f"over {pooled['n_clusters']}): " + ", ".join(f"{key} {format_interval(pooled, key)}"
+                                                                   for key in METRICS))
     return "\n".join(lines)
 
 
