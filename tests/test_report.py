@@ -196,3 +196,54 @@ def test_without_matplotlib_the_report_says_how_to_install_it(tmp_path, monkeypa
     with pytest.raises(blemore.BlemoreError, match=r"pip install 'blemore\[report\]'"):
         report.write_report(report.report_data(aligned_cases(), resamples=20), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_report_command_with_a_features_config_adds_the_pca(prepared_dataset, tmp_path, capsys):
+    """A features config written as ``blemore features`` writes it (label-bearing numbers plus noise), and a
+    perfect submission of the train clips: ``report --features`` adds pca.png, embedded in the page."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from blemore_toolkit.features.extraction import (
+        FEATURES_DIR,
+        PROVENANCE_FILE,
+        aggregate,
+        feature_columns,
+        register_config,
+    )
+
+    dataset = tmp_path / "blemore"
+    shutil.copytree(prepared_dataset, dataset)
+    rng = np.random.default_rng(4)
+    columns = ["clip_id", "split", "fold", "outcome", "soft_target", "presence"]
+    features = feature_columns(6)
+    truth = {}
+    for shard in sorted((dataset / "data").glob("*.parquet")):
+        rows = pq.read_table(shard, columns=columns).to_pylist()
+        records = []
+        for row in rows:
+            target = np.array(row["soft_target"] or [0.0] * 6)
+            sequence = target[None, :] + 0.1 * rng.normal(size=(4, 6))
+            records.append(features.encode_example({**row, "features": aggregate(sequence), "sequence": sequence,
+                                                    "num_windows": 4}))
+            if row["split"] == "train":
+                truth[row["clip_id"]] = blemore.OUTCOMES[row["outcome"]].as_prediction()
+        (dataset / FEATURES_DIR / "toy").mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(records, schema=features.arrow_schema),
+                       dataset / FEATURES_DIR / "toy" / shard.name)
+    (dataset / FEATURES_DIR / "toy" / PROVENANCE_FILE).write_text(json.dumps(
+        {"config_name": "toy", "encoder": "labels plus noise", "kind": "hand-built"}))
+    register_config(dataset, "toy", 6)
+    submission = tmp_path / "perfect.json"
+    submission.write_text(json.dumps({"predictions": {f"{clip}.mov": p for clip, p in truth.items()}}))
+    out = tmp_path / "report"
+    assert blemore.main(["report", str(submission), "-r", str(dataset), "--split", "train", "-o", str(out),
+                         "--features", "toy", "--dataset", str(dataset), "--resamples", "100"]) == 0
+    capsys.readouterr()
+    data = json.loads((out / "report.json").read_text())
+    assert data["scores"]["score"] == 1.0 and data["pca"]["features"] == "toy"
+    assert sum(len(p["groups"]) for p in data["pca"]["pairs"].values()) > 0
+    page = (out / "report.html").read_text()
+    assert base64.b64encode((out / "pca.png").read_bytes()).decode() in page

@@ -16,8 +16,8 @@ p-value from a **paired sign-flip permutation at the cluster level**. Under the 
 exchangeable (neither is better), swapping A's and B's predictions for every clip of an actor leaves the joint
 distribution unchanged, so the actor's contribution to the difference (its presence-right count of A minus B, and
 likewise for salience) is equally likely to enter with either sign. The p-value is the fraction of sign patterns
-whose absolute difference is at least the observed one: every pattern when there are at most
-``log2(resamples)`` clusters (exact), else ``resamples`` random patterns, counted as ``(1 + hits) / (1 + resamples)``
+whose absolute difference is at least the observed one: every pattern when there are at most 12 clusters or
+``2^K <= resamples`` (exact), else ``resamples`` random patterns, counted as ``(1 + hits) / (1 + resamples)``
 so that it is never 0.
 
 The per-clip correctness comes from ``metrics.blemore.challenge.score_clips``, the arithmetic every scorer in the
@@ -44,6 +44,8 @@ from metrics.blemore import challenge
 DEFAULT_RESAMPLES = 2000
 DEFAULT_LEVEL = 0.95
 METRICS = challenge.METRICS
+#: Up to this many clusters the sign-flip test enumerates every pattern (4,096 for the 12 actors a test set can have).
+EXACT_MAX_CLUSTERS = 12
 ACTOR_BOOTSTRAP = "actor bootstrap"
 CLIP_BOOTSTRAP = "clip bootstrap"
 # Resamples drawn at once: bounds the (chunk, K) count matrix to a few tens of MB for the 3,050 clips.
@@ -274,7 +276,7 @@ def sign_flip_p_values(totals_a: np.ndarray, totals_b: np.ndarray, resamples: in
     with np.errstate(divide="ignore", invalid="ignore"):
         observed = d.sum(axis=0) / n
     observed = np.append(observed, observed.mean())
-    exact = k <= 20 and 2 ** k <= resamples
+    exact = k <= EXACT_MAX_CLUSTERS or (k <= 20 and 2 ** k <= resamples)
     if exact:
         patterns = ((np.arange(2 ** k)[:, None] >> np.arange(k)[None, :]) & 1) * 2.0 - 1.0
         chunks = [patterns]
