@@ -181,6 +181,9 @@ def run_score(args: argparse.Namespace) -> int:
                                        interval)
     for line in tolerated_lines(checked):
         print(f"blemore score: lenient: {line}", file=sys.stderr)
+    if args.ci and result["ci_method"] == "actor bootstrap" and result["n_clusters"] < 5:
+        print(f"blemore score: note: only {result['n_clusters']} actors: an interval from so few is rough",
+              file=sys.stderr)
     if args.ci and result["ci_method"] != "actor bootstrap":
         print("blemore score: note: no actor for every clip (anonymised names and no actor_id column in the "
               "references): the intervals resample clips, which treats an actor's clips as independent and is "

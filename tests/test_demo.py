@@ -27,3 +27,4 @@ def test_demo_learns_held_out_actors(tmp_path, capsys):
     assert summary["report"] == str(tmp_path / "report" / "report.html") and page.count("data:image/png;base64,") >= 6
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["scores"]["score"] == pytest.approx(summary["score"])  # the submission's figures, with intervals
+    assert report["scores"]["ci_method"] == "actor bootstrap"  # the answer key's video_id column maps test actors

@@ -27,9 +27,9 @@ import blemore
 
 #: Columns read from a prepared dataset folder (the rest, media included, is never loaded).
 FOLDER_COLUMNS = ("clip_id", "emotions", "salience", "split", "fold", "actor_id", "intensity", "situation")
-#: Optional CSV columns naming a clip's actor: the mapping that anonymised test names (``test_0001``) need for an
-#: actor bootstrap. Without one, the actor is read from a labelled clip name.
-ACTOR_COLUMNS = ("actor_id", "actor")
+#: Optional CSV columns naming a clip's actor (``video_id`` is the organisers' metadata column for it): the mapping
+#: that anonymised test names (``test_0001``) need for an actor bootstrap. Without one, the clip name says it.
+ACTOR_COLUMNS = ("actor_id", "video_id", "actor")
 _REQUIRED_FOLDER_COLUMNS = FOLDER_COLUMNS[:3]
 _FOLD_SPLIT = re.compile(r"^fold(\d+)$")
 
@@ -247,7 +247,8 @@ def _read_csv(path: Path) -> ReferenceSet:
             emotions, salience = _label(f"{where} ({clip_id})", *label)
             named = _parsed_name(clip_id)
             actor = next((a for a in (blemore.metadata_cell(row, c) for c in ACTOR_COLUMNS) if a), None)
-            intensity, situation = _level(row, "intensity"), _level(row, "situation")
+            intensity = _level(row, "intensity_level") or _level(row, "intensity")
+            situation = _level(row, "situation")
             _add(clips, ReferenceClip(
                 clip_id, emotions, salience, split, fold,
                 actor_id=actor or (named.actor_id if named else None),
