@@ -8,7 +8,10 @@ intervals too narrow. Everything here resamples **clusters**: the actors, when t
 drawn with replacement out of the ``K`` there are, and the challenge metrics are recomputed from the drawn clusters'
 totals (clips, presence right, blends, salience right), exactly as ``challenge.summarize`` computes them from
 clips: accuracies are ratios of pooled counts, not means of per-actor accuracies. The interval is the
-``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles of the resampled metrics.
+``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles of the resampled metrics, its arms widened for few clusters
+by ``sqrt(K / (K - 1)) · t_{K-1} / z`` (see ``_percentiles``; 1.19 for 11 actors, 1.0006 for 3,050 clips). In
+simulation (``tests/test_statistics.py``) 92–95 % of 95 % intervals over 11 actors held the true accuracies, against
+about 88 % without the widening and 60 % for a bootstrap over clips.
 
 **Paired comparison** (``paired_comparison``) of predictions A and B on the same clips: the difference A − B of each
 metric, its paired cluster-bootstrap interval (both submissions resampled with the same draws), and a two-sided
