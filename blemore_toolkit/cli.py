@@ -420,26 +420,40 @@ def run_features(args: argparse.Namespace) -> int:
 
 
 def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
-    from blemore_toolkit.features.heads import HEADS, HeadSettings
+    from blemore_toolkit.features.heads import HEADS
+    from blemore_toolkit.features.protocols import METHODS, PROTOCOLS, describe_head_protocols
 
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = ("protocols (--protocol; an explicit --epochs/--lr/... overrides the protocol's value):\n"
+                     + describe_head_protocols() + "\n\npaper: the organisers' protocol point by point, for figures "
+                     "comparable with the paper's Tables 2 and 3.\ntoolkit: ~10× fewer epochs, no model selection on "
+                     "the validation fold, one α/β search on all\nout-of-fold probabilities (see docs/recipes.md, "
+                     "'How the toolkit's protocol differs and why').")
     parser.add_argument("configs", nargs="+", metavar="FEATURE_CONFIG",
                         help="features configs of DATASET (several: early fusion by concatenation)")
     parser.add_argument("--dataset", required=True, help="the prepared dataset folder holding the features")
     parser.add_argument("--head", default="mlp512", choices=HEADS)
+    parser.add_argument("--protocol", default="toolkit", choices=PROTOCOLS,
+                        help="paper: the organisers' training, selection and α/β search; toolkit: faster, see below")
+    parser.add_argument("--method", default="aggregation", choices=METHODS,
+                        help="aggregation: the seven statistics per clip; subsampling: every window of a clip "
+                        "encoder its own example, logits averaged over a clip's windows")
     parser.add_argument("--late-fusion", action="store_true",
                         help="one head per config, probabilities averaged (instead of concatenating features)")
     parser.add_argument("--hidden", type=int, default=256, help="fusion heads: projection and hidden width")
-    parser.add_argument("--epochs", type=int, default=HeadSettings.epochs)
-    parser.add_argument("--batch-size", type=int, default=HeadSettings.batch_size)
-    parser.add_argument("--lr", type=float, default=HeadSettings.lr)
-    parser.add_argument("--weight-decay", type=float, default=HeadSettings.weight_decay)
-    parser.add_argument("--dropout", type=float, default=HeadSettings.dropout)
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
-                        help="matmul precision while training (auto: bfloat16 where the CPU does it natively)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the protocol's batch size")
+    parser.add_argument("--lr", type=float, default=None, help="override the protocol's learning rate")
+    parser.add_argument("--weight-decay", type=float, default=None, help="override the protocol's weight decay")
+    parser.add_argument("--dropout", type=float, default=None, help="override the protocol's dropout")
+    parser.add_argument("--precision", default=None, choices=("auto", "float32", "bfloat16"),
+                        help="matmul precision while training (auto: bfloat16 where the CPU does it natively; "
+                        "default: the protocol's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--output", default=None, help="model folder (default: heads-<head>-<configs>)")
-    parser.add_argument("--cv-only", action="store_true", help="print the CV table, train and save nothing else")
+    parser.add_argument("--output", default=None, help="model folder (default: heads-<head>-<configs>); the CV "
+                        "results go to OUTPUT/cv/")
+    parser.add_argument("--cv-only", action="store_true", help="CV table and OUTPUT/cv/ only, no test fit")
     parser.add_argument("--submission", default=None, help="also write test predictions here (.json or .zip)")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="push the saved model folder")
     parser.add_argument("--endpoint", default=None, help="Hub endpoint for --push-to-hub (default: HF_ENDPOINT)")
@@ -453,13 +467,15 @@ def run_heads(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    settings = HeadSettings(head=args.head, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
-                            lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
-                            precision=args.precision, seed=args.seed)
+    settings = HeadSettings(head=args.head, hidden=args.hidden, protocol=args.protocol, method=args.method,
+                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                            weight_decay=args.weight_decay, dropout=args.dropout, precision=args.precision,
+                            seed=args.seed)
     report = run_heads_pipeline(args.dataset, args.configs, settings, output=args.output,
                                 late_fusion=args.late_fusion, submission=args.submission,
                                 push_to_hub=args.push_to_hub, hub_endpoint=args.endpoint,
                                 cv_only=args.cv_only, progress=not args.quiet)
+    print(f"cross-validation results in {report['cv_dir']}")
     for folder in report.get("model_folders", []):
         print(f"saved {folder} (AutoModel.from_pretrained({folder!r}, trust_remote_code=True))")
     if "submission" in report:
