@@ -375,6 +375,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def add_features_arguments(parser: argparse.ArgumentParser) -> None:
     from blemore_toolkit.features.extraction import ENCODER_KINDS
+    from blemore_toolkit.features.protocols import PROTOCOLS
 
     parser.add_argument("dataset", help="a prepared dataset folder (written by `blemore prepare`)")
     parser.add_argument("--encoder", required=True, help="transformers encoder: Hub name or local folder")
@@ -384,11 +385,21 @@ def add_features_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the encoder")
     parser.add_argument("--layers", default="last",
                         help="hidden states to average: last (default: the model's own embedding), all, 6-12, 6,8")
-    parser.add_argument("--frames-per-second", type=float, default=4.0, help="image encoders: frames sampled per s")
-    parser.add_argument("--max-frames", type=int, default=64, help="image encoders: at most this many frames a clip")
+    parser.add_argument("--protocol", default="toolkit", choices=PROTOCOLS,
+                        help="frame sampling and windows: paper (every frame; 16 consecutive frames a window, the "
+                        "last one zero-padded) or toolkit (4 frames/s, at most 64; every 4th frame, end-aligned "
+                        "last window); the options below override it")
+    parser.add_argument("--frames-per-second", type=float, default=None,
+                        help="image encoders: frames sampled per s (0: every frame; default: the protocol's)")
+    parser.add_argument("--max-frames", type=int, default=None,
+                        help="image encoders: at most this many frames a clip (0: no cap; default: the protocol's)")
     parser.add_argument("--window", type=int, default=None, help="video encoders: frames a window (default: the "
                         "encoder's num_frames, 16 for VideoMAE)")
-    parser.add_argument("--frame-stride", type=int, default=4, help="video encoders: take every k-th frame")
+    parser.add_argument("--frame-stride", type=int, default=None,
+                        help="video encoders: take every k-th frame (default: the protocol's, paper 1, toolkit 4)")
+    parser.add_argument("--last-window", default=None, choices=("end_aligned", "zero_pad"),
+                        help="video encoders: the clip's tail as an end-aligned window or one padded with black "
+                        "frames (default: the protocol's)")
     parser.add_argument("--audio-window-s", type=float, default=0.5, help="audio: seconds per stored sequence step")
     parser.add_argument("--max-audio-s", type=float, default=None, help="audio: cut longer tracks")
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, mps")
@@ -407,8 +418,9 @@ def run_features(args: argparse.Namespace) -> int:
 
     result = extract_features(
         args.dataset, args.encoder, config_name=args.name, kind=args.kind, revision=args.revision, layers=args.layers,
-        frames_per_second=args.frames_per_second, max_frames=args.max_frames, window=args.window,
-        frame_stride=args.frame_stride, audio_window_s=args.audio_window_s, max_audio_s=args.max_audio_s,
+        protocol=args.protocol, frames_per_second=args.frames_per_second, max_frames=args.max_frames,
+        window=args.window, frame_stride=args.frame_stride, last_window=args.last_window,
+        audio_window_s=args.audio_window_s, max_audio_s=args.max_audio_s,
         device=args.device, dtype=args.dtype, batch_size=args.batch_size, workers=args.workers,
         local_files_only=args.local_files_only, trust_remote_code=args.trust_remote_code, overwrite=args.overwrite,
         progress=not args.quiet,

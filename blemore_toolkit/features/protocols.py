@@ -108,7 +108,8 @@ class FeatureProtocol:
     image_sampling: str
     frames_per_second: float | None
     max_frames: int | None
-    #: Video (clip-level) encoders: windows of ``window`` frames taken every ``frame_stride`` frames; windows follow
+    #: Video (clip-level) encoders: windows of ``window`` frames (None: the encoder's ``num_frames``) taken every
+    #: ``frame_stride`` frames; windows follow
     #: each other without overlap; ``last_window`` = ``zero_pad`` pads the last, incomplete window with black
     #: (all-zero) frames, ``end_aligned`` ends the last window on the clip's last frame instead.
     window: int | None
@@ -122,7 +123,8 @@ class FeatureProtocol:
 
 
 PAPER_FEATURES = FeatureProtocol(
-    name="paper", image_sampling="every_frame", frames_per_second=None, max_frames=None, window=16, frame_stride=1,
+    # window None: the encoder's own clip length, 16 frames for VideoMAEv2 and Video Swin as in the paper
+    name="paper", image_sampling="every_frame", frames_per_second=None, max_frames=None, window=None, frame_stride=1,
     last_window="zero_pad", clip_encoder="openai/clip-vit-base-patch32",
 )
 
