@@ -286,6 +286,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     loop.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPUs)")
     loop.add_argument("--gradient-checkpointing", action="store_true")
     loop.add_argument("--resume", action="store_true", help="continue from the last checkpoint; skip finished folds")
+    loop.add_argument("--protocol", default="toolkit", choices=("toolkit", "paper"),
+                      help="paper: the organisers' 20×20 α/β grid (ties: lowest α, β) and the best fold's α/β for "
+                      "the final fit; toolkit: 0–0.5 grid, pooled out-of-fold α/β (default)")
     loop.add_argument("--presence-threshold", type=float, help="α for a final fit without validation folds")
     loop.add_argument("--salience-threshold", type=float, help="β for a final fit without validation folds")
     hub = parser.add_argument_group("Hub")
@@ -309,7 +312,7 @@ def settings_from_args(args: argparse.Namespace):
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, learning_rate=args.learning_rate,
         weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, num_workers=args.num_workers, seed=args.seed,
         bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing, resume=args.resume,
-        max_steps=args.max_steps,
+        max_steps=args.max_steps, protocol=args.protocol,
     )  # fmt: skip
 
 
