@@ -187,6 +187,8 @@ class Design:
 
     x: np.ndarray
     clip: np.ndarray
+    #: The model's feature inputs (name → width) that ``x`` concatenates.
+    sizes: dict[str, int]
 
     def rows_of(self, clip_mask: np.ndarray) -> np.ndarray:
         """Boolean mask of the rows whose clip is selected by ``clip_mask`` (over the table's clips)."""
@@ -194,7 +196,7 @@ class Design:
 
 
 def aggregation_design(table: FeatureTable, names: Sequence[str]) -> Design:
-    return Design(table.matrix(names), np.arange(len(table.clip_ids)))
+    return Design(table.matrix(names), np.arange(len(table.clip_ids)), {n: table.feature_sizes[n] for n in names})
 
 
 def subsampling_design(dataset_dir: str | os.PathLike, table: FeatureTable, names: Sequence[str]) -> Design:
@@ -218,7 +220,8 @@ def subsampling_design(dataset_dir: str | os.PathLike, table: FeatureTable, name
                 raise BlemoreError(f"clip {record['clip_id']}: no windows stored in features config {name!r}")
             rows.append(windows)
             clips += [order[record["clip_id"]]] * len(windows)
-    return Design(np.concatenate(rows), np.asarray(clips, dtype=np.int64))
+    x = np.concatenate(rows)
+    return Design(x, np.asarray(clips, dtype=np.int64), {name: int(x.shape[1])})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -702,17 +705,17 @@ def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence
         valid_index = np.flatnonzero(valid_clips)
         position = np.full(len(table.clip_ids), -1)
         position[valid_index] = np.arange(len(valid_index))
-        training_clips[int(fold)] = np.flatnonzero(train_clips)
         fold_probs = np.zeros((len(valid_index), len(blemore.EMOTIONS)))
         best_epochs, epoch_scores[int(fold)] = [], []
-        for group, design in zip(groups, designs):
-            sizes = {n: table.feature_sizes[n] for n in group}
+        for design in designs:
             train_rows, valid_rows = design.rows_of(train_clips), design.rows_of(valid_clips)
             validation = Validation(design.x[valid_rows], position[design.clip[valid_rows]],
                                     table.outcome[valid_index], training.grid)
-            fitted = fit_head(design.x[train_rows], table.soft_target[design.clip[train_rows]], sizes, settings,
+            fitted = fit_head(design.x[train_rows], table.soft_target[design.clip[train_rows]], design.sizes, settings,
                               seed=settings.seed + fold, validation=validation)
             fold_probs += fitted.probabilities / len(groups)
+            # the clips whose rows this fold's heads were given, read back from the rows themselves
+            training_clips[int(fold)] = np.unique(design.clip[train_rows])
             best_epochs.append(fitted.best_epoch)
             epoch_scores[int(fold)].append(fitted.epoch_scores)
         probabilities[valid_clips] = fold_probs
@@ -780,10 +783,9 @@ def fit_final(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequ
     labelled = _labelled_train(table)
     designs = list(designs) if designs is not None else [aggregation_design(table, g) for g in groups]
     models = []
-    for group, design in zip(groups, designs):
-        sizes = {n: table.feature_sizes[n] for n in group}
+    for design in designs:
         rows = design.rows_of(labelled)
-        model = fit_head(design.x[rows], table.soft_target[design.clip[rows]], sizes, settings,
+        model = fit_head(design.x[rows], table.soft_target[design.clip[rows]], design.sizes, settings,
                          seed=settings.seed + 100, epochs=training.test_fit_epochs).model
         model.config.presence_threshold, model.config.salience_threshold = map(float, thresholds)
         model.config.decoder = "thresholds"
