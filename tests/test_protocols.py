@@ -35,6 +35,17 @@ HIDDEN = 4
 QUICK = dict(lr=3e-3, epochs=6)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """The heads here are tiny: one thread avoids the spin-waiting of two on a loaded two-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The paper's post-processing and grid search, restated from reference/paper_protocol.md
 # ---------------------------------------------------------------------------------------------------------------
