@@ -474,3 +474,34 @@ def test_a_zero_padded_window_decodes_to_black_frames(tmp_path):
     assert [len(w) for w in units] == [16, 16]
     np.testing.assert_array_equal(np.stack(units[1][:9]), frames.data.numpy()[16:25])
     assert all(not frame.any() for frame in units[1][9:]) and all(f.shape == units[0][0].shape for f in units[1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# docs/recipes.md quotes Tables 2 and 3 exactly and completely
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_the_recipes_quote_every_published_row_exactly():
+    import csv
+
+    root = Path(__file__).resolve().parents[1]
+    published = list(csv.DictReader((root / "blemore_toolkit" / "reference" / "paper_results.csv").open()))
+    text = (root / "docs" / "recipes.md").read_text()
+    quoted = {}
+    table = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            table = line.split()[2] if line.startswith("### Table ") else None
+        elif table and line.startswith("| ") and not line.startswith("| Row"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            quoted[(table, cells[0])] = (cells[1], cells[2], cells[3])
+    assert len(quoted) == len(published)
+    def figure(row, key):
+        return f"{row[key]} ± {row[key + '_std']}" if row[key + "_std"] else row[key]
+
+    for row in published:
+        presence, salience, command = quoted[(row["table"], f"{row['encoder']}, {row['method']}")]
+        assert (presence, salience) == (figure(row, "acc_presence"), figure(row, "acc_salience")), row
+        if row["method"] != "majority":
+            assert "--protocol paper" in command and "--head mlp512" in command
+            assert ("--method subsampling" in command) == (row["method"] == "subsampling")
