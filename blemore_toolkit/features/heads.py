@@ -407,6 +407,12 @@ def training_span(z):
     V L⁻¹ L Lᵀ eᵢ = V Lᵀeᵢ``, exactly what training saw. (Rank-deficient rows fall back to an eigendecomposition
     that keeps the non-zero directions.) The part of ``W`` outside the span, which no training row sees, is zero.
     Each step's D × hidden matmuls become N × hidden ones for the price of one Gram matrix per fold.
+
+    What is exact is the map: the learned layer predicts in feature space what it predicted on the coordinates.
+    Training in the span equals training in feature space for SGD from a zero (or in-span) start only; Adam and
+    AdamW scale each coordinate by its own gradient history, which depends on the basis, and torch's default
+    initialisation is not in the span, so with them the weights and probabilities differ from feature-space
+    training. The toolkit protocol accepts that for speed; the paper protocol does not use this path.
     Returns ``(coordinates, to_features)``; with D ≤ N the rows are their own coordinates.
     """
     import torch
