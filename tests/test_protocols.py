@@ -425,6 +425,14 @@ def test_subsampling_trains_on_every_window_with_the_clips_target(dataset, table
                       salience_threshold=config["salience_threshold"])[0]
     submitted = json.loads((tmp_path / "submission.json").read_text())["predictions"][table.clip_ids[test] + ".mov"]
     assert submitted == expected
+    # `blemore predict`'s path on the saved model averages the windows the same way
+    from blemore_toolkit.training.predict import predict_features
+
+    assert config["feature_method"] == "subsampling"
+    result, _ = predict_features(model, str(dataset), "default", "test")
+    assert result["clip_ids"][0] == table.clip_ids[test]
+    np.testing.assert_allclose(result["probabilities"][0], heads.clip_probabilities(logits, np.zeros(len(logits), int),
+                                                                                    1)[0], atol=1e-9)
 
 
 def test_subsampling_needs_a_clip_encoders_windows(tmp_path):

@@ -215,6 +215,8 @@ def subsampling_design(dataset_dir: str | os.PathLike, table: FeatureTable, name
     for shard in sorted((Path(dataset_dir) / FEATURES_DIR / name).glob("*.parquet")):
         part = pq.read_table(shard, columns=["clip_id", "sequence"]).to_pylist()
         for record in part:
+            if record["clip_id"] not in order:  # a table of selected clips (e.g. one split)
+                continue
             windows = np.asarray(record["sequence"] or [], dtype=np.float32)
             if windows.ndim != 2 or len(windows) == 0:
                 raise BlemoreError(f"clip {record['clip_id']}: no windows stored in features config {name!r}")
@@ -795,6 +797,8 @@ def fit_final(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequ
                          seed=settings.seed + 100, epochs=training.test_fit_epochs).model
         model.config.presence_threshold, model.config.salience_threshold = map(float, thresholds)
         model.config.decoder = "thresholds"
+        # read by `blemore predict`: a subsampling head scores windows, and a clip is its windows' mean logits
+        model.config.feature_method = settings.method
         models.append(model)
     return models
 
