@@ -406,6 +406,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     loop.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPUs)")
     loop.add_argument("--gradient-checkpointing", action="store_true")
     loop.add_argument("--resume", action="store_true", help="continue from the last checkpoint; skip finished folds")
+    loop.add_argument("--protocol", default="toolkit", choices=("toolkit", "paper"),
+                      help="paper: the organisers' 20×20 α/β grid (ties: lowest α, β) and the best fold's α/β for "
+                      "the final fit; toolkit: 0–0.5 grid, pooled out-of-fold α/β (default)")
     loop.add_argument("--presence-threshold", type=float, help="α for a final fit without validation folds")
     loop.add_argument("--salience-threshold", type=float, help="β for a final fit without validation folds")
     hub = parser.add_argument_group("Hub")
@@ -429,7 +432,7 @@ def settings_from_args(args: argparse.Namespace):
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, learning_rate=args.learning_rate,
         weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, num_workers=args.num_workers, seed=args.seed,
         bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing, resume=args.resume,
-        max_steps=args.max_steps,
+        max_steps=args.max_steps, protocol=args.protocol,
     )  # fmt: skip
 
 
@@ -495,6 +498,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def add_features_arguments(parser: argparse.ArgumentParser) -> None:
     from blemore_toolkit.features.extraction import ENCODER_KINDS
+    from blemore_toolkit.features.protocols import PROTOCOLS
 
     parser.add_argument("dataset", help="a prepared dataset folder (written by `blemore prepare`)")
     parser.add_argument("--encoder", required=True, help="transformers encoder: Hub name or local folder")
@@ -504,11 +508,21 @@ def add_features_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the encoder")
     parser.add_argument("--layers", default="last",
                         help="hidden states to average: last (default: the model's own embedding), all, 6-12, 6,8")
-    parser.add_argument("--frames-per-second", type=float, default=4.0, help="image encoders: frames sampled per s")
-    parser.add_argument("--max-frames", type=int, default=64, help="image encoders: at most this many frames a clip")
+    parser.add_argument("--protocol", default="toolkit", choices=PROTOCOLS,
+                        help="frame sampling and windows: paper (every frame; 16 consecutive frames a window, the "
+                        "last one zero-padded) or toolkit (4 frames/s, at most 64; every 4th frame, end-aligned "
+                        "last window); the options below override it")
+    parser.add_argument("--frames-per-second", type=float, default=None,
+                        help="image encoders: frames sampled per s (0: every frame; default: the protocol's)")
+    parser.add_argument("--max-frames", type=int, default=None,
+                        help="image encoders: at most this many frames a clip (0: no cap; default: the protocol's)")
     parser.add_argument("--window", type=int, default=None, help="video encoders: frames a window (default: the "
                         "encoder's num_frames, 16 for VideoMAE)")
-    parser.add_argument("--frame-stride", type=int, default=4, help="video encoders: take every k-th frame")
+    parser.add_argument("--frame-stride", type=int, default=None,
+                        help="video encoders: take every k-th frame (default: the protocol's, paper 1, toolkit 4)")
+    parser.add_argument("--last-window", default=None, choices=("end_aligned", "zero_pad"),
+                        help="video encoders: the clip's tail as an end-aligned window or one padded with black "
+                        "frames (default: the protocol's)")
     parser.add_argument("--audio-window-s", type=float, default=0.5, help="audio: seconds per stored sequence step")
     parser.add_argument("--max-audio-s", type=float, default=None, help="audio: cut longer tracks")
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, mps")
@@ -527,8 +541,9 @@ def run_features(args: argparse.Namespace) -> int:
 
     result = extract_features(
         args.dataset, args.encoder, config_name=args.name, kind=args.kind, revision=args.revision, layers=args.layers,
-        frames_per_second=args.frames_per_second, max_frames=args.max_frames, window=args.window,
-        frame_stride=args.frame_stride, audio_window_s=args.audio_window_s, max_audio_s=args.max_audio_s,
+        protocol=args.protocol, frames_per_second=args.frames_per_second, max_frames=args.max_frames,
+        window=args.window, frame_stride=args.frame_stride, last_window=args.last_window,
+        audio_window_s=args.audio_window_s, max_audio_s=args.max_audio_s,
         device=args.device, dtype=args.dtype, batch_size=args.batch_size, workers=args.workers,
         local_files_only=args.local_files_only, trust_remote_code=args.trust_remote_code, overwrite=args.overwrite,
         progress=not args.quiet,
@@ -540,26 +555,40 @@ def run_features(args: argparse.Namespace) -> int:
 
 
 def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
-    from blemore_toolkit.features.heads import HEADS, HeadSettings
+    from blemore_toolkit.features.heads import HEADS
+    from blemore_toolkit.features.protocols import METHODS, PROTOCOLS, describe_head_protocols
 
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = ("protocols (--protocol; an explicit --epochs/--lr/... overrides the protocol's value):\n"
+                     + describe_head_protocols() + "\n\npaper: the organisers' protocol point by point, for figures "
+                     "comparable with the paper's Tables 2 and 3.\ntoolkit: ~10× fewer epochs, no model selection on "
+                     "the validation fold, one α/β search on all\nout-of-fold probabilities (see docs/recipes.md, "
+                     "'How the toolkit's protocol differs and why').")
     parser.add_argument("configs", nargs="+", metavar="FEATURE_CONFIG",
                         help="features configs of DATASET (several: early fusion by concatenation)")
     parser.add_argument("--dataset", required=True, help="the prepared dataset folder holding the features")
     parser.add_argument("--head", default="mlp512", choices=HEADS)
+    parser.add_argument("--protocol", default="toolkit", choices=PROTOCOLS,
+                        help="paper: the organisers' training, selection and α/β search; toolkit: faster, see below")
+    parser.add_argument("--method", default="aggregation", choices=METHODS,
+                        help="aggregation: the seven statistics per clip; subsampling: every window of a clip "
+                        "encoder its own example, logits averaged over a clip's windows")
     parser.add_argument("--late-fusion", action="store_true",
                         help="one head per config, probabilities averaged (instead of concatenating features)")
     parser.add_argument("--hidden", type=int, default=256, help="fusion heads: projection and hidden width")
-    parser.add_argument("--epochs", type=int, default=HeadSettings.epochs)
-    parser.add_argument("--batch-size", type=int, default=HeadSettings.batch_size)
-    parser.add_argument("--lr", type=float, default=HeadSettings.lr)
-    parser.add_argument("--weight-decay", type=float, default=HeadSettings.weight_decay)
-    parser.add_argument("--dropout", type=float, default=HeadSettings.dropout)
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
-                        help="matmul precision while training (auto: bfloat16 where the CPU does it natively)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the protocol's batch size")
+    parser.add_argument("--lr", type=float, default=None, help="override the protocol's learning rate")
+    parser.add_argument("--weight-decay", type=float, default=None, help="override the protocol's weight decay")
+    parser.add_argument("--dropout", type=float, default=None, help="override the protocol's dropout")
+    parser.add_argument("--precision", default=None, choices=("auto", "float32", "bfloat16"),
+                        help="matmul precision while training (auto: bfloat16 where the CPU does it natively; "
+                        "default: the protocol's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--output", default=None, help="model folder (default: heads-<head>-<configs>)")
-    parser.add_argument("--cv-only", action="store_true", help="print the CV table, train and save nothing else")
+    parser.add_argument("--output", default=None, help="model folder (default: heads-<head>-<configs>); the CV "
+                        "results go to OUTPUT/cv/")
+    parser.add_argument("--cv-only", action="store_true", help="CV table and OUTPUT/cv/ only, no test fit")
     parser.add_argument("--submission", default=None, help="also write test predictions here (.json or .zip)")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="push the saved model folder")
     parser.add_argument("--endpoint", default=None, help="Hub endpoint for --push-to-hub (default: HF_ENDPOINT)")
@@ -573,13 +602,15 @@ def run_heads(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    settings = HeadSettings(head=args.head, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
-                            lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
-                            precision=args.precision, seed=args.seed)
+    settings = HeadSettings(head=args.head, hidden=args.hidden, protocol=args.protocol, method=args.method,
+                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                            weight_decay=args.weight_decay, dropout=args.dropout, precision=args.precision,
+                            seed=args.seed)
     report = run_heads_pipeline(args.dataset, args.configs, settings, output=args.output,
                                 late_fusion=args.late_fusion, submission=args.submission,
                                 push_to_hub=args.push_to_hub, hub_endpoint=args.endpoint,
                                 cv_only=args.cv_only, progress=not args.quiet)
+    print(f"cross-validation results in {report['cv_dir']}")
     for folder in report.get("model_folders", []):
         print(f"saved {folder} (AutoModel.from_pretrained({folder!r}, trust_remote_code=True))")
     if "submission" in report:

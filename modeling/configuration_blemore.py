@@ -60,6 +60,12 @@ class BlemoreConfig(PreTrainedConfig):
             Hidden layers of the classification MLP after fusion (empty: a linear head).
         dropout (`float`, *optional*, defaults to 0.1):
             Dropout in the projections, the fusion and the head.
+        projection_activation (`str`, *optional*, defaults to `"gelu"`):
+            Activation after each modality's projection: ``"gelu"`` or ``"relu"`` (the organisers' MLP heads).
+        feature_normalization (`str`, *optional*, defaults to `"layer_norm"`):
+            What each modality's vector goes through before its projection: ``"layer_norm"`` (per-vector
+            normalisation, then an elementwise affine map) or ``"affine"`` (the elementwise affine map alone, e.g. a
+            per-feature standardisation ``x · 1/σ − μ/σ`` fitted on training data, as in the organisers' heads).
         audio_hidden_layers (`str` or `list[int]`, *optional*, defaults to `"last"`):
             Which audio encoder hidden states to use: ``"last"``, ``"all"`` or a list of indices into
             ``hidden_states`` (0 is the input of the first transformer layer). Challenge entries found middle
@@ -124,6 +130,8 @@ class BlemoreConfig(PreTrainedConfig):
     fusion_num_heads: int = 4
     head_hidden_sizes: list[int] | tuple[int, ...] = (256,)
     dropout: float | int = 0.1
+    projection_activation: Literal["gelu", "relu"] = "gelu"
+    feature_normalization: Literal["layer_norm", "affine"] = "layer_norm"
     audio_hidden_layers: Literal["last", "all"] | list[int] | tuple[int, ...] = "last"
     audio_layer_aggregation: Literal["weighted", "mean"] = "weighted"
     freeze_video_encoder: bool = False
@@ -181,6 +189,11 @@ class BlemoreConfig(PreTrainedConfig):
                 f"fusion_hidden_size ({self.fusion_hidden_size}) must be divisible by "
                 f"fusion_num_heads ({self.fusion_num_heads})"
             )
+        if self.projection_activation not in ("gelu", "relu"):
+            raise ValueError(f"projection_activation must be 'gelu' or 'relu', got {self.projection_activation!r}")
+        if self.feature_normalization not in ("layer_norm", "affine"):
+            raise ValueError(f"feature_normalization must be 'layer_norm' or 'affine', got "
+                             f"{self.feature_normalization!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not isinstance(self.audio_hidden_layers, str) and not self.audio_hidden_layers:

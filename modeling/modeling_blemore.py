@@ -85,14 +85,27 @@ class BlemoreOutput(ModelOutput):
     audio_embeds: torch.FloatTensor | None = None
 
 
+class BlemoreFeatureAffine(nn.Module):
+    """Elementwise ``x · weight + bias`` (no per-vector normalisation): holds a per-feature standardisation."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.bias = nn.Parameter(torch.zeros(size))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden * self.weight + self.bias
+
+
 class BlemoreProjection(nn.Module):
     """Normalise a modality's pooled vector and map it to the shared fusion width."""
 
-    def __init__(self, input_size: int, output_size: int, dropout: float):
+    def __init__(self, input_size: int, output_size: int, dropout: float, activation: str = "gelu",
+                 normalization: str = "layer_norm"):
         super().__init__()
-        self.norm = nn.LayerNorm(input_size)
+        self.norm = nn.LayerNorm(input_size) if normalization == "layer_norm" else BlemoreFeatureAffine(input_size)
         self.linear = nn.Linear(input_size, output_size)
-        self.activation = nn.GELU()
+        self.activation = nn.ReLU() if activation == "relu" else nn.GELU()
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -192,7 +205,7 @@ class BlemorePreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
+        elif isinstance(module, (nn.LayerNorm, BlemoreFeatureAffine)):
             init.ones_(module.weight)
             init.zeros_(module.bias)
 
@@ -261,7 +274,8 @@ class BlemoreModel(BlemorePreTrainedModel):
         token_sizes.update({name: int(size) for name, size in (config.feature_sizes or {}).items()})
         self.projections = nn.ModuleDict(
             {
-                name: BlemoreProjection(size, config.fusion_hidden_size, config.dropout)
+                name: BlemoreProjection(size, config.fusion_hidden_size, config.dropout,
+                                        config.projection_activation, config.feature_normalization)
                 for name, size in token_sizes.items()
             }
         )

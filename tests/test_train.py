@@ -19,7 +19,7 @@ from local_hub import run_client
 import blemore
 from blemore_toolkit.data.loading import load_split
 from blemore_toolkit.evaluation.probabilities import read_probabilities
-from blemore_toolkit.evaluation.tuning import outcome_scores
+from blemore_toolkit.evaluation.tuning import TOOLKIT_GRID, outcome_scores, tune_thresholds
 from blemore_toolkit.training.predict import load_model, predict_split
 from blemore_toolkit.training.train import TrainSettings, run_training
 
@@ -86,6 +86,40 @@ def test_fold_all_prints_the_table_and_fits_a_final_model(prepared_dataset, tmp_
     assert final["presence_threshold"] == summary["final"]["presence_threshold"]
     assert summary["model_dir"] == str(tmp_path / "final" / "model")
     assert json.loads((tmp_path / "results.json").read_text())["final"] == summary["final"]
+    # No fold trains on its own clips: each fold's training clips are exactly the other folds' clips.
+    train_clips = load_split(str(prepared_dataset), "default", "train")
+    fold_of = dict(zip(train_clips["clip_id"], train_clips["fold"]))
+    probabilities, truth = [], []
+    for k in range(5):
+        trained = json.loads((tmp_path / f"fold{k}" / "results.json").read_text())["training_clips"]
+        assert sorted(trained) == sorted(c for c, f in fold_of.items() if f != k)
+        clip_ids, fold_probabilities, fold_truth = read_probabilities(tmp_path / f"fold{k}" /
+                                                                      "validation_probabilities.csv")
+        assert {fold_of[c] for c in clip_ids} == {k}
+        probabilities.append(fold_probabilities)
+        truth.append(fold_truth)
+    # The final model's α/β: the toolkit's search on the saved out-of-fold probabilities, recomputed here.
+    search = tune_thresholds(np.concatenate(probabilities), np.concatenate(truth), grid=TOOLKIT_GRID)
+    assert (final["presence_threshold"], final["salience_threshold"]) == (search.presence_threshold,
+                                                                         search.salience_threshold)
+
+
+def test_the_paper_protocols_final_fit_takes_the_best_folds_alpha_beta(tmp_path):
+    from blemore_toolkit.training.train import RunResult, final_fit_thresholds
+
+    rng = np.random.default_rng(0)
+    results = []
+    for k, score in enumerate([0.2, 0.31, 0.25, 0.31, 0.1]):  # folds 1 and 3 tie: the first one wins
+        metrics = {"score": score, "presence_threshold": 0.05 * (k + 1), "salience_threshold": 0.9 - 0.1 * k}
+        results.append(RunResult(f"fold{k}", tmp_path, metrics, [f"c{k}"] * 4, rng.dirichlet(np.ones(6), 4),
+                                 rng.integers(36, size=4)))
+    paper = final_fit_thresholds(results, quick_settings(tmp_path, protocol="paper"))
+    assert (paper["presence_threshold"], paper["salience_threshold"]) == (0.1, 0.8)
+    toolkit = final_fit_thresholds(results, quick_settings(tmp_path))
+    pooled = tune_thresholds(np.concatenate([r.probabilities for r in results]),
+                             np.concatenate([r.truth for r in results]), grid=TOOLKIT_GRID)
+    assert (toolkit["presence_threshold"], toolkit["salience_threshold"]) == (pooled.presence_threshold,
+                                                                             pooled.salience_threshold)
 
 
 def test_resume_continues_from_the_last_checkpoint(prepared_dataset, tmp_path):

@@ -5,6 +5,13 @@ the validation clips' emotion probabilities are decoded with the paper's presenc
 (α, β) with the best challenge score is kept in the model's config. Both call ``tune_thresholds`` here so that the
 search, its grid and its tie-breaking are one piece of code.
 
+Two grids (``ThresholdGrid``), one per protocol (see ``features/protocols.py``):
+
+* ``TOOLKIT_GRID``: α and β from 0 to 0.50 in steps of 0.01; among equally good pairs the one nearest the config's
+  defaults (0.15, 0.2) in L1 distance, so an uninformative validation set leaves the defaults in place;
+* ``PAPER_GRID``: the organisers' 20 × 20 grid, α and β each ``linspace(0.05, 0.95, 20)``; ties go to the first
+  pair in α-major order (lowest α, then lowest β). It can pick β > 0.5, which the toolkit's grid cannot.
+
 Scoring works on the 36 outcome indices of ``blemore.OUTCOMES`` rather than on ``[{"emotion", "salience"}]`` lists:
 for predictions that come from a decoder (always one of the 36 outcomes) the two are equal, and a test checks that
 ``outcome_scores`` agrees with ``challenge.challenge_scores`` clip for clip.
@@ -25,10 +32,45 @@ from modeling.decoding_blemore import (
     to_numpy,
 )
 
-#: The default search grid: α (presence) and β (salience) from 0 to 0.5 in steps of 0.01.
+#: The toolkit's search grid: α (presence) and β (salience) from 0 to 0.5 in steps of 0.01.
 DEFAULT_GRID: tuple[float, ...] = tuple(np.round(np.arange(0.0, 0.501, 0.01), 2))
-#: Where the search prefers to land among equally good pairs: the config's defaults (halfway between targets).
+#: Where the toolkit's search prefers to land among equally good pairs: the config's defaults.
 DEFAULT_THRESHOLDS: tuple[float, float] = (0.15, 0.2)
+#: The paper's grid values of α and of β: ``numpy.linspace(0.05, 0.95, 20)`` exactly (not rounded).
+PAPER_GRID_VALUES: tuple[float, ...] = tuple(float(v) for v in np.linspace(0.05, 0.95, 20))
+TIE_RULES: tuple[str, ...] = ("nearest_default", "first")
+
+
+@dataclass(frozen=True)
+class ThresholdGrid:
+    """The α (presence) and β (salience) values searched and how ties in score are broken.
+
+    ``tie_rule``: ``"first"`` keeps the first best pair in α-major order (lowest α, then lowest β; the paper's
+    ``>`` comparison while looping α outside β); ``"nearest_default"`` keeps the best pair nearest ``default``
+    (L1 distance; then the first in α-major order).
+    """
+
+    name: str
+    presence: tuple[float, ...]
+    salience: tuple[float, ...]
+    tie_rule: str
+    default: tuple[float, float] = DEFAULT_THRESHOLDS
+
+    def __post_init__(self):
+        if self.tie_rule not in TIE_RULES:
+            raise ValueError(f"tie rule must be one of {TIE_RULES}, got {self.tie_rule!r}")
+
+    def describe(self) -> str:
+        def span(values):
+            return f"{len(values)} values {values[0]:.2f}…{values[-1]:.2f}"
+
+        ties = ("lowest α, then lowest β" if self.tie_rule == "first"
+                else f"nearest (α, β) = {self.default} in L1, then lowest α, lowest β")
+        return f"α: {span(self.presence)}; β: {span(self.salience)}; ties: {ties}"
+
+
+TOOLKIT_GRID = ThresholdGrid("toolkit", DEFAULT_GRID, DEFAULT_GRID, "nearest_default")
+PAPER_GRID = ThresholdGrid("paper", PAPER_GRID_VALUES, PAPER_GRID_VALUES, "first")
 
 
 def outcome_scores(true_outcomes: Sequence[int] | np.ndarray, predicted_outcomes: Sequence[int] | np.ndarray) -> dict:
@@ -71,15 +113,18 @@ class ThresholdSearch:
 def tune_thresholds(
     emotion_probs,
     true_outcomes: Sequence[int] | np.ndarray,
-    presence_grid: Sequence[float] = DEFAULT_GRID,
-    salience_grid: Sequence[float] = DEFAULT_GRID,
+    presence_grid: Sequence[float] | None = None,
+    salience_grid: Sequence[float] | None = None,
+    *,
+    grid: ThresholdGrid = TOOLKIT_GRID,
 ) -> ThresholdSearch:
     """Grid-search α and β of the threshold decoder for the best challenge score on these clips.
 
-    Decodes exactly like ``decoding_blemore.threshold_outcomes`` (a test checks it), but sorts the probabilities
-    once and decodes every β of an α in one array operation, so a 51 × 51 grid over the 3,050 clips takes well under
-    a second. Ties in score (common: many thresholds fall in the same gap between probabilities) go to the pair
-    nearest the config's defaults, so an uninformative validation set leaves the defaults in place.
+    Decodes exactly like ``decoding_blemore.threshold_outcomes`` (a test checks it, including differences
+    |p1 − p2| that equal a grid β exactly: 50/50), but sorts the probabilities once and decodes every β of an α in
+    one array operation, so a 51 × 51 grid over the 3,050 clips takes well under a second. Ties in score (common:
+    many thresholds fall in the same gap between probabilities) follow ``grid.tie_rule``. ``presence_grid`` /
+    ``salience_grid`` replace the grid's values (its tie rule stays).
     """
     probs = to_numpy(emotion_probs)
     truth = np.asarray(true_outcomes, dtype=np.int64).reshape(-1)
@@ -94,6 +139,8 @@ def tune_thresholds(
     has_neutral = (first == NEUTRAL_INDEX) | (second == NEUTRAL_INDEX)
     low, high = np.minimum(first, second), np.maximum(first, second)
     difference = probs[rows, low] - probs[rows, high]
+    presence_grid = grid.presence if presence_grid is None else presence_grid
+    salience_grid = grid.salience if salience_grid is None else salience_grid
     betas = np.asarray(salience_grid, dtype=np.float64)
     level = np.where(np.abs(difference)[None, :] <= betas[:, None], 0, np.where(difference > 0, 1, 2)[None, :])
     pair_outcomes = _PAIR_TABLE[low[None, :], high[None, :], level]  # (n_beta, N)
@@ -108,9 +155,12 @@ def tune_thresholds(
         salience = (decoded[:, blends] == truth[blends][None, :]).sum(axis=1) / n_blends if n_blends else presence * 0
         scores = (presence + salience) / 2.0
         for b, beta in enumerate(betas):
-            distance = abs(alpha - DEFAULT_THRESHOLDS[0]) + abs(beta - DEFAULT_THRESHOLDS[1])
-            key = (round(float(scores[b]), 12), -distance)
-            if best is None or key > best[0]:
+            # scores are rounded so that equal accuracies computed in another order still tie
+            if grid.tie_rule == "first":
+                key = (round(float(scores[b]), 12),)
+            else:
+                key = (round(float(scores[b]), 12), -(abs(alpha - grid.default[0]) + abs(beta - grid.default[1])))
+            if best is None or key > best[0]:  # strictly better: an equal key keeps the earlier (α-major) pair
                 best = (key, float(alpha), float(beta), float(scores[b]), float(presence[b]), float(salience[b]))
     _, alpha, beta, score, acc_presence, acc_salience = best
     if not n_blends:

@@ -5,13 +5,20 @@ small heads on the result. This command does the embedding step for any transfor
 as one more config of the prepared dataset folder, so that ``load_dataset(DATASET, "<config>")`` reads it offline
 and ``blemore push`` ships it with the clips:
 
-* **image** encoders (ViT, CLIP, SigLIP, DINOv2, ...; frame level): frames sampled at ``--frames-per-second``, one
-  vector per frame (the model's image embedding, or its pooled output, or the token mean of chosen layers);
-* **video** encoders (VideoMAE, TimeSformer, ViViT, V-JEPA 2, ...; clip level): windows of ``num_frames`` frames
-  (16 for most) taken every ``--frame-stride`` frames, one vector per window (token mean);
+* **image** encoders (ViT, CLIP, SigLIP, DINOv2, ...; frame level): frames sampled at ``--frames-per-second`` (at
+  most ``--max-frames``) or every frame, one vector per frame (the model's image embedding, or its pooled output,
+  or the token mean of chosen layers);
+* **video** encoders (VideoMAE, TimeSformer, ViViT, V-JEPA 2, ...; clip level): non-overlapping windows of
+  ``num_frames`` frames (16 for most) taken every ``--frame-stride`` frames, one vector per window (token mean);
+  the clip's tail that a whole window no longer covers gets a last window that is either end-aligned (real frames
+  only, overlapping the one before) or zero-padded with black frames (``--last-window``);
 * **audio** encoders (WavLM, HuBERT, wav2vec 2.0, ...): the 16 kHz track, one vector per encoder frame (about
   50 per second) from the chosen hidden layers (``--layers 6-12`` averages layers 6 to 12; 0 is the input of the
   first transformer layer), stored as a sequence of ``--audio-window-s`` windows.
+
+``--protocol paper`` samples as the organisers did (every frame; 16 consecutive frames per window, the last window
+zero-padded), ``--protocol toolkit`` (the default) as above with 4 frames/s (≤ 64) and a stride of 4, end-aligned;
+both are defined in ``protocols.py`` and any explicit option overrides the protocol's value.
 
 Each clip gets the **seven statistics** (mean, std, 10th, 25th, 50th, 75th, 90th percentile, in that order, each
 over the frames or windows, concatenated statistic by statistic: ``features[k*H:(k+1)*H]`` is statistic ``k``) and
@@ -123,17 +130,23 @@ class ExtractionSettings:
     kind: str
     revision: str | None = None
     layers: str | list[int] = "last"
-    frames_per_second: float = 4.0
-    max_frames: int = 64
+    #: None: every frame.
+    frames_per_second: float | None = 4.0
+    #: None: no cap.
+    max_frames: int | None = 64
     window: int | None = None
     frame_stride: int = 4
     audio_window_s: float = 0.5
     max_audio_s: float | None = None
     dtype: str = "float32"
+    #: ``end_aligned`` or ``zero_pad`` (see the module docstring).
+    last_window: str = "end_aligned"
 
     def fingerprint_data(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("dtype")  # a storage/computation detail that hardly moves the numbers; keep shards reusable
+        if data["last_window"] == "end_aligned":  # the only rule before it was a setting: old shards stay valid
+            data.pop("last_window")
         return data
 
 
@@ -348,6 +361,10 @@ class FeatureEncoder:
 
 
 def _frame_indices_image(num_frames: int, fps: float, settings: ExtractionSettings) -> list[int]:
+    if not settings.frames_per_second:  # every frame (the paper), evenly thinned only if a cap is set
+        if settings.max_frames and num_frames > settings.max_frames:
+            return np.linspace(0, num_frames - 1, settings.max_frames).round().astype(int).tolist()
+        return list(range(num_frames))
     duration = num_frames / fps if fps > 0 else num_frames
     count = max(1, int(np.floor(duration * settings.frames_per_second)))
     times = (np.arange(count) + 0.5) / settings.frames_per_second
@@ -356,8 +373,16 @@ def _frame_indices_image(num_frames: int, fps: float, settings: ExtractionSettin
     return [min(num_frames - 1, int(t * fps)) for t in times]
 
 
+#: Frame index that stands for a black (all-zero) padding frame in a window.
+PADDING_FRAME = -1
+
+
 def _window_indices(num_frames: int, settings: ExtractionSettings) -> list[list[int]]:
+    """Frame indices of each window; ``PADDING_FRAME`` where a zero-padded last window runs past the clip."""
     span = settings.window * settings.frame_stride
+    if settings.last_window == "zero_pad":  # non-overlapping windows from frame 0; the last one padded
+        return [[s + k * settings.frame_stride if s + k * settings.frame_stride < num_frames else PADDING_FRAME
+                 for k in range(settings.window)] for s in range(0, num_frames, span)]
     starts = list(range(0, max(num_frames - span, 0) + 1, span))
     if starts[-1] + span < num_frames:  # the tail that a whole window no longer fits: end-aligned window
         starts.append(num_frames - span)
@@ -397,8 +422,9 @@ def decode_clip(row: dict, settings: ExtractionSettings) -> dict:
             groups = [_frame_indices_image(num_frames, fps, settings)]
         else:
             groups = _window_indices(num_frames, settings)
-        wanted = sorted({i for group in groups for i in group})
+        wanted = sorted({i for group in groups for i in group if i != PADDING_FRAME})
         frames = dict(zip(wanted, decoder.get_frames_at(indices=wanted).data.numpy()))
+        frames[PADDING_FRAME] = np.zeros_like(frames[wanted[0]])
     except (RuntimeError, ValueError) as error:
         raise BlemoreError(f"clip {clip}: the video cannot be decoded ({error})") from None
     if settings.kind == "image":
@@ -584,10 +610,12 @@ def extract_features(
     kind: str = "auto",
     revision: str | None = None,
     layers: str | Sequence[int] | None = "last",
-    frames_per_second: float = 4.0,
-    max_frames: int = 64,
+    protocol: str = "toolkit",
+    frames_per_second: float | None = None,
+    max_frames: int | None = None,
     window: int | None = None,
-    frame_stride: int = 4,
+    frame_stride: int | None = None,
+    last_window: str | None = None,
     audio_window_s: float = 0.5,
     max_audio_s: float | None = None,
     device: str = "auto",
@@ -601,7 +629,10 @@ def extract_features(
 ) -> FeaturesResult:
     """Embed every clip of a prepared dataset with ``encoder`` into the features config ``config_name``.
 
-    See the module docstring for what is stored. Raises ``BlemoreError`` (one line) for a folder that is not a
+    See the module docstring for what is stored. Frame sampling and windows follow ``protocol``
+    (``protocols.FEATURE_PROTOCOLS``); ``frames_per_second``, ``max_frames``, ``window``, ``frame_stride`` and
+    ``last_window`` override it when given (``frames_per_second=0``: every frame; ``max_frames=0``: no cap).
+    Raises ``BlemoreError`` (one line) for a folder that is not a
     prepared dataset, an encoder that cannot be loaded, or settings that differ from an existing config without
     ``overwrite``.
     """
@@ -615,17 +646,28 @@ def extract_features(
         raise BlemoreError(f"--name {name!r}: pick another config name (not default/foldK; letters, digits, -_.)")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    from blemore_toolkit.features.protocols import feature_protocol
+
+    sampling = feature_protocol(protocol)
+    if frames_per_second is None:
+        frames_per_second = sampling.frames_per_second
+    if max_frames is None:
+        max_frames = sampling.max_frames
+    last_window = last_window or sampling.last_window
+    if last_window not in ("end_aligned", "zero_pad"):
+        raise BlemoreError(f"--last-window {last_window!r}: expected end_aligned or zero_pad")
     settings = ExtractionSettings(encoder=encoder, kind=kind, revision=revision, layers=layers,
-                                  frames_per_second=frames_per_second, max_frames=max_frames, window=window,
-                                  frame_stride=frame_stride, audio_window_s=audio_window_s, max_audio_s=max_audio_s,
-                                  dtype=dtype)
+                                  frames_per_second=frames_per_second or None, max_frames=max_frames or None,
+                                  window=window or sampling.window, frame_stride=frame_stride or sampling.frame_stride,
+                                  audio_window_s=audio_window_s, max_audio_s=max_audio_s, dtype=dtype,
+                                  last_window=last_window)
     model = FeatureEncoder(settings, device=device, batch_size=batch_size, local_files_only=local_files_only,
                            trust_remote_code=trust_remote_code)
     hidden_size = model.probe()
     if settings.kind != "image":  # keep provenance to the settings that matter for this kind
         settings.frames_per_second, settings.max_frames = None, None
     if settings.kind != "video":
-        settings.window, settings.frame_stride = None, None
+        settings.window, settings.frame_stride, settings.last_window = None, None, "end_aligned"
     if settings.kind != "audio":
         settings.audio_window_s, settings.max_audio_s = None, None
     source_id = {"commit": model.commit}
@@ -675,6 +717,8 @@ def extract_features(
         "max_frames": settings.max_frames,
         "window": settings.window,
         "frame_stride": settings.frame_stride,
+        "last_window": settings.last_window if settings.kind == "video" else None,
+        "protocol": getattr(sampling, "name", protocol),
         "audio_window_s": settings.audio_window_s,
         "max_audio_s": settings.max_audio_s,
         "aggregation": {"statistics": list(STATISTICS), "layout": "statistic-major: features[k*H:(k+1)*H] is "

@@ -1,44 +1,57 @@
-"""``blemore heads FEATURE_CONFIG... --dataset DATASET --head mlp512``: the paper's heads on encoder features.
+"""``blemore heads FEATURE_CONFIG... --dataset DATASET --head mlp512 --protocol paper|toolkit``: heads on features.
 
-The protocol of the organisers' baselines, in one command: per-clip feature vectors (``blemore features``), one or
-more encoders early-fused by concatenation (or late-fused by averaging the heads' probabilities), standardisation
+The organisers' baseline experiment in one command: per-clip feature vectors (``blemore features``), one or more
+encoders early-fused by concatenation (or late-fused by averaging the heads' probabilities), standardisation
 fitted on the training folds only, the soft-label KL objective, 5-fold cross-validation over the actor-disjoint
-folds with the presence/salience thresholds α/β tuned on each validation fold (``tuning.tune_thresholds``), a
-mean ± std table, and finally the test fit on all five training folds.
+folds with the presence/salience thresholds α/β searched on each validation fold (``tuning.tune_thresholds``), a
+mean ± std table, and the test fit on all five training folds.
+
+**Protocols** (``--protocol``, defined side by side in ``protocols.py``): ``paper`` is the organisers' protocol point
+by point (Adam with L2 decay, lr 5e-6, batch 32, 200 epochs, ReLU, no dropout, torch's default init, per-feature
+standardisation, every epoch evaluated and the best epoch by composite score kept per fold, their 20 × 20 α/β grid
+with ties to the lowest α then β, a 100-epoch test fit decoded with the best fold's α/β); ``toolkit`` (the
+default) trains faster and selects nothing on the validation fold (docs/recipes.md says how and why).
+
+**Methods** (``--method``): ``aggregation`` trains on each clip's seven statistics; ``subsampling`` (clip encoders)
+trains on every stored window vector of a clip as its own example with the clip's soft target, standardised over
+the training windows, and predicts a clip from its windows' logits averaged before the softmax.
 
 Heads (``--head``):
 
-* ``linear``, ``mlp256``, ``mlp512`` — the paper's: a linear map, or one hidden layer of 256/512 units (GELU), on
-  the concatenated, standardised features (one feature input; configs concatenated in alphabetical order);
+* ``linear``, ``mlp256``, ``mlp512`` — the paper's: a linear map, or one hidden layer of 256/512 units (the
+  protocol's activation), on the concatenated, standardised features (configs concatenated in alphabetical order);
 * ``concat``, ``gated``, ``cross_attention`` — the model's fusion heads with one feature input per feature config
   (each projected to ``--hidden`` units, then fused; see ``modeling.BlemoreConfig.fusion``).
 
 **The saved head is a ``BlemoreForBlendedEmotionRecognition``**: it loads with ``AutoModel.from_pretrained(folder,
 trust_remote_code=True)``, takes the raw feature vectors as ``features`` and pushes with ``--push-to-hub`` like any
-other BLEMORE model, and it predicts exactly what was validated (the fusion heads are trained as that module; the
-paper's heads are trained on the standardised features and written into its layers exactly). Two identities make
-the paper's heads fit the model's feature path (``LayerNorm → Linear → GELU`` per input, then fusion and head)
-without any change to it:
+other BLEMORE model, and it predicts exactly what was validated. The paper's heads fit the model's feature path
+(norm → Linear → activation per input, then fusion and head):
 
-* *standardisation*: each input's LayerNorm first normalises a clip's vector; its elementwise affine weights are then
-  set to ``1/σ`` and ``-μ/σ`` of those normalised vectors over the training rows, and frozen. The Linear layer so
-  sees per-feature standardised inputs (the per-clip LayerNorm takes away only one offset and one scale per clip,
-  which matters little for 7-statistic vectors);
-* *linear*: ``GELU(u) - GELU(-u) = u`` exactly, so a linear head ``W x + b`` is stored as a 12-unit projection with
-  weights ``[W; -W]`` and bias ``[b; -b]`` followed by the head ``[I, -I]``. ``mlp256``/``mlp512`` are the
-  projection itself with 256/512 units, followed by the linear output layer.
+* *standardisation* lives in the input's norm layer, frozen: under the paper protocol an elementwise affine map
+  (``feature_normalization="affine"``) with weight 1/σ and bias −μ/σ of the training rows, i.e. per-feature
+  standardisation and nothing else; under the toolkit protocol a LayerNorm (each clip's vector normalised across
+  its own features) whose affine weights then standardise per feature;
+* *linear*: ``act(u) - act(-u) = u`` exactly for ReLU and GELU, so a linear head ``W x + b`` is stored as a
+  12-unit projection with weights ``[W; -W]`` and bias ``[b; -b]`` followed by the head ``[I, -I]``.
+  ``mlp256``/``mlp512`` are the projection itself with 256/512 units, followed by the linear output layer.
 
-**Why not the Trainer.** A 5-fold CV of an MLP-512 on 2,456 × 14,336 features must take about a minute on two
-CPU cores. The whole table fits in memory, so the loop here slices tensors directly (no collation, no dataloader,
-no evaluation hooks) and uses fused AdamW and, where the CPU has native support, bfloat16 matmuls
-(``--precision auto``; weights and optimiser stay float32). The paper's heads are learned in the span of the
-training rows (``training_span``): with more dimensions than clips, a first layer only ever sees that span, so
-training on the rows' ≤ N coordinates and mapping the layer back is exact and makes every step ~7× cheaper. The
-fusion heads are trained as the model itself (their LayerNorms frozen, so no gradient flows to the inputs).
+**Why not the Trainer.** A 5-fold CV of an MLP-512 on 2,456 × 14,336 features should take about a minute on two
+CPU cores under the toolkit protocol. The whole table fits in memory, so the loop here slices tensors directly.
+Under the toolkit protocol the paper's heads are also learned in the span of the training rows
+(``training_span``): every step is ~7× cheaper, and the result is the same as training in feature space for SGD
+but only close to it for Adam/AdamW (their per-coordinate scaling depends on the basis), so the paper protocol
+does not use it.
 
-**α/β of the test fit**: tuned once on the pooled out-of-fold probabilities of all five folds (every training clip,
-predicted by a head that never saw its actor). The per-fold optima vary a lot between folds on the real data; one
-search on 2,456 clips is steadier than averaging five noisy choices. Both are reported.
+**Outputs of every run**: ``OUTPUT/cv/fold{k}/validation_probabilities.csv`` (``clip_id``, then the six
+probabilities in the order ``ang disg fea hap sad neu``; under the paper protocol those of the best epoch) and
+``OUTPUT/cv/results.json`` (per fold ``alpha``, ``beta``, ``acc_presence``, ``acc_salience``, ``score``,
+``best_epoch``; the protocol's hyper-parameters; the test fit's α/β and where they come from).
+
+**α/β of the test fit**: paper — the α/β of the fold with the highest composite score. Toolkit — one search on the
+pooled out-of-fold probabilities of all five folds (every training clip, predicted by a head that never saw its
+actor): the per-fold optima vary a lot between folds on the real data, and one search on 2,456 clips is steadier
+than one fold's choice. Both are reported.
 """
 
 from __future__ import annotations
@@ -54,8 +67,9 @@ import numpy as np
 
 import blemore
 from blemore import BlemoreError
-from blemore_toolkit.evaluation.tuning import outcome_scores, tune_thresholds
+from blemore_toolkit.evaluation.tuning import ThresholdGrid, ThresholdSearch, outcome_scores, tune_thresholds
 from blemore_toolkit.features.extraction import FEATURES_DIR, PROVENANCE_FILE, feature_configs
+from blemore_toolkit.features.protocols import METHODS, HeadProtocol, head_protocol
 from metrics.blemore.challenge import METRICS
 
 PAPER_HEADS: dict[str, int | None] = {"linear": None, "mlp256": 256, "mlp512": 512}
@@ -159,23 +173,100 @@ def load_feature_table(dataset_dir: str | os.PathLike, names: Sequence[str]) -> 
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The model: which BlemoreConfig a head is, standardisation folded into the feature LayerNorms
+# Training examples: one row per clip (aggregation) or one per window (subsampling)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Design:
+    """The rows a head trains and predicts on: ``x`` (M, D) and, for each row, the table row of its clip.
+
+    Aggregation has one row per clip (``clip == arange(N)``); subsampling one row per window of a clip, each
+    carrying the clip's soft target. A clip's prediction is the softmax of its rows' mean logits.
+    """
+
+    x: np.ndarray
+    clip: np.ndarray
+    #: The model's feature inputs (name → width) that ``x`` concatenates.
+    sizes: dict[str, int]
+
+    def rows_of(self, clip_mask: np.ndarray) -> np.ndarray:
+        """Boolean mask of the rows whose clip is selected by ``clip_mask`` (over the table's clips)."""
+        return clip_mask[self.clip]
+
+
+def aggregation_design(table: FeatureTable, names: Sequence[str]) -> Design:
+    return Design(table.matrix(names), np.arange(len(table.clip_ids)), {n: table.feature_sizes[n] for n in names})
+
+
+def subsampling_design(dataset_dir: str | os.PathLike, table: FeatureTable, names: Sequence[str]) -> Design:
+    """Every stored window vector (the config's ``sequence`` column) as its own row (clip encoders only)."""
+    import pyarrow.parquet as pq
+
+    if len(names) != 1:
+        raise BlemoreError(f"--method subsampling trains on one clip encoder's windows; got configs {list(names)}")
+    (name,) = names
+    provenance = json.loads((Path(dataset_dir) / FEATURES_DIR / name / PROVENANCE_FILE).read_text())
+    if provenance.get("kind") not in ("video", None):
+        raise BlemoreError(f"features config {name!r} comes from a {provenance.get('kind')} encoder; --method "
+                           "subsampling needs a clip (video) encoder's windows")
+    order = {clip: i for i, clip in enumerate(table.clip_ids)}
+    rows, clips = [], []
+    for shard in sorted((Path(dataset_dir) / FEATURES_DIR / name).glob("*.parquet")):
+        part = pq.read_table(shard, columns=["clip_id", "sequence"]).to_pylist()
+        for record in part:
+            if record["clip_id"] not in order:  # a table of selected clips (e.g. one split)
+                continue
+            windows = np.asarray(record["sequence"] or [], dtype=np.float32)
+            if windows.ndim != 2 or len(windows) == 0:
+                raise BlemoreError(f"clip {record['clip_id']}: no windows stored in features config {name!r}")
+            rows.append(windows)
+            clips += [order[record["clip_id"]]] * len(windows)
+    x = np.concatenate(rows)
+    return Design(x, np.asarray(clips, dtype=np.int64), {name: int(x.shape[1])})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The model: which BlemoreConfig a head is, and the standardisation stored in its first layer
 # ---------------------------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class HeadSettings:
-    """Training settings of a head (defaults: what the benchmark and the recipes use)."""
+    """A head and its protocol (``protocols.HEAD_PROTOCOLS``); a field set here overrides the protocol's value."""
 
     head: str = "mlp512"
     hidden: int = 256
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    dropout: float = 0.1
-    precision: str = "auto"
+    protocol: str | HeadProtocol = "toolkit"
+    method: str = "aggregation"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    dropout: float | None = None
+    precision: str | None = None
     seed: int = 0
+
+    @property
+    def training(self) -> HeadProtocol:
+        """The protocol with this run's overrides applied (epochs and batch of ``method``)."""
+        base = head_protocol(self.protocol)
+        if self.method not in METHODS:
+            raise BlemoreError(f"--method {self.method!r}: expected one of {', '.join(METHODS)}")
+        overrides = {k: getattr(self, k) for k in ("lr", "weight_decay", "dropout", "precision")
+                     if getattr(self, k) is not None}
+        prefix = "subsample_" if self.method == "subsampling" else ""
+        if self.epochs is not None:
+            overrides[f"{prefix}epochs"] = self.epochs
+        if self.batch_size is not None:
+            overrides[f"{prefix}batch_size"] = self.batch_size
+        return dataclasses.replace(base, **overrides)
+
+    def as_dict(self) -> dict:
+        training = self.training
+        return {"head": self.head, "hidden": self.hidden, "protocol": training.name, "method": self.method,
+                "seed": self.seed, "epochs": training.epochs_for(self.method),
+                "batch_size": training.batch_size_for(self.method), "hyperparameters": training.as_dict()}
 
 
 def model_inputs(head: str, feature_sizes: dict[str, int]) -> dict[str, int]:
@@ -189,23 +280,27 @@ def head_config(settings: HeadSettings, feature_sizes: dict[str, int]):
     """The ``BlemoreConfig`` of a head on features of these sizes (see the module docstring)."""
     from modeling import BlemoreConfig
 
+    training = settings.training
     inputs = model_inputs(settings.head, feature_sizes)
+    norm = dict(feature_normalization="affine" if training.standardisation == "per_feature" else "layer_norm",
+                projection_activation=training.activation)
     if settings.head == "linear":
         return BlemoreConfig(feature_sizes=inputs, fusion="concat", fusion_hidden_size=_LINEAR_WIDTH,
-                             head_hidden_sizes=[], dropout=0.0)
+                             head_hidden_sizes=[], dropout=0.0, **norm)
     if settings.head in PAPER_HEADS:
         return BlemoreConfig(feature_sizes=inputs, fusion="concat", fusion_hidden_size=PAPER_HEADS[settings.head],
-                             head_hidden_sizes=[], dropout=settings.dropout)
+                             head_hidden_sizes=[], dropout=training.dropout, **norm)
     if settings.head not in FUSION_HEADS:
         raise BlemoreError(f"--head {settings.head!r}: expected one of {', '.join(HEADS)}")
     return BlemoreConfig(feature_sizes=inputs, fusion=settings.head, fusion_hidden_size=settings.hidden,
-                         head_hidden_sizes=[settings.hidden], dropout=settings.dropout)
+                         head_hidden_sizes=[settings.hidden], dropout=training.dropout, **norm)
 
 
 def standardisation(values: np.ndarray, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
     """LayerNorm weight and bias that standardise the layer-normalised ``values`` (the training rows).
 
-    Dimensions that do not vary over the training rows get weight 0: they carry nothing a head could learn.
+    The toolkit protocol's standardisation. Dimensions that do not vary over the training rows get weight 0:
+    they carry nothing a head could learn.
     """
     import torch
 
@@ -216,18 +311,31 @@ def standardisation(values: np.ndarray, eps: float = 1e-5) -> tuple[np.ndarray, 
     return weight.float().numpy(), (-mean * weight).float().numpy()
 
 
+def per_feature_standardisation(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The paper protocol's standardisation as ``x · weight + bias``: weight 1/σ, bias −μ/σ per feature.
+
+    μ and σ (population std, as sklearn's StandardScaler) over ``values``, the training rows only; a feature
+    constant over them gets σ = 1 (StandardScaler's rule), so it is only centred.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    mean, std = values.mean(axis=0), values.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return (1.0 / std).astype(np.float32), (-mean / std).astype(np.float32)
+
+
 def _input_slices(inputs: dict[str, int]) -> dict[str, slice]:
     bounds = np.cumsum([0] + list(inputs.values()))
     return {name: slice(int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(inputs)}
 
 
-def _set_standardisation(norms: dict, inputs: dict[str, int], train_x: np.ndarray) -> None:
-    """Fit each input's standardisation on ``train_x`` and store it in (and freeze) its LayerNorm."""
+def _set_standardisation(norms: dict, inputs: dict[str, int], train_x: np.ndarray, per_feature: bool) -> None:
+    """Fit each input's standardisation on ``train_x`` and store it in (and freeze) its norm layer."""
     import torch
 
     for name, part in _input_slices(inputs).items():
         norm = norms[name]
-        weight, bias = standardisation(train_x[:, part], norm.eps)
+        weight, bias = (per_feature_standardisation(train_x[:, part]) if per_feature
+                        else standardisation(train_x[:, part], norm.eps))
         with torch.no_grad():
             norm.weight.copy_(torch.from_numpy(weight))
             norm.bias.copy_(torch.from_numpy(bias))
@@ -254,26 +362,30 @@ def soft_kl(logits, targets):
     return F.kl_div(logits.log_softmax(-1), targets, reduction="batchmean")
 
 
-def _optimizer(parameters, settings: HeadSettings):
+def _optimizer(parameters, training: HeadProtocol):
+    """Adam with L2 weight decay (the paper) or AdamW with decoupled decay (the toolkit)."""
     import torch
 
     parameters = [p for p in parameters if p.requires_grad]
+    if training.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=training.lr, weight_decay=training.weight_decay)
     try:
-        return torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
+        return torch.optim.AdamW(parameters, lr=training.lr, weight_decay=training.weight_decay, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+        return torch.optim.AdamW(parameters, lr=training.lr, weight_decay=training.weight_decay)
 
 
-def _fit(forward, parameters, train_x, train_y, settings: HeadSettings, seed: int) -> None:
-    """Minibatch AdamW on in-memory tensors (or arrays) with the soft-label KL loss."""
+def _fit(forward, parameters, train_x, train_y, training: HeadProtocol, epochs: int, batch_size: int, seed: int,
+         on_epoch=None) -> None:
+    """Minibatch training on in-memory tensors with the soft-label KL loss; ``on_epoch(epoch)`` after each epoch."""
     import torch
 
     x, y = torch.as_tensor(train_x), torch.as_tensor(train_y)
-    optimizer = _optimizer(parameters, settings)
+    optimizer = _optimizer(parameters, training)
     generator = torch.Generator().manual_seed(seed)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=_use_bfloat16(settings.precision))
-    batch = max(1, min(settings.batch_size, len(x)))
-    for _ in range(settings.epochs):
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=_use_bfloat16(training.precision))
+    batch = max(1, min(batch_size, len(x)))
+    for epoch in range(1, epochs + 1):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), batch):
             index = order[start:start + batch]
@@ -283,6 +395,8 @@ def _fit(forward, parameters, train_x, train_y, settings: HeadSettings, seed: in
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if on_epoch is not None:
+            on_epoch(epoch)
 
 
 def training_span(z):
@@ -295,6 +409,12 @@ def training_span(z):
     V L⁻¹ L Lᵀ eᵢ = V Lᵀeᵢ``, exactly what training saw. (Rank-deficient rows fall back to an eigendecomposition
     that keeps the non-zero directions.) The part of ``W`` outside the span, which no training row sees, is zero.
     Each step's D × hidden matmuls become N × hidden ones for the price of one Gram matrix per fold.
+
+    What is exact is the map: the learned layer predicts in feature space what it predicted on the coordinates.
+    Training in the span equals training in feature space for SGD from a zero (or in-span) start only; Adam and
+    AdamW scale each coordinate by its own gradient history, which depends on the basis, and torch's default
+    initialisation is not in the span, so with them the weights and probabilities differ from feature-space
+    training. The toolkit protocol accepts that for speed; the paper protocol does not use this path.
     Returns ``(coordinates, to_features)``; with D ≤ N the rows are their own coordinates.
     """
     import torch
@@ -320,68 +440,157 @@ def training_span(z):
     return (basis * root).float(), to_features_eigen
 
 
-def _fit_paper_head(z, train_y: np.ndarray, settings: HeadSettings, seed: int) -> list:
-    """The paper's linear/MLP head on standardised features ``z`` → [(weight, bias), ...] in feature space."""
-    import torch
+
+
+@dataclasses.dataclass
+class Validation:
+    """The validation rows a head is evaluated on: raw rows, the validation clip of each row, the clips' truth."""
+
+    x: np.ndarray
+    clip: np.ndarray
+    outcome: np.ndarray
+    grid: ThresholdGrid
+
+    def probabilities(self, row_logits) -> np.ndarray:
+        return clip_probabilities(row_logits, self.clip, len(self.outcome))
+
+    def search(self, row_logits) -> ThresholdSearch:
+        return tune_thresholds(self.probabilities(row_logits), self.outcome, grid=self.grid)
+
+
+@dataclasses.dataclass
+class FittedHead:
+    """A trained head and, when it was validated, its validation clips' probabilities and α/β search.
+
+    ``best_epoch`` is the epoch whose weights the model holds (the last one under ``epoch_selection="last"``);
+    ``epoch_scores`` the composite validation score of every epoch when epochs were selected.
+    """
+
+    model: object
+    best_epoch: int
+    probabilities: np.ndarray | None = None
+    search: ThresholdSearch | None = None
+    epoch_scores: list[float] = dataclasses.field(default_factory=list)
+
+
+def _composite(search: ThresholdSearch) -> float:
+    score = search.score
+    return float(search.acc_presence / 2 if np.isnan(score) else score)
+
+
+class _EpochSelection:
+    """Keeps the weights of the epoch with the highest composite validation score (ties: the earliest)."""
+
+    def __init__(self, module, row_logits, validation: Validation):
+        self.module, self.row_logits, self.validation = module, row_logits, validation
+        self.best_epoch, self.best_score, self.best_state, self.scores = 0, -np.inf, None, []
+
+    def __call__(self, epoch: int) -> None:
+        import torch
+
+        was_training = self.module.training
+        self.module.eval()
+        with torch.inference_mode():
+            score = _composite(self.validation.search(self.row_logits()))
+        self.module.train(was_training)
+        self.scores.append(score)
+        if score > self.best_score:
+            self.best_epoch, self.best_score = epoch, score
+            self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def restore(self) -> None:
+        if self.best_state is not None:
+            self.module.load_state_dict(self.best_state)
+
+
+def _paper_head_module(width: int, hidden: int | None, training: HeadProtocol):
     from torch import nn
 
-    coordinates, to_features = training_span(z)
-    hidden = PAPER_HEADS[settings.head]
-    torch.manual_seed(seed)
     if hidden is None:
-        module = nn.Linear(coordinates.shape[1], len(blemore.EMOTIONS))
-        nn.init.zeros_(module.weight)
-        nn.init.zeros_(module.bias)
-        layers = [module]
-    else:
-        module = nn.Sequential(nn.Linear(coordinates.shape[1], hidden), nn.GELU(), nn.Dropout(settings.dropout),
-                               nn.Linear(hidden, len(blemore.EMOTIONS)))
-        layers = [module[0], module[3]]
-    module.train()
-    _fit(module, module.parameters(), coordinates, train_y, settings, seed)
-    with torch.no_grad():
-        first = (to_features(layers[0].weight), layers[0].bias.clone())
-        return [first] + [(layer.weight.clone(), layer.bias.clone()) for layer in layers[1:]]
+        module = nn.Linear(width, len(blemore.EMOTIONS))
+        if training.init == "zero_linear":
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+        return module, [module]
+    activation = nn.ReLU() if training.activation == "relu" else nn.GELU()
+    module = nn.Sequential(nn.Linear(width, hidden), activation, nn.Dropout(training.dropout),
+                           nn.Linear(hidden, len(blemore.EMOTIONS)))
+    return module, [module[0], module[3]]
 
 
-def train_head(train_x: np.ndarray, train_y: np.ndarray, feature_sizes: dict[str, int], settings: HeadSettings,
-               seed: int = 0):
-    """Train a head on (N, ΣD) features and (N, 6) soft targets → an eval-mode ``BlemoreForBlendedEmotionRecognition``.
+def fit_head(train_x: np.ndarray, train_y: np.ndarray, feature_sizes: dict[str, int], settings: HeadSettings,
+             seed: int = 0, *, epochs: int | None = None, validation: Validation | None = None) -> FittedHead:
+    """Train a head on (M, ΣD) rows and (M, 6) soft targets as ``settings.training`` says.
 
-    Standardisation is fitted on ``train_x`` only and folded into the model (see the module docstring). The paper's
-    heads are learned on the standardised features in the span of the training rows (``training_span``) and
-    written into the model; the fusion heads are trained as the model itself.
+    Standardisation is fitted on ``train_x`` only and stored in the model's norm layer. With ``validation`` and
+    ``epoch_selection="best_composite"`` every epoch is scored there (α/β searched on the grid of the protocol)
+    and the best epoch's weights are kept; with ``validation`` the returned head carries the validation clips'
+    probabilities and their α/β search. ``epochs`` overrides the protocol's (the test fit's 100).
     """
     import torch
 
     from modeling import BlemoreForBlendedEmotionRecognition
 
+    training = settings.training
+    epochs = training.epochs_for(settings.method) if epochs is None else epochs
+    batch_size = training.batch_size_for(settings.method)
     config = head_config(settings, feature_sizes)
     inputs = dict(config.feature_sizes)
     torch.manual_seed(seed)
     model = BlemoreForBlendedEmotionRecognition(config)
     norms = {name: model.blemore.projections[name].norm for name in inputs}
-    _set_standardisation(norms, inputs, train_x)
+    _set_standardisation(norms, inputs, train_x, per_feature=training.standardisation == "per_feature")
+    select = validation is not None and training.epoch_selection == "best_composite"
+    selection = None
     if settings.head in PAPER_HEADS:
         (name,) = inputs
         with torch.no_grad():
             z = norms[name](torch.as_tensor(train_x))
-        layers = _fit_paper_head(z, train_y, settings, seed)
-        _store_paper_head(model, name, layers)
+            z_valid = norms[name](torch.as_tensor(validation.x)) if select else None
+        coordinates, to_features = (training_span(z) if training.training_span and not select
+                                    else (z, lambda weight: weight))
+        torch.manual_seed(seed)
+        module, layers = _paper_head_module(coordinates.shape[1], PAPER_HEADS[settings.head], training)
+        module.train()
+        if select:
+            selection = _EpochSelection(module, lambda: module(z_valid), validation)
+        _fit(module, module.parameters(), coordinates, train_y, training, epochs, batch_size, seed, selection)
+        if selection is not None:
+            selection.restore()
+        with torch.no_grad():
+            first = (to_features(layers[0].weight), layers[0].bias.clone())
+            _store_paper_head(model, name, [first] + [(la.weight.clone(), la.bias.clone()) for la in layers[1:]])
     else:
         model.train()
-        _fit(lambda xb: model(features=xb).logits, model.parameters(), train_x, train_y, settings, seed)
+        if select:
+            x_valid = torch.as_tensor(validation.x)
+            selection = _EpochSelection(model, lambda: model(features=x_valid).logits, validation)
+        _fit(lambda xb: model(features=xb).logits, model.parameters(), train_x, train_y, training, epochs,
+             batch_size, seed, selection)
+        if selection is not None:
+            selection.restore()
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(True)
-    return model
+    fitted = FittedHead(model, selection.best_epoch if selection else epochs,
+                        epoch_scores=selection.scores if selection else [])
+    if validation is not None:  # the figures of the weights kept, as the saved model computes them
+        logits = predict_logits(model, validation.x)
+        fitted.probabilities, fitted.search = validation.probabilities(logits), validation.search(logits)
+    return fitted
+
+
+def train_head(train_x: np.ndarray, train_y: np.ndarray, feature_sizes: dict[str, int], settings: HeadSettings,
+               seed: int = 0):
+    """Train a head (no validation, all epochs) → an eval-mode ``BlemoreForBlendedEmotionRecognition``."""
+    return fit_head(train_x, train_y, feature_sizes, settings, seed).model
 
 
 def _store_paper_head(model, name: str, layers: list) -> None:
     """Write the learned layers into the model's projection and head.
 
     A linear head ``W z + b`` goes into the 12-unit projection as ``[W; -W]``, ``[b; -b]`` and the head as
-    ``[I, -I]``, which is exact because GELU(u) − GELU(−u) = u.
+    ``[I, -I]``, which is exact for either activation: GELU(u) − GELU(−u) = ReLU(u) − ReLU(−u) = u.
     """
     import torch
 
@@ -401,32 +610,66 @@ def _store_paper_head(model, name: str, layers: list) -> None:
             output.bias.copy_(last_bias)
 
 
-def predict_probabilities(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """(N, ΣD) raw features → (N, 6) emotion probabilities (float32 inference, exactly as the saved model)."""
+def predict_logits(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """(M, ΣD) raw feature rows → (M, 6) logits (float32 inference, exactly as the saved model), as float64."""
     import torch
 
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
-            logits = model(features=torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size]))).logits
-            outputs.append(logits.softmax(-1).double().numpy())
+            rows = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32))
+            outputs.append(model(features=rows).logits.double().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, len(blemore.EMOTIONS)))
 
 
+def clip_probabilities(row_logits, clip: np.ndarray, num_clips: int) -> np.ndarray:
+    """Rows' logits → (num_clips, 6) probabilities: each clip's mean logit over its rows, then the softmax.
+
+    With one row per clip (aggregation) this is the softmax of its logits; with windows (subsampling) the
+    paper's rule: logits averaged over the clip's windows before the softmax.
+    """
+    from modeling.decoding_blemore import softmax, to_numpy
+
+    logits = to_numpy(row_logits)
+    if len(clip) == num_clips and np.array_equal(clip, np.arange(num_clips)):
+        return softmax(logits)
+    sums = np.zeros((num_clips, logits.shape[1]))
+    np.add.at(sums, clip, logits)
+    counts = np.bincount(clip, minlength=num_clips)
+    if (counts == 0).any():
+        raise BlemoreError(f"{int((counts == 0).sum())} clips have no feature rows to predict from")
+    return softmax(sums / counts[:, None])
+
+
+def predict_probabilities(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """(N, ΣD) raw features, one row per clip → (N, 6) emotion probabilities."""
+    logits = predict_logits(model, x, batch_size)
+    return clip_probabilities(logits, np.arange(len(logits)), len(logits))
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Cross-validation and the test fit
+# Cross-validation and the test fit (reusable by any head that takes a protocol)
 # ---------------------------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class CrossValidation:
-    """Per-fold results (α/β tuned on each validation fold), out-of-fold probabilities and the pooled choice."""
+    """Per-fold results, the validation probabilities of every fold and the pooled out-of-fold search.
+
+    ``folds[i]`` holds ``fold``, ``n_clips``, ``alpha``/``beta`` (= ``presence_threshold``/``salience_threshold``,
+    searched on that fold's probabilities with the protocol's grid), ``acc_presence``, ``acc_salience``,
+    ``score``, ``best_epoch`` and ``with_pooled_thresholds``. ``training_clips[k]``: the table rows fold ``k``'s
+    heads were trained on. ``oof_probabilities``: each labelled training clip's probabilities from the fold that
+    held it out.
+    """
 
     folds: list[dict]
     oof_probabilities: np.ndarray
     oof_mask: np.ndarray
     pooled: dict
     seconds: float
+    training_clips: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+    epoch_scores: dict[int, list[list[float]]] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> dict:
         result = {}
@@ -442,38 +685,56 @@ def _labelled_train(table: FeatureTable) -> np.ndarray:
 
 
 def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequence[str]] | None = None,
-                   progress: bool = False) -> CrossValidation:
-    """5-fold CV over the ``fold`` column of the labelled training rows.
+                   progress: bool = False, designs: Sequence[Design] | None = None) -> CrossValidation:
+    """K-fold CV over the ``fold`` column of the labelled training rows, as ``settings.training`` says.
 
+    Fold ``k``'s heads train on the rows of labelled training clips whose fold is not ``k`` (recorded in
+    ``training_clips``) and are evaluated on fold ``k``'s clips, where α/β are searched on the protocol's grid.
     ``groups``: feature-config groups whose heads are trained separately and whose probabilities are averaged
-    (late fusion); default one group with every config (early fusion).
+    (late fusion); default one group with every config (early fusion). ``designs``: the rows of each group
+    (default: aggregation, one row per clip).
     """
     from tqdm.auto import tqdm
 
+    from modeling.decoding_blemore import threshold_outcomes
+
+    training = settings.training
     start_time = time.perf_counter()
     groups = [list(g) for g in (groups or [list(table.features)])]
+    designs = list(designs) if designs is not None else [aggregation_design(table, g) for g in groups]
     labelled = _labelled_train(table)
     folds = sorted(set(table.fold[labelled].tolist()))
     if len(folds) < 2:
         raise BlemoreError(f"cross-validation needs labelled training clips in at least two folds, found {folds}")
     probabilities = np.zeros((len(table.clip_ids), len(blemore.EMOTIONS)))
-    matrices = [table.matrix(group) for group in groups]
-    results = []
-    for fold in tqdm(folds, desc=f"cv {settings.head}", unit="fold", disable=not progress):
-        train_rows, valid_rows = labelled & (table.fold != fold), labelled & (table.fold == fold)
-        fold_probs = np.zeros((int(valid_rows.sum()), len(blemore.EMOTIONS)))
-        for group, x in zip(groups, matrices):
-            sizes = {n: table.feature_sizes[n] for n in group}
-            model = train_head(x[train_rows], table.soft_target[train_rows], sizes, settings,
-                               seed=settings.seed + fold)
-            fold_probs += predict_probabilities(model, x[valid_rows]) / len(groups)
-        probabilities[valid_rows] = fold_probs
-        search = tune_thresholds(fold_probs, table.outcome[valid_rows])
-        results.append({"fold": int(fold), "n_clips": int(valid_rows.sum()), **search.as_dict()})
-    pooled_search = tune_thresholds(probabilities[labelled], table.outcome[labelled])
-    from modeling.decoding_blemore import threshold_outcomes
-
-    for result in results:  # each fold decoded with the one pooled α/β: no fold tunes on its own clips
+    results, training_clips, epoch_scores = [], {}, {}
+    for fold in tqdm(folds, desc=f"cv {settings.head} ({training.name})", unit="fold", disable=not progress):
+        train_clips, valid_clips = labelled & (table.fold != fold), labelled & (table.fold == fold)
+        valid_index = np.flatnonzero(valid_clips)
+        position = np.full(len(table.clip_ids), -1)
+        position[valid_index] = np.arange(len(valid_index))
+        fold_probs = np.zeros((len(valid_index), len(blemore.EMOTIONS)))
+        best_epochs, epoch_scores[int(fold)] = [], []
+        for design in designs:
+            train_rows, valid_rows = design.rows_of(train_clips), design.rows_of(valid_clips)
+            validation = Validation(design.x[valid_rows], position[design.clip[valid_rows]],
+                                    table.outcome[valid_index], training.grid)
+            fitted = fit_head(design.x[train_rows], table.soft_target[design.clip[train_rows]], design.sizes, settings,
+                              seed=settings.seed + fold, validation=validation)
+            fold_probs += fitted.probabilities / len(groups)
+            # the clips whose rows this fold's heads were given, read back from the rows themselves
+            training_clips[int(fold)] = np.unique(design.clip[train_rows])
+            best_epochs.append(fitted.best_epoch)
+            epoch_scores[int(fold)].append(fitted.epoch_scores)
+        probabilities[valid_clips] = fold_probs
+        search = tune_thresholds(fold_probs, table.outcome[valid_clips], grid=training.grid)
+        results.append({"fold": int(fold), "n_clips": int(valid_clips.sum()), **search.as_dict(),
+                        "alpha": search.presence_threshold, "beta": search.salience_threshold,
+                        "best_epoch": best_epochs[0] if len(best_epochs) == 1 else best_epochs})
+    pooled_search = tune_thresholds(probabilities[labelled], table.outcome[labelled], grid=training.grid)
+    for result in results:
+        # every fold decoded with the one pooled α/β. That search saw every fold's clips, this fold's included,
+        # so these figures are not held out: they show how much one shared α/β costs or gains, nothing more.
         rows = labelled & (table.fold == result["fold"])
         decoded = threshold_outcomes(probabilities[rows], pooled_search.presence_threshold,
                                      pooled_search.salience_threshold)
@@ -491,18 +752,36 @@ def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence
                                      [c for c, keep in zip(table.clip_ids, labelled) if keep],
                                      pooled_search.presence_threshold, pooled_search.salience_threshold)
     pooled.update({key: interval[key] for key in ("ci", "ci_level", "ci_method", "n_clusters")})
-    return CrossValidation(results, probabilities, labelled, pooled, time.perf_counter() - start_time)
+    return CrossValidation(results, probabilities, labelled, pooled, time.perf_counter() - start_time,
+                           training_clips, epoch_scores)
+
+
+def best_fold(cv: CrossValidation) -> dict:
+    """The fold with the highest composite score (mean of the two accuracies); ties: the lowest fold id."""
+    return max(sorted(cv.folds, key=lambda f: f["fold"]), key=lambda f: np.nan_to_num(f["score"], nan=-1.0))
+
+
+def test_fit_thresholds(cv: CrossValidation, training: HeadProtocol) -> tuple[tuple[float, float], str]:
+    """(α, β) the test fit is decoded with, as the protocol says, and a sentence saying where they come from."""
+    if training.test_fit_thresholds == "best_fold":
+        fold = best_fold(cv)
+        return ((fold["presence_threshold"], fold["salience_threshold"]),
+                f"the α/β of the best fold (fold {fold['fold']}, composite score {fold['score']:.4f})")
+    return ((cv.pooled["presence_threshold"], cv.pooled["salience_threshold"]),
+            "tuned on the pooled out-of-fold probabilities of the five folds")
 
 
 def format_table(cv: CrossValidation, title: str = "") -> str:
     """The per-fold rows and the mean ± std row as a plain-text table."""
     lines = [title] if title else []
-    lines.append(f"{'fold':>6} {'clips':>6} {'α':>5} {'β':>5} " + " ".join(f"{m:>13}" for m in METRICS))
+    lines.append(f"{'fold':>6} {'clips':>6} {'epoch':>5} {'α':>5} {'β':>5} " + " ".join(f"{m:>13}" for m in METRICS))
     for row in cv.folds:
-        lines.append(f"{row['fold']:>6} {row['n_clips']:>6} {row['presence_threshold']:>5.2f} "
+        epoch = row.get("best_epoch")
+        epoch = epoch if isinstance(epoch, int) else "-"
+        lines.append(f"{row['fold']:>6} {row['n_clips']:>6} {epoch:>5} {row['presence_threshold']:>5.2f} "
                      f"{row['salience_threshold']:>5.2f} " + " ".join(f"{row[m]:>13.4f}" for m in METRICS))
     summary = cv.summary()
-    lines.append(f"{'mean':>6} {'':>6} {'':>5} {'':>5} "
+    lines.append(f"{'mean':>6} {'':>6} {'':>5} {'':>5} {'':>5} "
                  + " ".join(f"{summary[m]['mean']:>6.4f}±{summary[m]['std']:<6.4f}" for m in METRICS))
     p = cv.pooled
     lines.append(f"pooled out-of-fold, one α/β for all folds: α={p['presence_threshold']:.2f} "
@@ -516,18 +795,43 @@ def format_table(cv: CrossValidation, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def fit_final(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequence[str]], thresholds: tuple):
-    """Heads trained on every labelled training clip, their decoding thresholds set to ``thresholds`` (α, β)."""
+def fit_final(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequence[str]], thresholds: tuple,
+              designs: Sequence[Design] | None = None):
+    """Heads trained on every labelled training clip (the protocol's test-fit epochs), decoded with ``thresholds``."""
+    training = settings.training
     labelled = _labelled_train(table)
+    designs = list(designs) if designs is not None else [aggregation_design(table, g) for g in groups]
     models = []
-    for group in groups:
-        sizes = {n: table.feature_sizes[n] for n in group}
-        model = train_head(table.matrix(group)[labelled], table.soft_target[labelled], sizes, settings,
-                           seed=settings.seed + 100)
+    for design in designs:
+        rows = design.rows_of(labelled)
+        model = fit_head(design.x[rows], table.soft_target[design.clip[rows]], design.sizes, settings,
+                         seed=settings.seed + 100, epochs=training.test_fit_epochs).model
         model.config.presence_threshold, model.config.salience_threshold = map(float, thresholds)
         model.config.decoder = "thresholds"
+        # read by `blemore predict`: a subsampling head scores windows, and a clip is its windows' mean logits
+        model.config.feature_method = settings.method
         models.append(model)
     return models
+
+
+def write_cv_outputs(cv: CrossValidation, table: FeatureTable, folder: Path, settings: HeadSettings,
+                     extra: dict | None = None) -> Path:
+    """``folder/cv/fold{k}/validation_probabilities.csv`` and ``folder/cv/results.json`` (see the module docstring)."""
+    from blemore_toolkit.data.atomic import write_text_atomically
+
+    cv_dir = Path(folder) / "cv"
+    for row in cv.folds:
+        rows = np.flatnonzero(cv.oof_mask & (table.fold == row["fold"]))
+        lines = [",".join(["clip_id", *blemore.EMOTIONS])]
+        lines += [",".join([table.clip_ids[i], *(repr(float(p)) for p in cv.oof_probabilities[i])]) for i in rows]
+        (cv_dir / f"fold{row['fold']}").mkdir(parents=True, exist_ok=True)
+        write_text_atomically(cv_dir / f"fold{row['fold']}" / "validation_probabilities.csv", "\n".join(lines) + "\n")
+    keys = ("fold", "n_clips", "alpha", "beta", "acc_presence", "acc_salience", "score", "best_epoch",
+            "with_pooled_thresholds")
+    results = {**settings.as_dict(), "folds": [{k: row[k] for k in keys if k in row} for row in cv.folds],
+               "summary": cv.summary(), "pooled_out_of_fold": cv.pooled, "cv_seconds": cv.seconds, **(extra or {})}
+    write_text_atomically(cv_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+    return cv_dir
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -538,6 +842,9 @@ def fit_final(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequ
 def _model_card(report: dict, table_text: str) -> str:
     configs = report["feature_configs"]
     inputs = report["model_feature_sizes"]
+    subsampling_note = ("\nSubsampling: the model scores one window vector; a clip's prediction is its windows' "
+                        "logits averaged, then the softmax and the decoding below.\n"
+                        if report["method"] == "subsampling" else "")
     return f"""---
 library_name: transformers
 tags:
@@ -547,9 +854,10 @@ tags:
 ---
 # BLEMORE {report['head']} head on {', '.join(configs)}
 
-A `BlemoreForBlendedEmotionRecognition` trained by `blemore heads` on precomputed encoder features (the seven
-per-clip statistics of `blemore features`), soft-label KL objective, standardisation fitted on the training folds
-and stored in the model. Feature inputs (`config.feature_sizes`): {inputs}.
+A `BlemoreForBlendedEmotionRecognition` trained by `blemore heads --protocol {report['protocol']} --method
+{report['method']}` on precomputed encoder features (`blemore features`), soft-label KL objective, standardisation
+fitted on the training folds and stored in the model. Feature inputs (`config.feature_sizes`): {inputs}.
+{subsampling_note}
 
 ```python
 import torch
@@ -563,7 +871,7 @@ predictions = model.decode(model(features=features))  # [[{{"emotion": "ang", "s
 Decoding thresholds: α = {report['thresholds'][0]:.2f}, β = {report['thresholds'][1]:.2f}
 ({report['threshold_choice']}).
 
-## 5-fold cross-validation (actor-disjoint folds, α/β tuned per validation fold)
+## 5-fold cross-validation (actor-disjoint folds, α/β searched per validation fold)
 
 ```
 {table_text}
@@ -599,28 +907,39 @@ def run_heads_pipeline(
     cv_only: bool = False,
     progress: bool = True,
 ) -> dict:
-    """CV table, test fit, saved model(s), optional submission and push. Returns the report (also saved)."""
+    """CV table and outputs, test fit, saved model(s), optional submission and push. Returns the report."""
     dataset_dir = Path(dataset_dir)
     names = sorted(names)  # the order BlemoreConfig keeps feature inputs in (see load_feature_table)
+    training = settings.training
     table = load_feature_table(dataset_dir, names)
     groups = [[n] for n in names] if late_fusion else [list(names)]
+    if settings.method == "subsampling":
+        designs = [subsampling_design(dataset_dir, table, g) for g in groups]
+    else:
+        designs = [aggregation_design(table, g) for g in groups]
     fusion = "late (probabilities averaged)" if late_fusion and len(names) > 1 else "early (concatenation)"
-    cv = cross_validate(table, settings, groups, progress=progress)
-    title = f"{settings.head} on {' + '.join(names)} ({fusion}), {cv.seconds:.1f} s"
+    cv = cross_validate(table, settings, groups, progress=progress, designs=designs)
+    title = (f"{settings.head} on {' + '.join(names)} ({fusion}, {settings.method}, protocol {training.name}), "
+             f"{cv.seconds:.1f} s")
     table_text = format_table(cv, title)
     print(table_text)
-    thresholds = (cv.pooled["presence_threshold"], cv.pooled["salience_threshold"])
+    thresholds, choice = test_fit_thresholds(cv, training)
+    test_epochs = training.test_fit_epochs or training.epochs_for(settings.method)
+    output = Path(output or f"heads-{settings.head}-{'-'.join(names)}")
+    test_fit = {"alpha": float(thresholds[0]), "beta": float(thresholds[1]), "choice": choice,
+                "epochs": test_epochs, "trained": not cv_only}
+    cv_dir = write_cv_outputs(cv, table, output, settings, {"feature_configs": list(names), "fusion": fusion,
+                                                            "test_fit": test_fit})
     report = {
-        "head": settings.head, "feature_configs": list(names), "fusion": fusion,
-        "settings": dataclasses.asdict(settings), "cv_folds": cv.folds, "cv_summary": cv.summary(),
-        "cv_pooled": cv.pooled, "cv_seconds": cv.seconds, "thresholds": list(thresholds),
-        "threshold_choice": "tuned on the pooled out-of-fold probabilities of the five folds",
+        "head": settings.head, "feature_configs": list(names), "fusion": fusion, "protocol": training.name,
+        "method": settings.method, "settings": settings.as_dict(), "cv_folds": cv.folds,
+        "cv_summary": cv.summary(), "cv_pooled": cv.pooled, "cv_seconds": cv.seconds, "cv_dir": str(cv_dir),
+        "thresholds": list(thresholds), "threshold_choice": choice, "test_fit_epochs": test_epochs,
         "feature_provenance": _provenance(dataset_dir, names),
     }
     if cv_only:
         return report
-    output = Path(output or f"heads-{settings.head}-{'-'.join(names)}")
-    models = fit_final(table, settings, groups, thresholds)
+    models = fit_final(table, settings, groups, thresholds, designs)
     folders = []
     for group, model in zip(groups, models):
         folder = output / group[0] if late_fusion and len(groups) > 1 else output
@@ -637,8 +956,10 @@ def run_heads_pipeline(
             raise BlemoreError(f"{dataset_dir}: the feature configs hold no test clips to predict")
         from modeling.decoding_blemore import decode
 
-        probs = sum(predict_probabilities(m, table.matrix(g)[test_rows]) for g, m in zip(groups, models)) / len(models)
-        predictions = decode(probs, "thresholds", presence_threshold=thresholds[0], salience_threshold=thresholds[1])
+        probs = sum(clip_probabilities(predict_logits(m, d.x), d.clip, len(table.clip_ids))
+                    for d, m in zip(designs, models)) / len(models)
+        predictions = decode(probs[test_rows], "thresholds", presence_threshold=thresholds[0],
+                             salience_threshold=thresholds[1])
         from blemore_toolkit.evaluation.submission import write_submission
 
         clip_ids = [c for c, keep in zip(table.clip_ids, test_rows) if keep]
@@ -659,7 +980,9 @@ def run_heads_pipeline(
 
 
 __all__ = [
-    "CrossValidation", "FeatureTable", "HEADS", "HeadSettings", "cross_validate", "fit_final", "format_table",
-    "head_config", "load_feature_table", "predict_probabilities", "run_heads_pipeline", "standardisation",
-    "train_head",
+    "CrossValidation", "Design", "FeatureTable", "FittedHead", "HEADS", "HeadSettings", "Validation",
+    "aggregation_design", "best_fold", "clip_probabilities", "cross_validate", "fit_final", "fit_head",
+    "format_table", "head_config", "load_feature_table", "per_feature_standardisation", "predict_logits",
+    "predict_probabilities", "run_heads_pipeline", "standardisation", "subsampling_design", "test_fit_thresholds",
+    "train_head", "write_cv_outputs",
 ]

@@ -116,8 +116,8 @@ accuracy as the challenge computes them.
 ## Training
 
 Trained with `blemore train` (transformers Trainer) on {summary.get('dataset')}, fold setting `{summary.get('fold')}`.
-The final model is fitted on all train folds for the same number of epochs; its thresholds were tuned on the
-folds' pooled out-of-fold predictions.
+The final model is fitted on all train folds for the same number of epochs; its thresholds:
+{(summary.get('final') or {}).get('choice', "tuned on the folds' pooled out-of-fold predictions")}.
 
 ## Limitations
 

@@ -12,6 +12,13 @@ What a run does
   final fit, it trains for the same number of epochs and takes the α/β tuned on the five folds' pooled
   validation predictions (each clip predicted by the model that did not see its actor).
 * ``--fold none`` is only the final fit, with the given (or default) thresholds.
+* ``--protocol paper`` applies what the organisers' protocol says that concerns end-to-end training: α/β searched
+  on their 20 × 20 grid (ties to the lowest α, then β) and the final fit decoded with the α/β of the best fold
+  (highest composite score; ties: the lowest fold). The best epoch per fold is chosen by the composite score under
+  either protocol. ``--protocol toolkit`` (default): the toolkit's grid and the pooled α/β above. The optimiser
+  settings of the paper are for heads on features (``blemore heads``), not for fine-tuning encoders.
+* Each fold's ``results.json`` lists the clips it trained on (``training_clips``), so that anyone can check that no
+  fold trains on its own validation clips.
 
 Clips are decoded and processed on the fly in DataLoader workers (``blemore_toolkit.training.batches``); the model
 is the tiny random demo model unless ``--video-backbone``/``--audio-backbone`` (pretrained encoders, by Hub name or
@@ -33,7 +40,7 @@ import numpy as np
 
 from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.data.loading import load_split
-from blemore_toolkit.evaluation.tuning import tune_thresholds
+from blemore_toolkit.evaluation.tuning import PAPER_GRID, TOOLKIT_GRID, ThresholdGrid, tune_thresholds
 from blemore_toolkit.training.batches import (
     LABEL_KEY,
     ClipCollator,
@@ -78,6 +85,16 @@ class TrainSettings:
     max_steps: int = -1
     logging_steps: int = 10
     progress: bool = True
+    #: ``toolkit`` or ``paper``: the α/β grid and the final fit's α/β rule (see the module docstring).
+    protocol: str = "toolkit"
+
+    @property
+    def threshold_grid(self) -> ThresholdGrid:
+        if self.protocol not in ("toolkit", "paper"):
+            from blemore import BlemoreError
+
+            raise BlemoreError(f"--protocol {self.protocol!r}: expected toolkit or paper")
+        return PAPER_GRID if self.protocol == "paper" else TOOLKIT_GRID
 
     @property
     def tiny(self) -> bool:
@@ -126,7 +143,7 @@ def build_model(settings: TrainSettings):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def validation_scores(config, predictions, truth) -> dict:
+def validation_scores(config, predictions, truth, grid: ThresholdGrid = TOOLKIT_GRID) -> dict:
     """Challenge accuracies on validation, decoded with the config's decoder after tuning α/β where it has them.
 
     The accuracies are computed by ``challenge.challenge_scores`` on the decoded predictions, the same code as
@@ -148,17 +165,17 @@ def validation_scores(config, predictions, truth) -> dict:
     untuned = scored(decode_outcomes(outcome_probs if outcome_probs is not None else probs, **parameters))
     if parameters["decoder"] != "thresholds":
         return {**untuned, "untuned_score": untuned["score"]}
-    search = tune_thresholds(probs, truth)
+    search = tune_thresholds(probs, truth, grid=grid)
     thresholds = {"presence_threshold": search.presence_threshold, "salience_threshold": search.salience_threshold}
     return {**scored(decode_outcomes(probs, **{**parameters, **thresholds})), **thresholds,
             "untuned_score": untuned["score"]}
 
 
-def metrics_for(config):
+def metrics_for(config, grid: ThresholdGrid = TOOLKIT_GRID):
     """``compute_metrics`` for the Trainer: the challenge score on validation, α/β tuned (``validation_scores``)."""
 
     def compute_metrics(eval_prediction) -> dict:
-        return validation_scores(config, eval_prediction.predictions, np.asarray(eval_prediction.label_ids))
+        return validation_scores(config, eval_prediction.predictions, np.asarray(eval_prediction.label_ids), grid)
 
     return compute_metrics
 
@@ -253,7 +270,7 @@ def _train_and_save(name: str, run_dir: Path, train_split, eval_split, settings:
         train_dataset=clip_stream(train_split, processor, with_labels=True),
         eval_dataset=clip_stream(eval_split, processor, with_labels=True) if eval_split is not None else None,
         data_collator=ClipCollator(processor),
-        compute_metrics=metrics_for(model.config) if eval_split is not None else None,
+        compute_metrics=metrics_for(model.config, settings.threshold_grid) if eval_split is not None else None,
     )
     checkpoint = _last_checkpoint(run_dir) if settings.resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -264,7 +281,7 @@ def _train_and_save(name: str, run_dir: Path, train_split, eval_split, settings:
     if eval_split is not None:
         prediction = trainer.predict(clip_stream(eval_split, processor, with_labels=True), metric_key_prefix="val")
         truth = np.asarray(labelled_outcomes(eval_split))
-        metrics = validation_scores(model.config, prediction.predictions, truth)
+        metrics = validation_scores(model.config, prediction.predictions, truth, settings.threshold_grid)
         thresholds = {key: metrics[key] for key in ("presence_threshold", "salience_threshold") if key in metrics}
         metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
         metrics["epochs_trained"] = trainer.state.epoch
@@ -276,7 +293,8 @@ def _train_and_save(name: str, run_dir: Path, train_split, eval_split, settings:
     if trainer.is_world_process_zero():
         trainer.save_model(str(model_dir))
         processor.save_pretrained(model_dir)
-        _write_json(run_dir / "results.json", {"name": name, "metrics": result.metrics, "settings": asdict(settings)})
+        _write_json(run_dir / "results.json", {"name": name, "metrics": result.metrics, "settings": asdict(settings),
+                                               "training_clips": list(train_split["clip_id"])})
         if result.probabilities is not None:
             from blemore_toolkit.evaluation.probabilities import write_probabilities
 
@@ -358,13 +376,27 @@ def format_table(table: dict) -> str:
     return "\n".join(lines)
 
 
-def pooled_thresholds(results: list[RunResult]) -> dict:
+def pooled_thresholds(results: list[RunResult], grid: ThresholdGrid = TOOLKIT_GRID) -> dict:
     """α/β tuned on the folds' validation predictions taken together (every train clip predicted out of fold)."""
     probabilities = np.concatenate([result.probabilities for result in results])
     truth = np.concatenate([result.truth for result in results])
-    search = tune_thresholds(probabilities, truth)
+    search = tune_thresholds(probabilities, truth, grid=grid)
     return {"presence_threshold": search.presence_threshold, "salience_threshold": search.salience_threshold,
-            "pooled_score": search.score}
+            "pooled_score": search.score, "choice": "pooled out-of-fold"}
+
+
+def best_fold_thresholds(results: list[RunResult]) -> dict:
+    """The α/β of the fold with the highest composite validation score (ties: the first fold), as the paper."""
+    best = max(results, key=lambda result: np.nan_to_num(result.metrics["score"], nan=-1.0))
+    return {"presence_threshold": best.metrics["presence_threshold"],
+            "salience_threshold": best.metrics["salience_threshold"], "choice": f"best fold ({best.name})"}
+
+
+def final_fit_thresholds(results: list[RunResult], settings: TrainSettings) -> dict:
+    """The final fit's α/β under the settings' protocol (paper: best fold; toolkit: pooled out-of-fold)."""
+    if settings.protocol == "paper":
+        return best_fold_thresholds(results)
+    return pooled_thresholds(results, settings.threshold_grid)
 
 
 def run_training(dataset_dir: str, fold: str, settings: TrainSettings, thresholds: dict | None = None) -> dict:
@@ -385,7 +417,7 @@ def run_training(dataset_dir: str, fold: str, settings: TrainSettings, threshold
     if fold in ("all", "none"):
         final_thresholds = dict(thresholds or {})
         if len(results) > 1 and not final_thresholds:
-            final_thresholds = pooled_thresholds(results)
+            final_thresholds = final_fit_thresholds(results, settings)
         decoding = {key: final_thresholds[key] for key in ("presence_threshold", "salience_threshold")
                     if key in final_thresholds}
         final = train_run("final", load_split(dataset_dir, "default", "train"), None, settings, decoding)
@@ -409,4 +441,4 @@ def _write_json(path: Path, data: dict) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-__all__ = ["TrainSettings", "build_model", "run_training", "train_run", "validation_scores"]
+__all__ = ["TrainSettings", "build_model", "final_fit_thresholds", "run_training", "train_run", "validation_scores"]
