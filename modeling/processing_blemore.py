@@ -29,7 +29,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoVideoProcessor, BatchFeature
 from transformers.dynamic_module_utils import custom_object_save
-from transformers.utils import PushToHubMixin, cached_file
+from transformers.utils import PushToHubMixin, cached_file, is_torchvision_available
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
@@ -354,6 +354,10 @@ def _as_batch(clips, *, video: bool) -> list:
 def _load_processor(name: str | None, settings: dict, what: str):
     """Rebuild a saved sub-processor by its class name (transformers picks the PIL flavour of an image processor
     where torchvision is missing)."""
+    # Image processors are saved under their torchvision class name even when the PIL flavour did the work; without
+    # torchvision, ask for the PIL class by name (even looking the other up makes transformers warn on every load).
+    if name and not is_torchvision_available() and hasattr(transformers, f"{name}Pil"):
+        name = f"{name}Pil"
     if not name or not hasattr(transformers, name):
         raise ValueError(f"processor_config.json: unknown {what} class {name!r} (not in this transformers version)")
     return getattr(transformers, name).from_dict(settings)

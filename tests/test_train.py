@@ -147,10 +147,10 @@ def test_push_to_hub_with_a_card_then_load_it_elsewhere(fold_run, hub, tmp_path)
     reader = """
         import json, sys
         import numpy as np
-        from transformers import AutoModel
+        from transformers import AutoModelForVideoClassification
         from huggingface_hub import ModelCard
         repo, revision = sys.argv[1], sys.argv[2]
-        model = AutoModel.from_pretrained(repo, trust_remote_code=True, revision=revision)
+        model = AutoModelForVideoClassification.from_pretrained(repo, trust_remote_code=True, revision=revision)
         card = ModelCard.load(repo)
         results = card.data.eval_results
         print(json.dumps({"class": type(model).__name__, "alpha": model.config.presence_threshold,

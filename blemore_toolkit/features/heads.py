@@ -13,12 +13,12 @@ Heads (``--head``):
 * ``concat``, ``gated``, ``cross_attention`` — the model's fusion heads with one feature input per feature config
   (each projected to ``--hidden`` units, then fused; see ``modeling.BlemoreConfig.fusion``).
 
-**The saved head is a ``BlemoreForBlendedEmotionRecognition``**: it loads with ``AutoModel.from_pretrained(folder,
-trust_remote_code=True)``, takes the raw feature vectors as ``features`` and pushes with ``--push-to-hub`` like any
-other BLEMORE model, and it predicts exactly what was validated (the fusion heads are trained as that module; the
-paper's heads are trained on the standardised features and written into its layers exactly). Two identities make
-the paper's heads fit the model's feature path (``LayerNorm → Linear → GELU`` per input, then fusion and head)
-without any change to it:
+**The saved head is a ``BlemoreForBlendedEmotionRecognition``**: it loads with
+``AutoModelForVideoClassification.from_pretrained(folder, trust_remote_code=True)`` (the classifier's task class),
+takes the raw feature vectors as ``features`` and pushes with ``--push-to-hub`` like any other BLEMORE model, and it
+predicts exactly what was validated (the fusion heads are trained as that module; the paper's heads are trained on
+the standardised features and written into its layers exactly). Two identities make the paper's heads fit the
+model's feature path (``LayerNorm → Linear → GELU`` per input, then fusion and head) without any change to it:
 
 * *standardisation*: each input's LayerNorm first normalises a clip's vector; its elementwise affine weights are then
   set to ``1/σ`` and ``-μ/σ`` of those normalised vectors over the training rows, and frozen. The Linear layer so
@@ -542,9 +542,9 @@ and stored in the model. Feature inputs (`config.feature_sizes`): {inputs}.
 
 ```python
 import torch
-from transformers import AutoModel
+from transformers import AutoModelForVideoClassification
 
-model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
+model = AutoModelForVideoClassification.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
 features = torch.tensor(rows["features"])  # (batch, {sum(inputs.values())}): {' + '.join(configs)} concatenated
 predictions = model.decode(model(features=features))  # [[{{"emotion": "ang", "salience": 70.0}}, ...], ...]
 ```

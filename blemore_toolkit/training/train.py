@@ -99,9 +99,10 @@ def build_model(settings: TrainSettings):
 
     torch.manual_seed(settings.seed)
     if settings.init_from:
-        from transformers import AutoModel
+        from transformers import AutoModelForVideoClassification
 
-        model = AutoModel.from_pretrained(settings.init_from, trust_remote_code=True, **settings.model_settings)
+        model = AutoModelForVideoClassification.from_pretrained(settings.init_from, trust_remote_code=True,
+                                                                **settings.model_settings)
         processor = BlemoreProcessor.from_pretrained(settings.init_from)
         return model, processor
     if settings.tiny:
