@@ -11,6 +11,7 @@ Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` i
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_blemore import BlemoreConfig
 from .decoding_blemore import EMOTIONS, OUTCOME_TARGETS, OUTCOMES, decode_outcomes, outcomes_to_predictions, softmax
+from .model_card_blemore import TRANSFORMERS_TEMPLATE_MARK, render_model_card
 from .pipeline_blemore import custom_pipelines_entry
 
 logger = logging.get_logger(__name__)
@@ -217,6 +219,18 @@ class BlemorePreTrainedModel(PreTrainedModel):
         if self._auto_class is not None:
             self._write_remote_code_map()
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _upload_modified_files(self, working_dir, repo_id, *args, **kwargs):
+        """``push_to_hub``: upload the BLEMORE model card instead of transformers' empty template.
+
+        A card already in the repo (e.g. the one ``blemore train --push-to-hub`` wrote, with validation results) is
+        kept, as transformers keeps it; only the template that stands in for a missing card is replaced.
+        """
+        readme = os.path.join(working_dir, "README.md")
+        if not os.path.isfile(readme) or TRANSFORMERS_TEMPLATE_MARK in open(readme, encoding="utf-8").read():
+            with open(readme, "w", encoding="utf-8") as f:
+                f.write(render_model_card(self.config, repo_id))
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
     def _write_remote_code_map(self) -> None:
         module = type(self).__module__.rsplit(".", 1)[-1]
