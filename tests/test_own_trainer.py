@@ -160,3 +160,36 @@ def test_push_to_hub_writes_the_blemore_card_and_the_pipeline_loads_from_the_hub
     with torch.no_grad():
         expected = model.decode(model(**processor(videos=[str(clip)], audio=[str(clip)])))[0]
     assert printed["prediction"]["emotions"] == expected
+
+
+LOAD_AND_RUN = """
+import sys, torch
+from modeling import BlemoreProcessor
+from blemore_toolkit.training.tiny import tiny_model
+processor = BlemoreProcessor.from_pretrained(sys.argv[1])
+batch = processor(videos=sys.argv[2:4], audio=sys.argv[2:4])  # two clips of different lengths: padded audio
+assert batch["attention_mask"].min() == 0
+with torch.no_grad():
+    tiny_model().train()(**batch, labels=torch.tensor([0, 7]))
+print("ran")
+"""
+
+
+def test_loading_a_processor_and_a_forward_pass_print_no_warnings(tmp_path, synthetic_raw):
+    import os
+    import subprocess
+    import sys
+
+    tiny_processor().save_pretrained(tmp_path)
+    clips = sorted(str(p) for p in (synthetic_raw / "test").glob("*.mov"))
+    reader, lengths = tiny_processor(max_audio_seconds=None), {}
+    for clip in clips:  # two clips whose audio differs in length (durations are drawn from 1-3 s)
+        lengths.setdefault(round(len(reader.load_audio(clip)) / 1600), clip)
+        if len(lengths) == 2:
+            break
+    assert len(lengths) == 2
+    env = {**os.environ, "PYTHONWARNINGS": "always"}
+    run = subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(tmp_path), *list(lengths.values())[:2]],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0 and "ran" in run.stdout, run.stderr[-2000:]
+    assert "torchvision" not in run.stderr and "key_padding_mask" not in run.stderr, run.stderr[-2000:]
