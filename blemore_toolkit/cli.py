@@ -612,7 +612,7 @@ def run_heads(args: argparse.Namespace) -> int:
                                 cv_only=args.cv_only, progress=not args.quiet)
     print(f"cross-validation results in {report['cv_dir']}")
     for folder in report.get("model_folders", []):
-        print(f"saved {folder} (AutoModel.from_pretrained({folder!r}, trust_remote_code=True))")
+        print(f"saved {folder} (AutoModelForVideoClassification.from_pretrained({folder!r}, trust_remote_code=True))")
     if "submission" in report:
         print(f"wrote {report['submission']}")
     if "pushed" in report:

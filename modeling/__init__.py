@@ -3,9 +3,12 @@
 The files in this folder are flat with relative imports only, so ``save_pretrained`` can ship them as Hub remote
 code (``AutoModel.from_pretrained(repo, trust_remote_code=True)`` then works without this package).
 
-Importing a class from here also registers it with the Auto classes (``AutoConfig`` for ``model_type="blemore"``,
-``AutoModel``, ``AutoModelForVideoClassification``, ``AutoModelForAudioClassification``, ``AutoProcessor``), so
-saved BLEMORE models load with the Auto API in this environment without ``trust_remote_code``.
+Importing a class from here also registers it with the Auto classes, so saved BLEMORE models load with the Auto API
+in this environment without ``trust_remote_code``: ``AutoConfig`` (``model_type="blemore"``), ``AutoModel`` → the
+base ``BlemoreModel`` (embeddings, the transformers convention), ``AutoModelForVideoClassification`` → the
+classifier ``BlemoreForBlendedEmotionRecognition`` (every BLEMORE model, whatever its inputs),
+``AutoModelForAudioClassification`` → the classifier of an audio-only model (refuses one that needs video),
+``AutoProcessor`` → ``BlemoreProcessor``. ``BlemorePipeline`` is the ``pipeline`` of a saved model.
 
 Names are imported lazily: ``from modeling.decoding_blemore import decode`` (numpy only) does not pull in torch
 and transformers, which the training and prediction commands appreciate when tuning decoders on stored arrays.
@@ -19,6 +22,8 @@ _EXPORTS = {
     "BlemoreConfig": "configuration_blemore",
     "BlemoreModel": "modeling_blemore",
     "BlemoreForBlendedEmotionRecognition": "modeling_blemore",
+    "BlemoreForAudioClassification": "modeling_blemore",
+    "BlemorePipeline": "pipeline_blemore",
     "BlemoreModelOutput": "modeling_blemore",
     "BlemoreOutput": "modeling_blemore",
     "BlemorePreTrainedModel": "modeling_blemore",
@@ -50,13 +55,15 @@ def register_auto_classes() -> None:
     )
 
     from .configuration_blemore import BlemoreConfig
-    from .modeling_blemore import BlemoreForBlendedEmotionRecognition
+    from .modeling_blemore import BlemoreForAudioClassification, BlemoreForBlendedEmotionRecognition, BlemoreModel
     from .processing_blemore import BlemoreProcessor
 
     AutoConfig.register(BlemoreConfig.model_type, BlemoreConfig, exist_ok=True)
-    # AutoModel gives the model with its head, as a saved checkpoint's auto_map does (see modeling_blemore).
-    for auto_class in (AutoModel, AutoModelForVideoClassification, AutoModelForAudioClassification):
-        auto_class.register(BlemoreConfig, BlemoreForBlendedEmotionRecognition, exist_ok=True)
+    # As a saved checkpoint's auto_map says (see modeling_blemore): AutoModel is the base model, the task classes the
+    # classifier; the audio one refuses a model that needs more than audio.
+    AutoModel.register(BlemoreConfig, BlemoreModel, exist_ok=True)
+    AutoModelForVideoClassification.register(BlemoreConfig, BlemoreForBlendedEmotionRecognition, exist_ok=True)
+    AutoModelForAudioClassification.register(BlemoreConfig, BlemoreForAudioClassification, exist_ok=True)
     AutoProcessor.register(BlemoreConfig, BlemoreProcessor, exist_ok=True)
     _registered = True
 

@@ -177,8 +177,17 @@ class BlemoreConfig(PreTrainedConfig):
 
     def validate_blemore(self):
         """Reject settings the model cannot build or decode with, at construction and before saving."""
-        if tuple(self.id2label[i] for i in range(len(self.id2label))) != EMOTIONS:
-            raise ValueError(f"id2label must map 0..5 to {EMOTIONS} (the order of every emotion vector)")
+        labels = tuple(str(self.id2label.get(i, self.id2label.get(str(i)))) for i in range(len(self.id2label)))
+        if labels != EMOTIONS or dict(self.label2id or {}) != {label: i for i, label in enumerate(EMOTIONS)}:
+            hint = ""
+            if len(labels) == len(OUTCOMES):
+                hint = (" 36 labels are the outcomes: a BLEMORE model predicts them with objective='outcome' "
+                        "(a 36-way head; pass that instead of id2label/label2id) or decodes them from the six "
+                        "emotions (model.decode);")
+            raise ValueError(
+                f"id2label/label2id must map 0..5 to the six emotions {EMOTIONS}, got {len(labels)} labels.{hint} "
+                "leave id2label, label2id and num_labels unset"
+            )
         for name, size in (self.feature_sizes or {}).items():
             if name in ENCODER_MODALITIES and getattr(self, f"{name}_config") is not None:
                 raise ValueError(f"feature input {name!r} clashes with the {name} encoder; give it another name")

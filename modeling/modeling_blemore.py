@@ -11,6 +11,8 @@ Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` i
 from __future__ import annotations
 
 import inspect
+import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -22,16 +24,24 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_blemore import BlemoreConfig
 from .decoding_blemore import EMOTIONS, OUTCOME_TARGETS, OUTCOMES, decode_outcomes, outcomes_to_predictions, softmax
+from .model_card_blemore import TRANSFORMERS_TEMPLATE_MARK, render_model_card
+from .pipeline_blemore import custom_pipelines_entry
 
 logger = logging.get_logger(__name__)
 
-# Auto classes a saved model is registered under. AutoModel gives the full model with its head: a shared BLEMORE
-# checkpoint exists to predict emotions (the headless BlemoreModel loads from the same files by its class).
-AUTO_MODEL_CLASSES: tuple[str, ...] = (
-    "AutoModel",
-    "AutoModelForVideoClassification",
-    "AutoModelForAudioClassification",
-)
+# Auto classes of a saved checkpoint (its config's ``auto_map``), as transformers' own models do it: ``AutoModel``
+# gives the base ``BlemoreModel`` (embeddings), the task classes give the classifier.
+# ``AutoModelForVideoClassification`` is the classifier's task class for every BLEMORE model;
+# ``AutoModelForAudioClassification`` only for a model that runs on audio alone (an audio-only Auto class must not
+# hand back a model that needs video or feature vectors).
+BASE_AUTO_CLASS = "AutoModel"
+VIDEO_AUTO_CLASS = "AutoModelForVideoClassification"
+AUDIO_AUTO_CLASS = "AutoModelForAudioClassification"
+AUTO_MODEL_CLASSES: tuple[str, ...] = (BASE_AUTO_CLASS, VIDEO_AUTO_CLASS, AUDIO_AUTO_CLASS)
+
+
+def runs_on_audio_alone(config: BlemoreConfig) -> bool:
+    return config.modality_names == ["audio"]
 
 
 @dataclass
@@ -193,8 +203,11 @@ class BlemorePreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
-    #: Auto classes a saved checkpoint of this class answers to (written into ``auto_map``).
-    _auto_classes_saved: tuple[str, ...] = ("AutoModel",)
+    def __init__(self, config: BlemoreConfig, *inputs, **kwargs):
+        # from_pretrained applies keyword arguments (id2label, label2id, num_labels as the classification tutorials
+        # pass them) after the config was validated: check again before building layers that could not hold them.
+        config.validate_blemore()
+        super().__init__(config, *inputs, **kwargs)
 
     def _init_weights(self, module):
         """Only the BLEMORE layers: encoders are PreTrainedModels and initialise themselves (or load weights)."""
@@ -210,25 +223,53 @@ class BlemorePreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save as usual; for remote code, list every Auto class the checkpoint supports in ``auto_map``.
+        """Save as usual; for remote code, also the Auto classes, the pipeline and the processor's code.
 
-        ``register_for_auto_class`` records only the class being saved; a Hub user should also reach the model
-        through the other task classes and the processor through ``AutoProcessor``.
+        ``register_for_auto_class`` records only the class being saved; a Hub user should reach the base model through
+        ``AutoModel``, the classifier through its task classes, the processor through ``AutoProcessor`` and the
+        pipeline through ``pipeline(model=REPO, trust_remote_code=True)``.
         """
         if self._auto_class is not None:
-            module = type(self).__module__.rsplit(".", 1)[-1]
-            package = module.replace("modeling_", "", 1)
-            auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            auto_map.setdefault("AutoConfig", f"configuration_{package}.{type(self.config).__name__}")
-            for auto_class in self._auto_classes_saved:
-                auto_map[auto_class] = f"{module}.{type(self).__name__}"
-            if self.config.video_config is not None or self.config.audio_config is not None:
-                # A model on precomputed features has no processor: its inputs are the feature vectors.
-                auto_map.setdefault("AutoProcessor", f"processing_{package}.BlemoreProcessor")
-            else:
-                auto_map.pop("AutoProcessor", None)
-            self.config.auto_map = auto_map
+            self._write_remote_code_map()
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _upload_modified_files(self, working_dir, repo_id, *args, **kwargs):
+        """``push_to_hub``: upload the BLEMORE model card instead of transformers' empty template.
+
+        A card already in the repo (e.g. the one ``blemore train --push-to-hub`` wrote, with validation results) is
+        kept, as transformers keeps it; only the template that stands in for a missing card is replaced.
+        """
+        readme = os.path.join(working_dir, "README.md")
+        if not os.path.isfile(readme) or TRANSFORMERS_TEMPLATE_MARK in open(readme, encoding="utf-8").read():
+            with open(readme, "w", encoding="utf-8") as f:
+                f.write(render_model_card(self.config, repo_id))
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
+
+    def _write_remote_code_map(self) -> None:
+        module = type(self).__module__.rsplit(".", 1)[-1]
+        package = module.replace("modeling_", "", 1)
+        config = self.config
+        auto_map = dict(getattr(config, "auto_map", None) or {})
+        auto_map.setdefault("AutoConfig", f"configuration_{package}.{type(config).__name__}")
+        auto_map[BASE_AUTO_CLASS] = f"{module}.BlemoreModel"
+        classifier = f"{module}.BlemoreForBlendedEmotionRecognition"
+        auto_map[VIDEO_AUTO_CLASS] = classifier
+        if runs_on_audio_alone(config):
+            auto_map[AUDIO_AUTO_CLASS] = classifier
+        else:
+            auto_map.pop(AUDIO_AUTO_CLASS, None)
+        pipelines = custom_pipelines_entry(config)
+        if pipelines is not None:
+            # A model on precomputed features has no processor and no pipeline: its inputs are the feature vectors.
+            auto_map.setdefault("AutoProcessor", f"processing_{package}.BlemoreProcessor")
+            # The pipeline file (and the processor's, which it imports) are relative imports of this file, so
+            # save_pretrained copies them beside it even when only the model is saved.
+            config.custom_pipelines = pipelines
+        else:
+            auto_map.pop("AutoProcessor", None)
+            if getattr(config, "custom_pipelines", None):
+                config.custom_pipelines = {}
+        config.auto_map = auto_map
 
 
 def _forward_parameter_names(module: nn.Module) -> set[str]:
@@ -349,7 +390,15 @@ class BlemoreModel(BlemorePreTrainedModel):
 
     def _encode_audio(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None):
         wants_layers = self._audio_layers is not None
-        output = self.audio_encoder(input_values, attention_mask=attention_mask, output_hidden_states=wants_layers)
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None  # nothing is padded: the same result, and no mask for WavLM to mix (below)
+        with warnings.catch_warnings():
+            if attention_mask is not None:
+                # transformers' WavLM attention hands torch a boolean padding mask beside its float position bias;
+                # torch deprecates mixing the two types but computes the same attention. Ignored here, for this call.
+                warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask",
+                                        category=UserWarning)
+            output = self.audio_encoder(input_values, attention_mask=attention_mask, output_hidden_states=wants_layers)
         if not wants_layers:
             tokens = output.last_hidden_state
         else:
@@ -465,7 +514,6 @@ class BlemoreForBlendedEmotionRecognition(BlemorePreTrainedModel):
 
     # The loss is a mean over the batch computed here; the Trainer must not rescale it (see transformers' docs).
     accepts_loss_kwargs = False
-    _auto_classes_saved = AUTO_MODEL_CLASSES
 
     def __init__(self, config: BlemoreConfig):
         super().__init__(config)
@@ -602,11 +650,27 @@ class BlemoreForBlendedEmotionRecognition(BlemorePreTrainedModel):
         return model
 
 
-BlemoreModel.register_for_auto_class("AutoModel")
-BlemoreForBlendedEmotionRecognition.register_for_auto_class("AutoModelForVideoClassification")
+class BlemoreForAudioClassification(BlemoreForBlendedEmotionRecognition):
+    """What ``AutoModelForAudioClassification`` builds in this environment: the classifier of an audio-only model.
+
+    Refuses a config that needs video or feature vectors, which an audio classification user could not feed.
+    """
+
+    def __init__(self, config: BlemoreConfig):
+        if not runs_on_audio_alone(config):
+            raise ValueError(
+                f"this BLEMORE model takes {config.modality_names}, not audio alone: load it with "
+                "AutoModelForVideoClassification (or BlemoreForBlendedEmotionRecognition)"
+            )
+        super().__init__(config)
+
+
+BlemoreModel.register_for_auto_class(BASE_AUTO_CLASS)
+BlemoreForBlendedEmotionRecognition.register_for_auto_class(VIDEO_AUTO_CLASS)
 
 __all__ = [
     "AUTO_MODEL_CLASSES",
+    "BlemoreForAudioClassification",
     "BlemoreForBlendedEmotionRecognition",
     "BlemoreModel",
     "BlemoreModelOutput",

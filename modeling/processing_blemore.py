@@ -29,7 +29,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoVideoProcessor, BatchFeature
 from transformers.dynamic_module_utils import custom_object_save
-from transformers.utils import PushToHubMixin, cached_file
+from transformers.utils import PushToHubMixin, cached_file, is_torchvision_available
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
@@ -206,12 +206,24 @@ class BlemoreProcessor(PushToHubMixin):
         audio=None,
         *,
         sampling_rate: int | None = None,
+        padding: bool | str = "longest",
+        max_length: int | None = None,
+        truncation: bool | None = None,
+        return_attention_mask: bool = True,
         return_tensors: str | None = "pt",
     ) -> BatchFeature:
         """Prepare a batch: ``videos`` and/or ``audio`` as lists of clips (a single clip is also accepted).
 
         Returns a ``BatchFeature`` with ``pixel_values_videos`` (batch, num_frames, channels, height, width) when
         videos are given and ``input_values`` (batch, samples) + ``attention_mask`` when audio is given.
+
+        The audio arguments are the feature extractor's, as in the transformers audio classification tutorial:
+        ``sampling_rate`` is the rate of waveforms passed as arrays (checked, never resampled crudely);
+        ``padding`` (``"longest"``, ``True``, ``"max_length"`` or ``False`` for ragged lists), ``max_length`` in
+        samples (default: ``max_audio_seconds`` of the processor) and ``truncation`` (default: when there is a
+        ``max_length``); ``return_attention_mask``; ``return_tensors`` (``"pt"``, ``"np"`` or None for lists,
+        what ``Dataset.map`` stores). So ``ds.map(lambda rows: processor(audio=rows["audio"], ...), batched=True)``
+        followed by the Trainer's default collator works as it does with a plain feature extractor.
         """
         if videos is None and audio is None:
             raise ValueError("pass videos, audio or both")
@@ -223,29 +235,35 @@ class BlemoreProcessor(PushToHubMixin):
             # Positional: video processors call it `videos`, image processors that take videos `images`.
             processed = self.video_processor(clips, return_tensors="pt")
             pixels = processed.get("pixel_values_videos", processed.get("pixel_values"))
-            data["pixel_values_videos"] = pixels
+            data["pixel_values_videos"] = pixels if return_tensors == "pt" else pixels.numpy()
         if audio is not None:
             if self.feature_extractor is None:
                 raise ValueError("this processor has no feature extractor (the model has no audio encoder)")
             waveforms = [self.load_audio(clip, sampling_rate) for clip in _as_batch(audio, video=False)]
-            max_length = None
-            if self.max_audio_seconds is not None:
+            if max_length is None and self.max_audio_seconds is not None:
                 max_length = int(round(self.max_audio_seconds * self.sampling_rate))
+            if truncation is None:
+                truncation = max_length is not None
             features = self.feature_extractor(
                 waveforms,
                 sampling_rate=self.sampling_rate,
-                padding="longest",
-                truncation=max_length is not None,
+                padding=padding,
+                truncation=truncation,
                 max_length=max_length,
-                return_attention_mask=True,
-                return_tensors="np",
+                return_attention_mask=return_attention_mask,
+                return_tensors="np" if padding else None,
             )
             data["input_values"] = features["input_values"]
-            data["attention_mask"] = features["attention_mask"].astype(np.int64)
+            if return_attention_mask:
+                mask = features["attention_mask"]
+                data["attention_mask"] = mask.astype(np.int64) if isinstance(mask, np.ndarray) else [
+                    np.asarray(row, dtype=np.int64) for row in mask]
         if videos is not None and audio is not None:
             num_videos, num_audio = len(data["pixel_values_videos"]), len(data["input_values"])
             if num_videos != num_audio:
                 raise ValueError(f"got {num_videos} videos but {num_audio} audio clips")
+        if return_tensors is None:  # plain lists, as Dataset.map stores them (ragged when not padded)
+            data = {key: [np.asarray(item).tolist() for item in value] for key, value in data.items()}
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     # -----------------------------------------------------------------------------------------------------------
@@ -354,6 +372,10 @@ def _as_batch(clips, *, video: bool) -> list:
 def _load_processor(name: str | None, settings: dict, what: str):
     """Rebuild a saved sub-processor by its class name (transformers picks the PIL flavour of an image processor
     where torchvision is missing)."""
+    # Image processors are saved under their torchvision class name even when the PIL flavour did the work; without
+    # torchvision, ask for the PIL class by name (even looking the other up makes transformers warn on every load).
+    if name and not is_torchvision_available() and hasattr(transformers, f"{name}Pil"):
+        name = f"{name}Pil"
     if not name or not hasattr(transformers, name):
         raise ValueError(f"processor_config.json: unknown {what} class {name!r} (not in this transformers version)")
     return getattr(transformers, name).from_dict(settings)

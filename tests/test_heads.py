@@ -157,14 +157,14 @@ def test_the_linear_head_is_stored_exactly_as_a_linear_map(table):
 
 @pytest.mark.parametrize("head", ["gated", "cross_attention"])
 def test_fusion_heads_reload_with_the_same_predictions(table, head, tmp_path):
-    from transformers import AutoModel
+    from transformers import AutoModelForVideoClassification
 
     rows = table.split == "train"
     settings = HeadSettings(head=head, hidden=32, epochs=3, batch_size=64, precision="float32")
     model = train_head(table.matrix()[rows], table.soft_target[rows], table.feature_sizes, settings)
     assert list(model.config.feature_sizes) == sorted(CONFIGS) and model.config.fusion == head
     model.save_pretrained(tmp_path)
-    reloaded = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+    reloaded = AutoModelForVideoClassification.from_pretrained(tmp_path, trust_remote_code=True)
     x = table.matrix()
     np.testing.assert_allclose(heads.predict_probabilities(reloaded, x), heads.predict_probabilities(model, x),
                                atol=1e-6)
@@ -172,7 +172,7 @@ def test_fusion_heads_reload_with_the_same_predictions(table, head, tmp_path):
 
 def test_blemore_heads_command_saves_a_model_and_a_valid_submission(dataset, table, tmp_path, capsys):
     import torch
-    from transformers import AutoModel
+    from transformers import AutoModelForVideoClassification
 
     from blemore_toolkit.evaluation.submission import check_submission, read_submission
 
@@ -185,7 +185,7 @@ def test_blemore_heads_command_saves_a_model_and_a_valid_submission(dataset, tab
     assert "mean" in printed and "pooled out-of-fold" in printed and str(output) in printed
 
     report = json.loads((output / "heads_report.json").read_text())
-    model = AutoModel.from_pretrained(output, trust_remote_code=True)
+    model = AutoModelForVideoClassification.from_pretrained(output, trust_remote_code=True)
     assert type(model).__name__ == "BlemoreForBlendedEmotionRecognition"
     assert [model.config.presence_threshold, model.config.salience_threshold] == report["thresholds"]
     assert report["feature_configs"] == sorted(CONFIGS) and len(report["cv_folds"]) == 5
@@ -231,7 +231,7 @@ def test_the_training_span_reproduces_the_training_rows_exactly(rows):
 
 def test_a_wide_paper_head_trains_in_the_span_and_predicts_the_same_after_reload(table, tmp_path):
     """The fast path end to end: 300 noisy copies of the signal features (D > N), standardised, MLP, saved."""
-    from transformers import AutoModel
+    from transformers import AutoModelForVideoClassification
 
     rows = (table.split == "train") & (table.fold != 0)
     rng = np.random.default_rng(0)
@@ -243,7 +243,7 @@ def test_a_wide_paper_head_trains_in_the_span_and_predicts_the_same_after_reload
     search = heads.tune_thresholds(heads.predict_probabilities(model, wide[valid]), table.outcome[valid])
     assert search.acc_presence > 0.8
     model.save_pretrained(tmp_path)
-    reloaded = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+    reloaded = AutoModelForVideoClassification.from_pretrained(tmp_path, trust_remote_code=True)
     np.testing.assert_allclose(heads.predict_probabilities(reloaded, wide), heads.predict_probabilities(model, wide),
                                atol=1e-6)
 

@@ -150,6 +150,14 @@ def test_prepared_blemore_folder_round_trips_through_the_hub(hub, prepared_datas
     assert_same_data(datasets.load_dataset(str(prepared_dataset), "fold2", cache_dir=str(cache)),
                      datasets.load_from_disk(out / "fold2"))
     assert info.oid == hub.branch_head("me/blemore", "dataset")
+    # The pushed card's examples load the repo; the folder keeps its own card.
+    repo = hub.repo("me/blemore", "dataset")
+    _, files = repo.files("main")
+    pushed_card = repo.read(files["README.md"]["sha256"]).decode()
+    local_card = (prepared_dataset / "README.md").read_text()
+    assert 'load_dataset("me/blemore")' in pushed_card and 'load_dataset("me/blemore", "fold2")' in pushed_card
+    assert 'load_dataset("blemore"' not in pushed_card and 'load_dataset("blemore")' in local_card
+    assert pushed_card.split("---")[1] == local_card.split("---")[1]  # the YAML header (configs) is the folder's
 
 
 def test_private_push_is_invisible_without_a_token(hub, tmp_path):

@@ -2,8 +2,12 @@
 with the challenge arithmetic the command line uses."""
 
 import doctest
+import json
 import math
+import os
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -91,8 +95,94 @@ truths = st.sampled_from(blemore.OUTCOMES).map(lambda outcome: outcome.as_predic
 @given(st.lists(st.tuples(truths, entries), min_size=1, max_size=20))
 def test_module_and_command_line_share_the_arithmetic(metric, clips):
     references, predictions = map(list, zip(*clips))
-    from_module = metric.compute(predictions=predictions, references=references)
+    from_module = metric.compute(predictions=predictions, references=references, strict=False)
     from_challenge = challenge.challenge_scores(references, predictions)
     assert from_module.keys() == from_challenge.keys()
     for name, value in from_challenge.items():
         assert from_module[name] == value or (math.isnan(value) and math.isnan(from_module[name]))
+
+
+BLEND = [{"emotion": "ang", "salience": 70}, {"emotion": "hap", "salience": 30}]
+
+
+@pytest.mark.parametrize(("bad", "problem"), [
+    ([{"emotion": "joy", "salience": 100}], "unknown emotion code 'joy'"),
+    ([{"emotion": "anger", "salience": 100}], "unknown emotion code 'anger'"),
+    ([{"emotion": "ang", "salience": 0.7}, {"emotion": "hap", "salience": 0.3}], "fractional saliences"),
+    ([{"emotion": "ang"}], "lacks the key 'salience'"),
+    ([{"emotion": "ang", "salience": 70}, {"emotion": "hap", "salience": 20}], "sum to 90, not 100"),
+    ([{"emotion": "ang", "salience": 50}, {"emotion": "ang", "salience": 50}], "given twice"),
+    ([{"emotion": "ang", "salience": 100, "score": 1}], "unknown key 'score'"),
+])
+def test_strict_input_checks_name_the_clip_and_the_problem(metric, bad, problem):
+    predictions = [BLEND, bad]
+    with pytest.raises(ValueError, match=rf"^predictions\[1\]: .*{re.escape(problem)}"):
+        metric.compute(predictions=predictions, references=[BLEND, BLEND])
+
+
+def test_references_are_checked_too(metric):
+    with pytest.raises(ValueError, match=r"^references\[0\]: unknown emotion code 'happy'"):
+        metric.compute(predictions=[BLEND], references=[[{"emotion": "happy", "salience": 100}]])
+
+
+def test_lenient_scoring_keeps_the_challenges_rules(metric):
+    predictions = [[{"emotion": "joy", "salience": 100}], [{"emotion": "ang", "salience": 0.7},
+                                                           {"emotion": "hap", "salience": 0.3}]]
+    references = [[{"emotion": "hap", "salience": 100}], BLEND]
+    result = metric.compute(predictions=predictions, references=references, strict=False)
+    assert result == challenge.challenge_scores(references, predictions)
+    assert (result["n_presence_correct"], result["n_salience_correct"]) == (1, 0)
+
+
+def test_the_metric_cites_the_dataset_paper(metric):
+    assert metric.citation.strip() == blemore._CITATION.strip()
+    assert blemore._CITATION.strip() in CARD.read_text()
+
+
+# Refuses the toolkit's packages in the child process, whatever the installed .pth files put on sys.path.
+_LOAD_WITHOUT_TOOLKIT = """
+import importlib.abc, json, sys
+class NoToolkit(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("blemore", "blemore_toolkit", "metrics", "modeling"):
+            raise ModuleNotFoundError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, NoToolkit())
+import evaluate
+for source in sys.argv[1:]:
+    metric = evaluate.load(source)
+    references = [[{"emotion": "ang", "salience": 70}, {"emotion": "hap", "salience": 30}]]
+    try:
+        metric.compute(predictions=[[{"emotion": "joy", "salience": 100}]], references=references)
+        refused = None
+    except ValueError as error:
+        refused = str(error)
+    result = metric.compute(predictions=[[{"emotion": "hap", "salience": 30.0}, {"emotion": "ang", "salience": 70}]],
+                            references=references)
+    print(json.dumps({"score": result["score"], "refused": refused}))
+try:
+    import blemore_toolkit
+    print("toolkit importable")
+except ModuleNotFoundError:
+    pass
+"""
+
+
+def test_a_copy_of_the_folder_loads_where_the_toolkit_cannot_be_imported(tmp_path):
+    folder = tmp_path / "space" / "blemore"
+    shutil.copytree(REPO / "metrics" / "blemore", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("requirements.txt", "app.py", "README.md", "challenge.py", "blemore.py"):
+        assert (folder / name).is_file(), name
+    assert "evaluate" in (folder / "requirements.txt").read_text()
+    # app.py loads the module by the path of blemore.py beside it (what a Space under any name needs)
+    assert 'with_name("blemore.py")' in (folder / "app.py").read_text()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    run = subprocess.run([sys.executable, "-c", _LOAD_WITHOUT_TOOLKIT, "blemore", str(folder / "blemore.py")],
+                         cwd=folder.parent, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert "toolkit importable" not in run.stdout
+    assert len(lines) == 2
+    for line in lines:
+        assert line["score"] == 1.0
+        assert line["refused"].startswith("predictions[0]: unknown emotion code 'joy'")

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -355,10 +356,67 @@ def test_from_pretrained_backbones(tmp_path):
 
 
 def test_auto_classes_without_remote_code():
+    """AutoModel is the base model (the transformers convention); the task classes give the classifier, and the
+    audio one only for a model that runs on audio alone."""
+    from modeling import BlemoreForAudioClassification
+
     config = tiny_config()
     assert isinstance(AutoConfig.for_model("blemore"), BlemoreConfig)
-    for auto_class in (AutoModel, AutoModelForVideoClassification, AutoModelForAudioClassification):
-        assert isinstance(auto_class.from_config(config), BlemoreForBlendedEmotionRecognition)
+    assert type(AutoModel.from_config(config)) is BlemoreModel
+    assert isinstance(AutoModelForVideoClassification.from_config(config), BlemoreForBlendedEmotionRecognition)
+    with pytest.raises(ValueError, match="not audio alone: load it with AutoModelForVideoClassification"):
+        AutoModelForAudioClassification.from_config(config)
+    audio_only = AutoModelForAudioClassification.from_config(tiny_config(video=False))
+    assert isinstance(audio_only, BlemoreForAudioClassification)
+    with torch.no_grad():
+        batch = tiny_batch()
+        assert audio_only(input_values=batch["input_values"], attention_mask=batch["attention_mask"]).logits.shape \
+            == (2, 6)
+
+
+def test_saved_auto_map_follows_what_the_model_can_run_on(tmp_path):
+    for name, config, audio_class in (("av", tiny_config(), False), ("audio", tiny_config(video=False), True),
+                                      ("features", BlemoreConfig(feature_sizes={"clip": 4}), False)):
+        BlemoreForBlendedEmotionRecognition(config).save_pretrained(tmp_path / name)
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        assert saved["auto_map"]["AutoModel"] == "modeling_blemore.BlemoreModel"
+        assert saved["auto_map"]["AutoModelForVideoClassification"] == \
+            "modeling_blemore.BlemoreForBlendedEmotionRecognition"
+        assert ("AutoModelForAudioClassification" in saved["auto_map"]) is audio_class, name
+        pipelines = saved.get("custom_pipelines") or {}
+        if name == "features":
+            assert not pipelines  # no processor, no pipeline: the inputs are feature vectors
+        else:
+            task = "audio-classification" if audio_class else "video-classification"
+            assert pipelines[task]["impl"] == "pipeline_blemore.BlemorePipeline"
+            assert (tmp_path / name / "pipeline_blemore.py").is_file()
+            assert (tmp_path / name / "processing_blemore.py").is_file()
+
+
+def test_outcome_labels_passed_the_tutorial_way_are_refused_at_loading(tmp_path):
+    """36 labels with ignore_mismatched_sizes would load a six-logit model that fails at its first save."""
+    BlemoreForBlendedEmotionRecognition(tiny_config()).save_pretrained(tmp_path)
+    names = list(blemore.OUTCOME_NAMES)
+    with pytest.raises(ValueError, match="objective='outcome'"):
+        AutoModelForVideoClassification.from_pretrained(
+            tmp_path, id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+            ignore_mismatched_sizes=True)
+    with pytest.raises(ValueError, match="six emotions"):
+        AutoModelForVideoClassification.from_pretrained(tmp_path, id2label={0: "positive", 1: "negative"},
+                                                        label2id={"positive": 0, "negative": 1})
+    outcome = AutoModelForVideoClassification.from_pretrained(tmp_path, objective="outcome",
+                                                              ignore_mismatched_sizes=True)
+    assert outcome.head[-1].out_features == 36
+    outcome.save_pretrained(tmp_path / "outcome")  # saving works: the supported way
+
+
+def test_a_padded_audio_batch_runs_without_warnings():
+    model = BlemoreForBlendedEmotionRecognition(tiny_config()).eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            model(**tiny_batch())  # the last clip is padded
+    assert not [str(w.message) for w in caught if "key_padding_mask" in str(w.message)]
 
 
 _FRESH_PROCESS_CHECK = """
@@ -369,13 +427,15 @@ from transformers import AutoProcessor
 folder = sys.argv[1]
 saved = load_file(folder + "/expected.safetensors")
 inputs = {key.removeprefix("input."): value for key, value in saved.items() if key.startswith("input.")}
-model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+model = AutoModelForVideoClassification.from_pretrained(folder, trust_remote_code=True).eval()
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
 assert type(model).__name__ == "BlemoreForBlendedEmotionRecognition"
 with torch.no_grad():
     out = model(**inputs)
-for auto_class in (AutoModelForVideoClassification, AutoModelForAudioClassification):
-    assert type(auto_class.from_pretrained(folder, trust_remote_code=True)).__name__ == type(model).__name__
+base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+assert type(base).__name__ == "BlemoreModel"
+with torch.no_grad():
+    assert torch.equal(base(**inputs).fused_embeds, out.fused_embeds)
 processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
 print(json.dumps({
     "logits_equal": bool(torch.equal(out.logits, saved["logits"])),
@@ -426,9 +486,8 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert auto_map == {
         "AutoConfig": "configuration_blemore.BlemoreConfig",
-        "AutoModel": "modeling_blemore.BlemoreForBlendedEmotionRecognition",
+        "AutoModel": "modeling_blemore.BlemoreModel",
         "AutoModelForVideoClassification": "modeling_blemore.BlemoreForBlendedEmotionRecognition",
-        "AutoModelForAudioClassification": "modeling_blemore.BlemoreForBlendedEmotionRecognition",
         "AutoProcessor": "processing_blemore.BlemoreProcessor",
     }
     processor_config = json.loads((folder / "processor_config.json").read_text())

@@ -20,7 +20,8 @@ from blemore_toolkit.data.references import load_references
 from blemore_toolkit.data.synth import answer_key_path
 from blemore_toolkit.evaluation.tuning import outcome_scores
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
 KERNEL_NAME = "blemore-tests"
 SCORE_KEYS = ("acc_presence", "acc_salience", "score")
 
@@ -40,8 +41,10 @@ def _parameters_index(notebook) -> int:
     return tagged[0]
 
 
-def execute(name: str, workdir: Path, kernels: Path, **parameters):
-    """Run a notebook in ``workdir`` with ``parameters`` overriding its parameters cell; returns the run notebook."""
+def execute(name: str, workdir: Path, kernels: Path, env: dict | None = None, **parameters):
+    """Run a notebook in ``workdir`` with ``parameters`` overriding its parameters cell; returns the run notebook.
+
+    ``env`` is set last in the kernel's environment (e.g. a local Hub's endpoint and caches)."""
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     index = _parameters_index(notebook)
     declared = notebook.cells[index].source
@@ -58,6 +61,8 @@ def execute(name: str, workdir: Path, kernels: Path, **parameters):
         # `blemore` folder must not replace (or be replaced by) the cache of the session's prepared `blemore`.
         for variable, folder in (("HF_HOME", ""), ("HF_DATASETS_CACHE", "datasets"), ("HF_MODULES_CACHE", "modules")):
             patch.setenv(variable, str(workdir / "hf-cache" / folder))
+        for variable, value in (env or {}).items():
+            patch.setenv(variable, value)
         client = NotebookClient(notebook, timeout=600, kernel_name=KERNEL_NAME,
                                 resources={"metadata": {"path": str(workdir)}})
         client.execute()
@@ -107,6 +112,22 @@ def finetune(kernels, tmp_path_factory, synthetic_raw, prepared_dataset):
     return notebook, workdir / "work", synthetic_raw
 
 
+@pytest.fixture(scope="module")
+def own_trainer(kernels, tmp_path_factory, prepared_dataset):
+    from local_hub import TOKEN, run_local_hub
+
+    workdir = tmp_path_factory.mktemp("own_trainer")
+    with run_local_hub(workdir) as hub:
+        environment = hub.environment(workdir / "hf-hub", token=TOKEN)
+        notebook = execute("03_your_own_trainer.ipynb", workdir, kernels, env=environment, WORK_DIR="work",
+                           DATASET_DIR=str(prepared_dataset), METRIC=str(REPO / "metrics" / "blemore"), MAX_STEPS=4,
+                           HUB_REPO="me/blemore-own")
+        repo = hub.repo("me/blemore-own")
+        _, files = repo.files("main")
+        card = repo.read(files["README.md"]["sha256"]).decode()
+    return notebook, workdir / "work", card
+
+
 def test_quickstart_runs_and_scores_the_most_frequent_blend(quickstart):
     notebook, work = quickstart
     assert (work / "blemore" / "README.md").is_file() and answer_key_path(work / "raw").is_file()
@@ -152,6 +173,41 @@ def test_finetune_trains_predicts_and_scores(finetune):
         assert scores[key] == pytest.approx(expected[key])
 
 
+def test_own_trainer_script_trains_scores_predicts_and_pushes(own_trainer, prepared_dataset):
+    from datasets import load_dataset
+
+    from metrics.blemore.challenge import challenge_scores
+    from modeling.decoding_blemore import outcomes_to_predictions
+
+    notebook, work, card = own_trainer
+    source = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    assert "blemore.main" not in source and "!blemore" not in source and "subprocess" not in source  # no CLI
+    (evaluation,) = [found for found in printed_json(notebook, "acc_presence") if "metric" not in found]
+    (scored,) = printed_json(notebook, "metric")
+    assert_accuracies(evaluation)
+    assert_accuracies(scored)
+
+    # The metric's numbers, recomputed from the predictions the notebook wrote and the dataset's own labels.
+    validation = load_dataset(str(prepared_dataset), "fold0", split="validation")
+    predicted = json.loads((work / "own_trainer" / "validation_predictions.json").read_text())
+    assert list(predicted) == validation["clip_id"]
+    expected = challenge_scores(outcomes_to_predictions(validation["outcome"]), list(predicted.values()))
+    for key in SCORE_KEYS:
+        assert scored[key] == pytest.approx(expected[key], nan_ok=True)
+    assert scored["n_clips"] == len(validation)
+
+    # The pipeline on the saved folder, and on the pushed repo, predicts what the Trainer predicted.
+    piped = printed_json(notebook, "pipeline")
+    assert len(piped) == 4
+    for result in piped:
+        assert result["emotions"] == predicted[result["pipeline"]]
+    (from_hub,) = printed_json(notebook, "hub")
+    assert from_hub["pipeline_tag"] == "video-classification"
+    assert from_hub["emotions"] == predicted[from_hub["clip_id"]]
+    assert "pipeline_tag: video-classification" in card and "# me/blemore-own" in card
+    assert "trust_remote_code=True" in card and "🤗 transformers model that has been pushed" not in card
+
+
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda path: path.name)
 def test_committed_notebooks_have_no_outputs(path):
     notebook = nbformat.read(path, as_version=4)
@@ -162,5 +218,6 @@ def test_committed_notebooks_have_no_outputs(path):
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip the outputs before commit"
 
 
-def test_both_notebooks_are_there():
-    assert {path.name for path in NOTEBOOKS.glob("*.ipynb")} >= {"01_quickstart.ipynb", "02_finetune.ipynb"}
+def test_the_notebooks_are_there():
+    assert {path.name for path in NOTEBOOKS.glob("*.ipynb")} >= {"01_quickstart.ipynb", "02_finetune.ipynb",
+                                                                  "03_your_own_trainer.ipynb"}

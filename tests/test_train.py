@@ -175,6 +175,8 @@ def test_training_runs_under_torchrun_with_two_processes(prepared_dataset, tmp_p
     # Both processes trained the same model on half the batches each: one save, by the main process.
     assert (tmp_path / "fold3" / "model" / "model.safetensors").is_file()
     assert result.stdout.count('"dataset"') == 1  # the summary is printed once
+    assert result.stdout.count("fold3: acc_presence") == 1 and result.stdout.count("mean±std") == 1  # the table too
+    assert "find_unused_parameters" not in result.stderr  # DDP is not asked to search when every weight is used
 
 
 def test_push_to_hub_with_a_card_then_load_it_elsewhere(fold_run, hub, tmp_path):
@@ -187,10 +189,10 @@ def test_push_to_hub_with_a_card_then_load_it_elsewhere(fold_run, hub, tmp_path)
     reader = """
         import json, sys
         import numpy as np
-        from transformers import AutoModel
+        from transformers import AutoModelForVideoClassification
         from huggingface_hub import ModelCard
         repo, revision = sys.argv[1], sys.argv[2]
-        model = AutoModel.from_pretrained(repo, trust_remote_code=True, revision=revision)
+        model = AutoModelForVideoClassification.from_pretrained(repo, trust_remote_code=True, revision=revision)
         card = ModelCard.load(repo)
         results = card.data.eval_results
         print(json.dumps({"class": type(model).__name__, "alpha": model.config.presence_threshold,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path, PurePosixPath
 
 from blemore import BlemoreError
@@ -165,8 +166,12 @@ def _push_folder(
     revision: str | None,
     commit_message: str,
     endpoint: str | None,
+    replacements: dict[str, bytes] | None = None,
 ):
-    """Create the repo (and branch) if needed and commit ``files`` so the repo mirrors ``folder``, in one commit."""
+    """Create the repo (and branch) if needed and commit ``files`` so the repo mirrors ``folder``, in one commit.
+
+    ``replacements`` maps repo paths to the bytes to upload instead of the folder's file (the folder is not changed).
+    """
     import httpx2
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -180,7 +185,8 @@ def _push_folder(
         remote = set(api.list_repo_files(repo_id, repo_type=repo_type, revision=revision))
         stale = sorted(remote - set(files) - {".gitattributes"})
         operations = [CommitOperationDelete(path) for path in stale]
-        operations += [CommitOperationAdd(path, str(folder / path)) for path in files]
+        replacements = replacements or {}
+        operations += [CommitOperationAdd(path, replacements.get(path, str(folder / path))) for path in files]
         return api.create_commit(repo_id, operations, commit_message=commit_message, repo_type=repo_type,
                                  revision=revision)
     except (HfHubHTTPError, httpx2.HTTPError, RuntimeError, OSError) as error:
@@ -210,8 +216,17 @@ def push_dataset(
     folder = Path(dataset_dir)
     files = check_dataset_folder(folder)
     message = commit_message or f"Upload BLEMORE dataset from {folder.name}"
+    card = card_for_repo((folder / "README.md").read_text(encoding="utf-8"), repo_id)
     return _push_folder(folder, files, repo_id, "dataset", private=private, token=token, revision=revision,
-                        commit_message=message, endpoint=endpoint)
+                        commit_message=message, endpoint=endpoint, replacements={"README.md": card.encode()})
+
+
+def card_for_repo(card: str, repo_id: str) -> str:
+    """The dataset card as the Hub repo should show it: its ``load_dataset`` examples name the repo, not the folder.
+
+    The local folder keeps its card (``load_dataset("blemore")`` is right there); only the pushed copy changes.
+    """
+    return re.sub(r'load_dataset\("[^"]*"', f'load_dataset("{repo_id}"', card)
 
 
 def push_model_folder(

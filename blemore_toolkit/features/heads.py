@@ -23,10 +23,11 @@ Heads (``--head``):
 * ``concat``, ``gated``, ``cross_attention`` — the model's fusion heads with one feature input per feature config
   (each projected to ``--hidden`` units, then fused; see ``modeling.BlemoreConfig.fusion``).
 
-**The saved head is a ``BlemoreForBlendedEmotionRecognition``**: it loads with ``AutoModel.from_pretrained(folder,
-trust_remote_code=True)``, takes the raw feature vectors as ``features`` and pushes with ``--push-to-hub`` like any
-other BLEMORE model, and it predicts exactly what was validated. The paper's heads fit the model's feature path
-(norm → Linear → activation per input, then fusion and head):
+**The saved head is a ``BlemoreForBlendedEmotionRecognition``**: it loads with
+``AutoModelForVideoClassification.from_pretrained(folder, trust_remote_code=True)`` (the classifier's task class),
+takes the raw feature vectors as ``features`` and pushes with ``--push-to-hub`` like any other BLEMORE model, and it
+predicts exactly what was validated. The paper's heads fit the model's feature path (norm → Linear → activation per
+input, then fusion and head):
 
 * *standardisation* lives in the input's norm layer, frozen: under the paper protocol an elementwise affine map
   (``feature_normalization="affine"``) with weight 1/σ and bias −μ/σ of the training rows, i.e. per-feature
@@ -861,9 +862,9 @@ fitted on the training folds and stored in the model. Feature inputs (`config.fe
 
 ```python
 import torch
-from transformers import AutoModel
+from transformers import AutoModelForVideoClassification
 
-model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
+model = AutoModelForVideoClassification.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
 features = torch.tensor(rows["features"])  # (batch, {sum(inputs.values())}): {' + '.join(configs)} concatenated
 predictions = model.decode(model(features=features))  # [[{{"emotion": "ang", "salience": 70.0}}, ...], ...]
 ```

@@ -67,18 +67,69 @@ class ClipDecoder:
 
 
 class ClipCollator:
-    """Decoded clips → ``pixel_values_videos`` / ``input_values`` + ``attention_mask`` (+ ``labels``)."""
+    """Rows → ``pixel_values_videos`` / ``input_values`` + ``attention_mask`` (+ ``labels``) by the processor.
+
+    The data collator for a Trainer script of your own. It takes either
+
+    * plain dataset rows as ``load_dataset`` returns them: ``video`` (a torchcodec ``VideoDecoder``, or the undecoded
+      ``{"path", "bytes"}``) and/or ``audio`` (a ``datasets.Audio`` value), whichever the model has an encoder for;
+      decoding happens here, so in the DataLoader's worker processes; or
+    * rows decoded by ``ClipDecoder`` (``frames``/``waveform``), what ``clip_stream`` gives.
+
+    Labels: a row's ``labels`` if it has them, else its ``outcome`` (the index 0-35 both objectives accept); rows
+    without either (the unlabelled test split) give a batch without labels. Give the Trainer
+    ``remove_unused_columns=False``, or it drops ``video``/``audio`` before they get here:
+
+    ```python
+    collator = ClipCollator(processor)
+    trainer = Trainer(model=model, args=TrainingArguments(..., remove_unused_columns=False),
+                      train_dataset=ds["train"], data_collator=collator,
+                      compute_metrics=challenge_metrics(model.config))
+    ```
+    """
 
     def __init__(self, processor):
         self.processor = processor
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        videos = [row["frames"] for row in rows] if "frames" in rows[0] else None
-        audio = [row["waveform"] for row in rows] if "waveform" in rows[0] else None
-        batch = dict(self.processor(videos=videos, audio=audio, return_tensors="pt"))
-        if LABEL_KEY in rows[0]:
-            batch[LABEL_KEY] = torch.tensor([row[LABEL_KEY] for row in rows], dtype=torch.long)
+        first = rows[0]
+        if "frames" in first or "waveform" in first:
+            videos = [row["frames"] for row in rows] if "frames" in first else None
+            audio = [row["waveform"] for row in rows] if "waveform" in first else None
+            batch = dict(self.processor(videos=videos, audio=audio, return_tensors="pt"))
+        else:
+            batch = self._process_dataset_rows(rows)
+        labels = _labels(rows)
+        if labels is not None:
+            batch[LABEL_KEY] = torch.tensor(labels, dtype=torch.long)
         return batch
+
+    def _process_dataset_rows(self, rows: Sequence[dict[str, Any]]) -> dict:
+        wanted = [name for name, part in (("video", self.processor.video_processor),
+                                          ("audio", self.processor.feature_extractor)) if part is not None]
+        missing = [name for name in wanted if name not in rows[0]]
+        if missing:
+            raise blemore.BlemoreError(
+                f"rows lack {missing} (the model needs {wanted}); got columns {sorted(rows[0])}: pass the dataset's "
+                "rows with their video/audio columns (Trainer: remove_unused_columns=False)")
+        try:
+            return dict(self.processor(videos=[row["video"] for row in rows] if "video" in wanted else None,
+                                       audio=[row["audio"] for row in rows] if "audio" in wanted else None,
+                                       return_tensors="pt"))
+        except (ValueError, RuntimeError) as error:
+            clips = ", ".join(str(row.get("clip_id", "?")) for row in rows)
+            raise blemore.BlemoreError(f"clips {clips}: {' '.join(str(error).split())}") from None
+
+
+def _labels(rows: Sequence[dict[str, Any]]) -> list[int] | None:
+    """Outcome indices of the rows (``labels`` or ``outcome``), None when the rows carry none."""
+    key = LABEL_KEY if LABEL_KEY in rows[0] else "outcome" if "outcome" in rows[0] else None
+    if key is None or all(row[key] is None for row in rows):
+        return None
+    for row in rows:
+        if row[key] is None:
+            raise blemore.BlemoreError(f"clip {row.get('clip_id', '?')}: no label beside labelled clips")
+    return [int(row[key]) for row in rows]
 
 
 def clip_stream(split, processor, with_labels: bool):

@@ -10,130 +10,58 @@ The pinned revision is the commit that holds the weights and code, which only ex
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import blemore
-from metrics.blemore.challenge import METRICS
-
-#: How the card names each metric of the validation table.
-METRIC_LABELS = {"acc_presence": "ACC_presence", "acc_salience": "ACC_salience", "score": "challenge score"}
+from modeling.model_card_blemore import metric_name
 
 
-def metric_name(key: str, num_folds: int) -> str:
-    """The card's name of a validation metric: ``"ACC_presence (mean of 5 validation folds)"``."""
-    where = f"mean of {num_folds} validation folds" if num_folds > 1 else "one validation fold"
-    return f"{METRIC_LABELS[key]} ({where})"
-
-CITATION = blemore._CITATION.strip()
-
-
-def _model_summary(model_dir: Path) -> dict:
-    config = json.loads((model_dir / "config.json").read_text())
-    return {
-        "video": (config.get("video_config") or {}).get("model_type"),
-        "audio": (config.get("audio_config") or {}).get("model_type"),
-        "features": config.get("feature_sizes"),
-        "fusion": config.get("fusion"),
-        "objective": config.get("objective"),
-        "decoder": config.get("decoder"),
-        "presence_threshold": config.get("presence_threshold"),
-        "salience_threshold": config.get("salience_threshold"),
-    }
+def training_paragraph(summary: dict, dataset_repo: str | None = None) -> str:
+    """What happened in the run, in words: data, model start, folds, and where α/β come from."""
+    data = f"the Hub dataset [{dataset_repo}](https://huggingface.co/datasets/{dataset_repo})" if dataset_repo else (
+        f"the prepared dataset folder `{summary.get('dataset')}`")
+    model = summary.get("model") or {}
+    if model.get("init_from"):
+        start = f"continued from the BLEMORE model `{model['init_from']}`"
+    elif model.get("tiny"):
+        start = "the toolkit's tiny demo model (randomly initialised encoders, no pretrained weights)"
+    else:
+        names = (("video", "video_backbone"), ("audio", "audio_backbone"))
+        backbones = ", ".join(f"{name} `{model[key]}`" for name, key in names if model.get(key))
+        start = f"pretrained encoders ({backbones})" if backbones else "the configured encoders"
+    fold = summary.get("fold")
+    folds = {"all": "five actor-disjoint validation folds, then a final fit on all train clips for the same number "
+                    "of epochs",
+             "none": "no validation folds (`--fold none`): only the final fit on all train clips"}.get(
+        str(fold), f"validation on fold {fold}, training on the other four")
+    source = {
+        "given": "were given on the command line (`--presence-threshold`/`--salience-threshold`)",
+        "pooled_folds": "come from the five validation folds: "
+                        + ((summary.get("final") or {}).get("choice") or "pooled out-of-fold"),
+        "validation_fold": f"were tuned on validation fold {fold}",
+        "init_from": "are those of the `--init-from` model (not tuned in this run)",
+        "default": "are the config's defaults (not tuned)",
+    }.get(summary.get("thresholds_source"), "are stored in `config.json`")
+    return (f"Trained with `blemore train` (transformers Trainer) on {data}, starting from {start}; {folds}. "
+            f"The decoder's thresholds α/β {source}.")
 
 
 def render_model_card(summary: dict, repo_id: str, revision: str | None = None, dataset_repo: str | None = None):
-    """A ``huggingface_hub.ModelCard`` for the run ``summary`` that ``blemore train`` returns (and writes)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    """A ``huggingface_hub.ModelCard`` for the run ``summary`` that ``blemore train`` returns (and writes).
 
-    model_dir = Path(summary["model_dir"])
-    model = _model_summary(model_dir)
-    dataset_id = dataset_repo or "BLEMORE"
-    validation = summary.get("validation")
-    eval_results = []
-    if validation:
-        for key in METRICS:
-            eval_results.append(EvalResult(
-                task_type="video-classification", task_name="Blended emotion recognition",
-                dataset_type=dataset_id, dataset_name="BLEMORE", dataset_split="validation (actor-disjoint folds)",
-                metric_type="accuracy" if key != "score" else "mean_accuracy",
-                metric_name=metric_name(key, len(validation["folds"])),
-                metric_value=round(validation["summary"][key]["mean"], 4),
-            ))  # fmt: skip
-    data = ModelCardData(
-        model_name=repo_id, library_name="transformers", pipeline_tag="video-classification",
-        license="other", license_name="blemore-terms", license_link="https://arxiv.org/abs/2601.13225",
-        datasets=[dataset_repo] if dataset_repo else None, tags=["blemore", "emotion-recognition", "audio-visual"],
-        eval_results=eval_results or None,
-    )  # fmt: skip
-    pin = f', revision="{revision}"' if revision else ""
-    table = ""
-    if validation:
-        rows = [f"| {name} | " + " | ".join(f"{row[key]:.3f}" for key in METRICS) + " |"
-                for name, row in validation["folds"].items()]
-        means = " | ".join(f"{validation['summary'][key]['mean']:.3f} ± {validation['summary'][key]['std']:.3f}"
-                           for key in METRICS)
-        table = "\n".join(["| fold | ACC_presence | ACC_salience | score |", "|---|---|---|---|", *rows,
-                           f"| mean ± std | {means} |"])
-    else:
-        table = "No validation folds were run for this model (trained with `--fold none`)."
-    encoders = ", ".join(f"{name}: {kind}" for name, kind in (("video", model["video"]), ("audio", model["audio"]))
-                         if kind) or f"precomputed features {model['features']}"
-    content = f"""---
-{data.to_yaml()}
----
+    The same card ``model.push_to_hub`` writes (``modeling.model_card_blemore``), with the run's validation table
+    and what happened in training.
+    """
+    from huggingface_hub import ModelCard
 
-# {repo_id}
+    from modeling import BlemoreConfig
+    from modeling.model_card_blemore import render_model_card as render_from_config
 
-A blended-emotion recogniser for BLEMORE (arXiv 2601.13225): from a video clip with its audio it predicts which of
-the six emotions (`ang disg fea hap sad neu`) are present and, for a blend of two, their relative salience
-(50/50, 70/30 or 30/70), in the challenge's submission format.
-
-- Encoders: {encoders}; fusion `{model['fusion']}`; objective `{model['objective']}`.
-- Decoder: `{model['decoder']}` with presence threshold α = {model['presence_threshold']} and salience threshold
-  β = {model['salience_threshold']} (tuned on validation and stored in `config.json`).
-
-## Usage
-
-```python
-from transformers import AutoModel, AutoProcessor
-
-model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True{pin})
-processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True{pin})
-inputs = processor(videos=["clip.mov"], audio=["clip.mov"])
-print(model.decode(model(**inputs)))  # [[{{"emotion": "ang", "salience": 70.0}}, {{"emotion": "hap", ...}}]]
-```
-
-Or with the toolkit: `blemore predict {repo_id} DATASET --split test` writes the challenge submission.
-
-## Validation results
-
-Actor-disjoint folds of the BLEMORE train partition (each fold's actors unseen in training); presence and salience
-accuracy as the challenge computes them.
-
-{table}
-
-## Training
-
-Trained with `blemore train` (transformers Trainer) on {summary.get('dataset')}, fold setting `{summary.get('fold')}`.
-The final model is fitted on all train folds for the same number of epochs; its thresholds:
-{(summary.get('final') or {}).get('choice', "tuned on the folds' pooled out-of-fold predictions")}.
-
-## Limitations
-
-- BLEMORE holds acted expressions from 58 actors in controlled recordings; accuracy on spontaneous expressions,
-  other recording conditions or other cultures is unknown.
-- Only the six emotions and the ten blends of the dataset, at three salience levels, can be predicted.
-- Emotion recognition from faces and voices can be misused (surveillance, profiling); do not use it to make
-  decisions about people.
-
-## Citation
-
-```bibtex
-{CITATION}
-```
-"""
-    return ModelCard(content)
+    config = BlemoreConfig.from_pretrained(Path(summary["model_dir"]))
+    return ModelCard(render_from_config(
+        config, repo_id, revision=revision, dataset_repo=dataset_repo, validation=summary.get("validation"),
+        training=training_paragraph(summary, dataset_repo),
+        random_encoders=bool((summary.get("model") or {}).get("tiny")),
+    ))
 
 
 def push_model_with_card(summary: dict, repo_id: str, *, endpoint: str | None = None, private: bool = False,
@@ -148,3 +76,6 @@ def push_model_with_card(summary: dict, repo_id: str, *, endpoint: str | None = 
     push_model_folder(model_dir, repo_id, endpoint=endpoint, private=private, token=token,
                       commit_message=f"Model card pinned to {info.oid[:12]}")
     return info
+
+
+__all__ = ["metric_name", "push_model_with_card", "render_model_card", "training_paragraph"]

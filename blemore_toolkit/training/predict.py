@@ -61,7 +61,7 @@ def load_model(model: str, revision: str | None = None):
 
     A model on precomputed features (``blemore heads``) has no processor: ``None`` is returned for it.
     """
-    from transformers import AutoModel
+    from transformers import AutoModelForVideoClassification
 
     from modeling import BlemoreProcessor
 
@@ -69,7 +69,7 @@ def load_model(model: str, revision: str | None = None):
     if local.exists() and not (local / "config.json").is_file():
         raise blemore.BlemoreError(f"{local}: no config.json; give a folder written by `blemore train` (…/model)")
     try:
-        loaded = AutoModel.from_pretrained(model, trust_remote_code=True, revision=revision)
+        loaded = AutoModelForVideoClassification.from_pretrained(model, trust_remote_code=True, revision=revision)
         processor = None
         if loaded.config.video_config is not None or loaded.config.audio_config is not None:
             processor = BlemoreProcessor.from_pretrained(model, revision=revision)

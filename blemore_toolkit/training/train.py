@@ -116,9 +116,10 @@ def build_model(settings: TrainSettings):
 
     torch.manual_seed(settings.seed)
     if settings.init_from:
-        from transformers import AutoModel
+        from transformers import AutoModelForVideoClassification
 
-        model = AutoModel.from_pretrained(settings.init_from, trust_remote_code=True, **settings.model_settings)
+        model = AutoModelForVideoClassification.from_pretrained(settings.init_from, trust_remote_code=True,
+                                                                **settings.model_settings)
         processor = BlemoreProcessor.from_pretrained(settings.init_from)
         return model, processor
     if settings.tiny:
@@ -171,13 +172,44 @@ def validation_scores(config, predictions, truth, grid: ThresholdGrid = TOOLKIT_
             "untuned_score": untuned["score"]}
 
 
-def metrics_for(config, grid: ThresholdGrid = TOOLKIT_GRID):
-    """``compute_metrics`` for the Trainer: the challenge score on validation, α/β tuned (``validation_scores``)."""
+def challenge_metrics(config, tune_thresholds: bool = True, grid: ThresholdGrid = TOOLKIT_GRID):
+    """A ``compute_metrics`` for the Trainer: the challenge accuracies of the model's decoded predictions.
+
+    ``config`` is the model's (its decoder and α/β decode the logits); the labels are outcome indices (what
+    ``ClipCollator`` gives). With ``tune_thresholds`` (the default, what ``blemore train`` does on a validation fold)
+    α/β are searched on these predictions and reported (``eval_presence_threshold``, ``eval_salience_threshold``)
+    beside ``eval_untuned_score``, the score with the config's own thresholds; without it only the config's
+    thresholds are used; ``grid`` is the α/β grid searched (the toolkit's or ``PAPER_GRID``). Scored by
+    ``challenge.challenge_scores``, the code of the metric and of ``blemore score``.
+
+    ```python
+    trainer = Trainer(..., compute_metrics=challenge_metrics(model.config))
+    trainer.evaluate()  # {"eval_acc_presence": ..., "eval_acc_salience": ..., "eval_score": ..., ...}
+    ```
+    """
 
     def compute_metrics(eval_prediction) -> dict:
-        return validation_scores(config, eval_prediction.predictions, np.asarray(eval_prediction.label_ids), grid)
+        truth = np.asarray(eval_prediction.label_ids)
+        if truth.ndim != 1:
+            raise ValueError(f"challenge_metrics: labels must be outcome indices (0-35), got shape {truth.shape}")
+        if tune_thresholds:
+            return validation_scores(config, eval_prediction.predictions, truth, grid)
+        return untuned_scores(config, eval_prediction.predictions, truth)
 
     return compute_metrics
+
+
+def untuned_scores(config, predictions, truth) -> dict:
+    """Challenge accuracies of the predictions decoded with the config's own decoder and thresholds."""
+    from metrics.blemore.challenge import challenge_scores
+    from modeling.decoding_blemore import decode_outcomes, outcomes_to_predictions
+
+    probabilities = outcome_probabilities(predictions)
+    if probabilities is None:
+        probabilities = emotion_probabilities(predictions)
+    outcomes = decode_outcomes(probabilities, **config.decoding_parameters)
+    result = challenge_scores(outcomes_to_predictions(truth), outcomes_to_predictions(outcomes))
+    return {key: result[key] for key in METRICS}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,7 +229,20 @@ class RunResult:
     truth: np.ndarray | None = None
 
 
-def training_arguments(settings: TrainSettings, run_dir: Path, has_validation: bool):
+def may_leave_parameters_unused(config) -> bool:
+    """Whether a training step can leave trainable weights without a gradient, which DDP must then search for.
+
+    Only an audio layer selection that stops below the top layer does (the layers above it cannot affect the
+    output); otherwise every weight is used, and asking DDP to search costs time and warns on every run.
+    """
+    layers = config.audio_hidden_layers
+    if config.audio_config is None or config.freeze_audio_encoder or isinstance(layers, str):
+        return False
+    num_states = config.audio_config.num_hidden_layers + 1
+    return max(index % num_states for index in layers) < num_states - 1
+
+
+def training_arguments(settings: TrainSettings, run_dir: Path, has_validation: bool, model_config=None):
     import torch
     from transformers import TrainingArguments
 
@@ -231,6 +276,7 @@ def training_arguments(settings: TrainSettings, run_dir: Path, has_validation: b
         activation_checkpointing=settings.gradient_checkpointing,
         disable_tqdm=not settings.progress,
         use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=model_config is not None and may_leave_parameters_unused(model_config),
     )
 
 
@@ -266,11 +312,12 @@ def _train_and_save(name: str, run_dir: Path, train_split, eval_split, settings:
     model, processor = build_model(settings)
     trainer = Trainer(
         model=model,
-        args=training_arguments(settings, run_dir, eval_split is not None),
+        args=training_arguments(settings, run_dir, eval_split is not None, model.config),
         train_dataset=clip_stream(train_split, processor, with_labels=True),
         eval_dataset=clip_stream(eval_split, processor, with_labels=True) if eval_split is not None else None,
         data_collator=ClipCollator(processor),
-        compute_metrics=metrics_for(model.config, settings.threshold_grid) if eval_split is not None else None,
+        compute_metrics=(challenge_metrics(model.config, grid=settings.threshold_grid)
+                         if eval_split is not None else None),
     )
     checkpoint = _last_checkpoint(run_dir) if settings.resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -323,7 +370,8 @@ def _finished_run(name: str, run_dir: Path) -> RunResult:
     probabilities_path = run_dir / "validation_probabilities.csv"
     if result.metrics is not None and probabilities_path.is_file():
         result.clip_ids, result.probabilities, result.truth = read_probabilities(probabilities_path)
-    print(f"{name}: finished earlier, reusing {run_dir / 'model'}")
+    if _is_main_process():
+        print(f"{name}: finished earlier, reusing {run_dir / 'model'}")
     return result
 
 
@@ -407,15 +455,22 @@ def run_training(dataset_dir: str, fold: str, settings: TrainSettings, threshold
         train_split = load_split(dataset_dir, f"fold{k}", "train")
         eval_split = load_split(dataset_dir, f"fold{k}", "validation")
         results.append(train_run(f"fold{k}", train_split, eval_split, settings))
-        print(f"fold{k}: " + ", ".join(f"{key} {results[-1].metrics[key]:.3f}" for key in METRICS), flush=True)
+        if _is_main_process():  # every process has the same (gathered) metrics; one prints them
+            print(f"fold{k}: " + ", ".join(f"{key} {results[-1].metrics[key]:.3f}" for key in METRICS), flush=True)
 
-    summary: dict = {"dataset": str(dataset_dir), "fold": fold}
+    summary: dict = {"dataset": str(dataset_dir), "fold": fold,
+                     "model": {"tiny": settings.tiny, "init_from": settings.init_from,
+                               "video_backbone": settings.video_backbone, "audio_backbone": settings.audio_backbone}}
     if results:
         summary["validation"] = summary_table(results)
         summary["model_dir"] = str(results[-1].model_dir)
-        print(format_table(summary["validation"]))
+        summary["thresholds_source"] = "validation_fold"
+        if _is_main_process():
+            print(format_table(summary["validation"]))
     if fold in ("all", "none"):
         final_thresholds = dict(thresholds or {})
+        summary["thresholds_source"] = "given" if final_thresholds else (
+            "pooled_folds" if len(results) > 1 else "init_from" if settings.init_from else "default")
         if len(results) > 1 and not final_thresholds:
             final_thresholds = final_fit_thresholds(results, settings)
         decoding = {key: final_thresholds[key] for key in ("presence_threshold", "salience_threshold")
@@ -441,4 +496,5 @@ def _write_json(path: Path, data: dict) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-__all__ = ["TrainSettings", "build_model", "final_fit_thresholds", "run_training", "train_run", "validation_scores"]
+__all__ = ["TrainSettings", "build_model", "challenge_metrics", "final_fit_thresholds", "run_training", "train_run",
+           "validation_scores"]

@@ -8,18 +8,16 @@ disagree. The folder needs nothing but ``evaluate`` and numpy: it loads where th
 import datasets
 import evaluate
 
-from .challenge import challenge_scores
+from .challenge import challenge_scores, check_clips, entry_problem
 
 _CITATION = """\
-@misc{blemore2026,
-  title         = {Not all Blends are Equal: The BLEMORE Dataset of Blended Emotion Expressions with Relative
+@misc{lachmann2026blemore,
+  title         = {Not all Blends are Equal: The {BLEMORE} Dataset of Blended Emotion Expressions with Relative
                    Salience Annotations},
-  author        = {Lachmann, Tim and Israelsson, Alexandra and Tornberg, Christina and Saghinadze, Teimuraz and
-                   Balazia, Michal and M{\\"u}ller, Philipp and Laukka, Petri},
+  author        = {Lachmann and others},
   year          = {2026},
   eprint        = {2601.13225},
   archivePrefix = {arXiv},
-  primaryClass  = {cs.CV},
 }
 """
 
@@ -38,6 +36,11 @@ Args:
         `{"emotion": code, "salience": percent}` with codes `ang disg fea hap sad neu`; a single emotion carries
         salience 100, a blend two entries whose saliences sum to 100. Order inside a clip does not matter.
     references (`list` of `list` of `dict`): per clip, the true emotions in the same form.
+    strict (`bool`, *optional*, defaults to `True`): check every clip first and raise `ValueError` naming the
+        clip's index and the problem: an unknown emotion code (`joy`, `anger`), saliences that are fractions
+        (0.7/0.3) or do not add up to 100, more than two entries, a code given twice. `strict=False` scores such
+        clips as the challenge's own scorer does (wrong, never an error). Entries that lack a key or have an
+        unknown one always raise `ValueError`.
 
 Returns:
     acc_presence (`float`): fraction of clips whose set of predicted emotions is right. Range 0 to 1.
@@ -83,6 +86,19 @@ Examples:
     ...     references=[[{"emotion": "ang", "salience": 70}, {"emotion": "hap", "salience": 30}]])
     >>> print(results["acc_salience"])
     1.0
+
+    Malformed clips are refused with their index, unless `strict=False` asks for the challenge's lenient scoring:
+
+    >>> blemore_metric.compute(predictions=[[{"emotion": "joy", "salience": 100}]],
+    ...                        references=[[{"emotion": "hap", "salience": 100}]])
+    Traceback (most recent call last):
+    ...
+    ValueError: predictions[0]: unknown emotion code 'joy' (the codes are ang disg fea hap sad neu)
+    >>> results = blemore_metric.compute(
+    ...     predictions=[[{"emotion": "ang", "salience": 0.7}, {"emotion": "hap", "salience": 0.3}]],
+    ...     references=[[{"emotion": "ang", "salience": 70}, {"emotion": "hap", "salience": 30}]], strict=False)
+    >>> print(results["acc_presence"], results["acc_salience"])
+    1.0 0.0
 """
 
 _ENTRY = {"emotion": datasets.Value("string"), "salience": datasets.Value("float64")}
@@ -104,5 +120,19 @@ class Blemore(evaluate.Metric):
             reference_urls=["https://arxiv.org/abs/2601.13225", "https://github.com/BlEmoRe/blemore-common"],
         )
 
-    def _compute(self, predictions, references):
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """Add a batch of predictions and references (entries with a missing or unknown key are refused here)."""
+        # Before evaluate encodes the batch: a missing or extra key would otherwise become None or a bare KeyError.
+        for name, clips in (("predictions", predictions), ("references", references)):
+            for index, clip in enumerate(clips if clips is not None else []):
+                for entry in clip if isinstance(clip, (list, tuple)) else []:
+                    problem = entry_problem(entry)
+                    if problem:
+                        raise ValueError(f"{name}[{index}]: {problem}")
+        return super().add_batch(predictions=predictions, references=references, **kwargs)
+
+    def _compute(self, predictions, references, strict=True):
+        if strict:
+            check_clips(references, "references")
+            check_clips(predictions, "predictions")
         return challenge_scores(references, predictions)

@@ -13,10 +13,11 @@ challenge's own:
 * the challenge **score** is the mean of the two accuracies.
 
 A clip is given either as a sequence of ``{"emotion": code, "salience": percent}`` mappings (the submission
-format) or of ``(emotion, salience)`` pairs. Nothing here validates the format: a prediction with an unknown code
-or a fraction for a salience is simply scored as the challenge would score it (wrong). The toolkit's
-``blemore_toolkit.evaluation.submission`` is where malformed submissions are caught. Only the standard library and
-numpy are used, so importing this is cheap.
+format) or of ``(emotion, salience)`` pairs. Scoring does not validate: a prediction with an unknown code or a
+fraction for a salience is scored as the challenge would score it (wrong). ``check_clips`` is the strict check the
+evaluate module runs first by default (``strict=False`` skips it); the toolkit's
+``blemore_toolkit.evaluation.submission`` checks whole submission files. Only the standard library and numpy are
+used, so importing this is cheap.
 """
 
 from __future__ import annotations
@@ -142,6 +143,77 @@ def challenge_scores(references: Sequence[Sequence[Any]], predictions: Sequence[
     1.0
     """
     return summarize(score_clips(references, predictions))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Strict input checks (the evaluate module's default)
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Entry keys of the submission format.
+ENTRY_KEYS: tuple[str, ...] = ("emotion", "salience")
+# Saliences of a clip must add up to 100 percent; this much slack covers rounding (69.6 + 30.4) and float32 noise.
+_PERCENT_SLACK = 1.0
+
+
+def entry_problem(entry: Any) -> str | None:
+    """What is wrong with the form of one entry (not a mapping, a key missing or unknown); ``None`` if nothing."""
+    if not isinstance(entry, Mapping):
+        return f"entry {entry!r} is not a mapping with keys 'emotion' and 'salience'"
+    missing = [key for key in ENTRY_KEYS if key not in entry or entry[key] is None]
+    if missing:
+        return f"entry {dict(entry)!r} lacks the key {missing[0]!r}"
+    unknown = sorted(str(key) for key in entry if key not in ENTRY_KEYS)
+    if unknown:
+        return f"entry {dict(entry)!r} has the unknown key {unknown[0]!r} (only 'emotion' and 'salience')"
+    return None
+
+
+def clip_problem(clip: Any) -> str | None:
+    """What makes one clip an invalid BLEMORE answer; ``None`` when it is valid.
+
+    Valid: one or two entries, official codes (``ang disg fea hap sad neu``), no code twice, saliences in percent
+    between 0 and 100 that add up to 100 (a single emotion has 100). Saliences given as fractions (0.7 and 0.3)
+    are named as such, since the challenge would round them to 1 and 0 and score the clip wrong.
+    """
+    if isinstance(clip, (str, bytes, Mapping)) or not isinstance(clip, Sequence):
+        return f"expected a list of {{'emotion', 'salience'}} entries, got {type(clip).__name__}"
+    if not clip:
+        return "no emotion (a clip needs one entry, or two for a blend)"
+    for entry in clip:
+        problem = entry_problem(entry)
+        if problem:
+            return problem
+    if len(clip) > 2:
+        return f"{len(clip)} entries (one emotion, or two for a blend)"
+    codes = [entry["emotion"] for entry in clip]
+    for code in codes:
+        if code not in EMOTIONS:
+            return f"unknown emotion code {code!r} (the codes are {' '.join(EMOTIONS)})"
+    if len(set(codes)) != len(codes):
+        return f"emotion {codes[0]!r} given twice"
+    saliences = []
+    for entry in clip:
+        value = entry["salience"]
+        if isinstance(value, (str, bytes, bool)) or not isinstance(value, (int, float, np.number)):
+            return f"salience {value!r} of {entry['emotion']!r} is not a number"
+        if not math.isfinite(float(value)) or not 0 <= float(value) <= 100:
+            return f"salience {value!r} of {entry['emotion']!r} is not a percentage between 0 and 100"
+        saliences.append(float(value))
+    total = sum(saliences)
+    if abs(total - 1.0) <= 0.01 * _PERCENT_SLACK and total < 100 - _PERCENT_SLACK:
+        return (f"fractional saliences {saliences} (they sum to 1): give percent, e.g. 70 and 30, or "
+                "pass strict=False to score them as the challenge would (wrong)")
+    if abs(total - 100.0) > _PERCENT_SLACK:
+        return f"saliences {saliences} sum to {total:g}, not 100"
+    return None
+
+
+def check_clips(clips: Sequence[Any], name: str = "predictions") -> None:
+    """Raise ``ValueError`` naming the first invalid clip by its index and the problem (see ``clip_problem``)."""
+    for index, clip in enumerate(clips):
+        problem = clip_problem(clip)
+        if problem:
+            raise ValueError(f"{name}[{index}]: {problem}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""The Hub model card of a BLEMORE model, written from what the model knows (its config) plus what a run adds.
+
+``model.push_to_hub(repo)`` writes it with nothing but the config; ``blemore train --push-to-hub`` passes the
+validation table, the training facts and the dataset repo as well. Either way the card's ``pipeline_tag`` is the
+task the model's pipeline is registered for, and its usage is code that works on the pushed files.
+
+Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` import).
+"""
+
+from __future__ import annotations
+
+from .pipeline_blemore import AUDIO_TASK, pipeline_task
+
+#: The dataset paper, as ``blemore._CITATION`` states it (a test checks they are equal).
+CITATION = """\
+@misc{lachmann2026blemore,
+  title         = {Not all Blends are Equal: The {BLEMORE} Dataset of Blended Emotion Expressions with Relative
+                   Salience Annotations},
+  author        = {Lachmann and others},
+  year          = {2026},
+  eprint        = {2601.13225},
+  archivePrefix = {arXiv},
+}
+"""
+
+#: How the card names the three challenge metrics.
+METRIC_LABELS = {"acc_presence": "ACC_presence", "acc_salience": "ACC_salience", "score": "challenge score"}
+#: Marks the template card transformers writes when a repo has none (replaced by this card on push).
+TRANSFORMERS_TEMPLATE_MARK = "This is the model card of a 🤗 transformers model that has been pushed on the Hub"
+
+
+def metric_name(key: str, num_folds: int) -> str:
+    """The card's name of a validation metric: ``"ACC_presence (mean of 5 validation folds)"``."""
+    where = f"mean of {num_folds} validation folds" if num_folds > 1 else "one validation fold"
+    return f"{METRIC_LABELS[key]} ({where})"
+
+
+def describe_encoders(config, random_encoders: bool = False) -> str:
+    """What the model encodes with, by architecture and, where the config recorded it, the checkpoint it came from."""
+    parts = []
+    for name in ("video", "audio"):
+        sub = getattr(config, f"{name}_config")
+        if sub is None:
+            continue
+        source = getattr(sub, "_name_or_path", "") or getattr(sub, "name_or_path", "")
+        if random_encoders:
+            parts.append(f"{name}: a tiny, randomly initialised `{sub.model_type}` (no pretrained weights)")
+        else:
+            parts.append(f"{name}: `{sub.model_type}`" + (f" from `{source}`" if source else ""))
+    if config.feature_sizes:
+        parts.append(f"precomputed features {dict(config.feature_sizes)}")
+    return "; ".join(parts)
+
+
+def _usage(config, repo_id: str, pin: str) -> str:
+    task = pipeline_task(config)
+    if task is None:
+        width = sum(int(size) for size in config.feature_sizes.values())
+        return f"""```python
+import torch
+from transformers import AutoModelForVideoClassification
+
+model = AutoModelForVideoClassification.from_pretrained("{repo_id}", trust_remote_code=True{pin})
+features = torch.randn(1, {width})  # the feature inputs {dict(config.feature_sizes)} concatenated in that order
+print(model.decode(model(features=features)))  # [[{{"emotion": "ang", "salience": 70.0}}, ...]]
+```"""
+    auto_class = "AutoModelForAudioClassification" if task == AUDIO_TASK else "AutoModelForVideoClassification"
+    inputs = ", ".join(f'{keyword}=["clip.mov"]' for name, keyword in (("video", "videos"), ("audio", "audio"))
+                       if name in config.modality_names)
+    return f"""```python
+from transformers import pipeline
+
+classify = pipeline(model="{repo_id}", trust_remote_code=True{pin})  # task: {task}
+classify("clip.mov")  # a path, the file's bytes or a dataset row; a list is batched
+# {{"emotions": [{{"emotion": "ang", "salience": 70.0}}, {{"emotion": "hap", "salience": 30.0}}],
+#  "outcome": "mix_ang_hap_70_30", "probabilities": {{"ang": 0.52, "disg": 0.03, ...}}}}
+```
+
+`emotions` is the challenge's submission format (and that of the `blemore` evaluate metric). The model and its
+processor directly:
+
+```python
+from transformers import {auto_class}, AutoProcessor
+
+model = {auto_class}.from_pretrained("{repo_id}", trust_remote_code=True{pin})
+processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True{pin})
+outputs = model(**processor({inputs}))
+print(model.decode(outputs))  # [[{{"emotion": "ang", "salience": 70.0}}, {{"emotion": "hap", "salience": 30.0}}]]
+```
+
+`AutoModel` gives the base `BlemoreModel` (fused embeddings, no head)."""
+
+
+def render_model_card(
+    config,
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    dataset_repo: str | None = None,
+    validation: dict | None = None,
+    training: str | None = None,
+    random_encoders: bool = False,
+) -> str:
+    """The card's text (YAML header + body).
+
+    ``validation``: ``{"folds": {name: {metric: value}}, "summary": {metric: {"mean", "std"}}}`` (what
+    ``blemore train`` computes); ``training``: a paragraph saying how the model was trained and where its
+    thresholds come from; ``random_encoders``: the encoders were never pretrained (the demo's tiny model).
+    """
+    from huggingface_hub import EvalResult, ModelCardData
+
+    metrics = list(METRIC_LABELS)
+    task = pipeline_task(config)
+    eval_results = []
+    if validation:
+        for key in metrics:
+            eval_results.append(EvalResult(
+                task_type=task or "video-classification", task_name="Blended emotion recognition",
+                dataset_type=dataset_repo or "BLEMORE", dataset_name="BLEMORE",
+                dataset_split="validation (actor-disjoint folds)",
+                metric_type="accuracy" if key != "score" else "mean_accuracy",
+                metric_name=metric_name(key, len(validation["folds"])),
+                metric_value=round(validation["summary"][key]["mean"], 4),
+            ))  # fmt: skip
+    data = ModelCardData(
+        model_name=repo_id, library_name="transformers", pipeline_tag=task,
+        license="other", license_name="blemore-terms", license_link="https://arxiv.org/abs/2601.13225",
+        datasets=[dataset_repo] if dataset_repo else None, tags=["blemore", "emotion-recognition", "audio-visual"],
+        eval_results=eval_results or None,
+    )  # fmt: skip
+    pin = f', revision="{revision}"' if revision else ""
+    if validation:
+        rows = [f"| {name} | " + " | ".join(f"{row[key]:.3f}" for key in metrics) + " |"
+                for name, row in validation["folds"].items()]
+        means = " | ".join(f"{validation['summary'][key]['mean']:.3f} ± {validation['summary'][key]['std']:.3f}"
+                           for key in metrics)
+        table = "\n".join(["| fold | ACC_presence | ACC_salience | score |", "|---|---|---|---|", *rows,
+                           f"| mean ± std | {means} |"])
+    else:
+        table = "No validation results were recorded for this model."
+    training = training or "Not recorded with the model (pushed with `model.push_to_hub`)."
+    return f"""---
+{data.to_yaml()}
+---
+
+# {repo_id}
+
+A blended-emotion recogniser for BLEMORE (arXiv 2601.13225): from a video clip with its audio it predicts which of
+the six emotions (`ang disg fea hap sad neu`) are present and, for a blend of two, their relative salience
+(50/50, 70/30 or 30/70), in the challenge's submission format.
+
+- Encoders: {describe_encoders(config, random_encoders)}; fusion `{config.fusion}`; objective `{config.objective}`.
+- Decoder: `{config.decoder}` with presence threshold α = {config.presence_threshold} and salience threshold
+  β = {config.salience_threshold} (stored in `config.json`).
+
+## Usage
+
+{_usage(config, repo_id, pin)}
+
+## Validation results
+
+Actor-disjoint folds of the BLEMORE train partition (each fold's actors unseen in training); presence and salience
+accuracy as the challenge computes them.
+
+{table}
+
+## Training
+
+{training}
+
+## Limitations
+
+- BLEMORE holds acted expressions from 58 actors in controlled recordings; accuracy on spontaneous expressions,
+  other recording conditions or other cultures is unknown.
+- Only the six emotions and the ten blends of the dataset, at three salience levels, can be predicted.
+- Emotion recognition from faces and voices can be misused (surveillance, profiling); do not use it to make
+  decisions about people.
+
+## Citation
+
+```bibtex
+{CITATION.strip()}
+```
+"""
+
+
+__all__ = ["CITATION", "metric_name", "render_model_card"]
