@@ -280,3 +280,91 @@ def test_clips_in_a_symlinked_subfolder_are_found_and_a_loop_is_not_followed(dow
     assert sorted(c.clip_id for c in scan.clips) == ["A102_ang_int1_ver1", "A102_mix_ang_hap_30_70_ver1"]
     prepare_dataset(raw, tmp_path / "out", progress=False)
     assert len(datasets.load_dataset(str(tmp_path / "out"), split="train")) == 2
+
+
+# --- probing clips: valid clips kept, broken ones caught -----------------------------------------------------------
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *map(str, args)], check=True)
+
+
+def clip_for(tmp_path: Path, name: str, duration_s: float = 2.0) -> blemore.RawClip:
+    path = tmp_path / f"source_{name}.mov"
+    write_clip(path, ("ang",), (100,), width=64, height=48, duration_s=duration_s, seed=3)
+    return path
+
+
+def raw_clip(path: Path) -> blemore.RawClip:
+    return blemore.RawClip("A102_ang_int1_ver1", path, "train", 1, "A102", ("ang",), (100,))
+
+
+def test_a_variable_frame_rate_clip_stores_its_average_rate(tmp_path):
+    source = clip_for(tmp_path, "vfr")
+    vfr = tmp_path / "vfr.mov"
+    ffmpeg("-i", source, "-vf", "select='lt(n,10)+not(mod(n,3))'", "-fps_mode", "vfr", "-c:a", "copy", vfr)
+    media = blemore.read_clip_media(raw_clip(vfr))
+    assert media["num_frames"] == 23  # 10 frames, then every third of the other 40
+    assert media["fps"] == pytest.approx(media["num_frames"] / media["duration_s"])
+    assert media["fps"] < 15  # the header says 25
+
+
+def test_audio_that_starts_late_but_runs_to_the_end_is_complete(tmp_path):
+    source = clip_for(tmp_path, "late")
+    late = tmp_path / "late.mov"
+    ffmpeg("-i", source, "-itsoffset", "0.5", "-i", source, "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+           "-c:a", "aac", "-t", "2.0", late)
+    media = blemore.read_clip_media(raw_clip(late))
+    assert media["duration_s"] == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize("kept", [0.95, 0.97])
+def test_a_faststart_clip_cut_short_is_caught_by_its_last_frame(tmp_path, kept):
+    source = clip_for(tmp_path, "fs", duration_s=4.0)
+    faststart = tmp_path / "fs.mov"
+    ffmpeg("-i", source, "-c", "copy", "-movflags", "+faststart", faststart)
+    data = faststart.read_bytes()
+    cut = tmp_path / "cut.mov"
+    cut.write_bytes(data[: int(len(data) * kept)])
+    with pytest.raises(blemore.BlemoreError, match=r"A102_ang_int1_ver1: .*cut.mov looks truncated \(its last frame"):
+        blemore.read_clip_media(raw_clip(cut))
+    assert blemore.read_clip_media(raw_clip(faststart))["num_frames"] == 100  # the whole clip passes
+
+
+# --- metadata CSVs as spreadsheets save them -----------------------------------------------------------------------
+
+METADATA_HEADER = ["filename", "video_id", "mix", "emotion_1", "emotion_2", "emotion_1_salience",
+                   "emotion_2_salience", "version", "intensity_level", "situation", "fold"]
+# fold 3 where the manifest says 1: the scan shows whether the CSV was read
+METADATA_ROW = ["A102_ang_int1_ver1", "A102", "0", "ang", "", "", "", "1", "1", "", "3"]
+OTHER_ROW = ["A102_mix_ang_hap_30_70_ver1", "A102", "1", "ang", "hap", "30", "70", "1", "", "", "3"]
+
+
+@pytest.mark.parametrize("encoding, delimiter, header, note", [
+    ("utf-8", ",", METADATA_HEADER, None),
+    ("utf-8-sig", ",", METADATA_HEADER, None),
+    ("latin-1", ",", METADATA_HEADER, "read as cp1252"),
+    ("utf-16", ",", METADATA_HEADER, "read as utf-16"),
+    ("utf-8", ";", METADATA_HEADER, "';'-separated"),
+    ("utf-8", "\t", METADATA_HEADER, "tab-separated"),
+    ("utf-8", ",", ["Filename"] + METADATA_HEADER[1:], None),
+    ("utf-8", ",", ["filename "] + METADATA_HEADER[1:], None),
+])
+def test_metadata_csvs_in_the_dialects_a_download_can_have_are_read(download, tmp_path, encoding, delimiter,
+                                                                     header, note):
+    raw = copy_download(download, tmp_path / "raw")
+    comment = "Ångström, café"  # non-ASCII in a column the toolkit does not read
+    lines = [delimiter.join(header + ["comment"])] + [delimiter.join(row + [comment])
+                                                      for row in (METADATA_ROW, OTHER_ROW)]
+    (raw / "metadata.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode(encoding))
+    scan = blemore.scan_download(raw)
+    assert {c.fold for c in scan.clips} == {3}
+    if note:
+        assert any("metadata.csv" in n and note in n for n in scan.notes), scan.notes
+
+
+def test_a_csv_without_a_filename_column_is_skipped_and_said(download, tmp_path):
+    raw = copy_download(download, tmp_path / "raw")
+    (raw / "notes.csv").write_bytes("name;comment\nx;caf\xe9\n".encode("latin-1"))
+    scan = blemore.scan_download(raw)
+    assert any("skipped" in n and "notes.csv" in n and "no 'filename' column" in n for n in scan.notes), scan.notes
