@@ -171,11 +171,13 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from blemore_toolkit.evaluation.scoring import dumps, score_submission, tolerated_lines
+    from blemore_toolkit.evaluation.scoring import dumps, score_submission, tolerated_lines, warning_lines
 
     result, checked = score_submission(args.submission, args.references, args.split, args.lenient, args.details)
     for line in tolerated_lines(checked):
         print(f"blemore score: lenient: {line}", file=sys.stderr)
+    for line in warning_lines(checked):
+        print(f"blemore score: warning: {line}", file=sys.stderr)
     print(dumps(result))
     return 0
 
@@ -189,12 +191,15 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from blemore_toolkit.evaluation.scoring import validate_submission
+    from blemore_toolkit.evaluation.scoring import validate_submission, warning_lines
 
     checked = validate_submission(args.submission, args.against)
+    for line in warning_lines(checked):
+        print(f"blemore validate: warning: {line}", file=sys.stderr)
     coverage = f", exactly the {len(checked.predictions)} clips of {args.against}" if args.against else \
         " (format only: give --against to check the clip list)"
-    print(f"{checked.source}: valid, {len(checked.predictions)} clips{coverage}")
+    never = f"; {len(checked.warnings)} can never be scored right (see the warnings)" if checked.warnings else ""
+    print(f"{checked.source}: valid, {len(checked.predictions)} clips{coverage}{never}")
     return 0
 
 
@@ -212,9 +217,11 @@ def add_zip_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_zip(args: argparse.Namespace) -> int:
     from blemore_toolkit.evaluation import submission
-    from blemore_toolkit.evaluation.scoring import validate_submission
+    from blemore_toolkit.evaluation.scoring import validate_submission, warning_lines
 
     checked = validate_submission(args.predictions, args.against)
+    for line in warning_lines(checked):
+        print(f"blemore zip: warning: {line}", file=sys.stderr)
     output = Path(args.output) if args.output else Path(args.predictions).with_suffix(".zip")
     if output.resolve() == Path(args.predictions).resolve():
         raise BlemoreError(f"{output}: would overwrite the predictions; give --output")

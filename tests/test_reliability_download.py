@@ -212,8 +212,10 @@ def test_zero_clips_per_shard_is_one_line(download, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_parent_that_does_not_exist_is_one_line(download, tmp_path):
-    one_line_error(run_cli("prepare", download, tmp_path / "no" / "such" / "out", "--quiet"), "no such folder")
+def test_a_parent_that_is_a_file_is_one_line(download, tmp_path):
+    (tmp_path / "file").write_text("mine")
+    one_line_error(run_cli("prepare", download, tmp_path / "file" / "out", "--quiet"), "file")
+    assert (tmp_path / "file").read_text() == "mine"
 
 
 def test_a_read_only_parent_is_one_line(download, tmp_path):

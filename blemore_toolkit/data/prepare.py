@@ -226,11 +226,15 @@ def prepare_lock(out: Path) -> Iterator[None]:
     import fcntl
 
     path = out.parent / f".{out.name}.lock"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise BlemoreError(f"{out.parent}: is a file, not a folder to write OUT in") from None
+    except OSError as error:
+        raise BlemoreError(f"{error.filename or out.parent}: cannot write here ({error.strerror})") from None
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
-        except FileNotFoundError:
-            raise BlemoreError(f"{out.parent}: no such folder to write OUT in") from None
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise BlemoreError(f"{path}: is a symlink, not a lock file of blemore prepare; remove it") from None

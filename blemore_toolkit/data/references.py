@@ -109,7 +109,11 @@ def read_references(source: str | os.PathLike) -> ReferenceSet:
     if path.suffix.lower() != ".csv":
         raise blemore.BlemoreError(f"{path}: references are a prepared dataset folder or a CSV file "
                                    "(organisers' metadata, an answer key, or a filename column of clip names)")
-    return _read_csv(path)
+    try:
+        return _read_csv(path)
+    except UnicodeDecodeError as error:
+        raise blemore.BlemoreError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save the CSV as "
+                                   "UTF-8") from None
 
 
 def _outcome_table() -> dict[tuple, tuple[tuple[str, ...], tuple[int, ...]]]:

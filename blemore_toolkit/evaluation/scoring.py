@@ -124,6 +124,14 @@ def _score_submission(submission_path, references_source, split, lenient, detail
     return result, checked
 
 
+def warning_lines(checked: submission.CheckedSubmission, limit: int = submission.MAX_LISTED_PROBLEMS) -> list[str]:
+    """Predictions the challenge can never count as right, one line per clip naming it, capped."""
+    lines = [f"{checked.source}: {finding.line()}" for finding in checked.warnings[:limit]]
+    if len(checked.warnings) > limit:
+        lines.append(f"... and {len(checked.warnings) - limit} more clips that can never be scored right")
+    return lines
+
+
 def tolerated_lines(checked: submission.CheckedSubmission, limit: int = submission.MAX_LISTED_PROBLEMS) -> list[str]:
     """What lenient mode accepted, one line per kind with its rule and the first example."""
     by_kind: dict[str, list[submission.Finding]] = {}
@@ -148,6 +156,15 @@ def tolerated_lines(checked: submission.CheckedSubmission, limit: int = submissi
 
 
 def read_clip_ids(source: str | os.PathLike) -> list[str]:
+    """The clip ids a submission must cover, from whatever lists the test clips (see ``_read_clip_ids``)."""
+    try:
+        return _read_clip_ids(source)
+    except UnicodeDecodeError as error:
+        raise blemore.BlemoreError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start}); save the list "
+                                   "as UTF-8") from None
+
+
+def _read_clip_ids(source: str | os.PathLike) -> list[str]:
     """The clip ids a submission must cover, from whatever lists the test clips.
 
     A folder of videos (or a download whose ``test/`` folder holds them), a prepared dataset folder (its test
