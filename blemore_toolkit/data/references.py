@@ -271,6 +271,10 @@ def _read_folder(folder: Path) -> ReferenceSet:
     if missing:
         raise blemore.BlemoreError(f"{folder}: the dataset has no {', '.join(missing)} column")
     columns = [c for c in FOLDER_COLUMNS if c in present]
+    if (folder / "README.md").is_file():  # a missing or changed shard named (load_dataset's size error names none)
+        from blemore_toolkit.data.loading import check_against_card
+
+        check_against_card(folder)
     try:
         splits = load_quietly(folder, columns=columns)
     except Exception as error:  # datasets raises many types; the user needs the folder and the reason
