@@ -60,31 +60,43 @@ def check_against_card(dataset_dir: str | os.PathLike) -> None:
     """Check that every split's files are the ones the card describes; ``BlemoreError`` naming a missing or changed
     shard. (``load_dataset`` would otherwise fail with a split-size mismatch that names no file, or load less.)
 
-    Cheap: file names and sizes only, and a shard's parquet footer where the sizes disagree.
+    Cheap: file names and sizes only, and a shard's parquet footer where the sizes disagree. The card gives sizes
+    per split, not per shard, so a changed shard is narrowed down to the shards of the splits that disagree and of
+    no split that agrees (with the fold configs, the shards of one fold).
     """
     folder = Path(dataset_dir)
     header = card_header(folder)
     infos = {info.get("config_name"): info for info in header.get("dataset_info", []) if isinstance(info, dict)}
+    agreeing: set[Path] = set()
+    disagreeing: list[tuple[str, list[Path], int, int]] = []
     for config in header.get("configs", []):
         sizes = {split.get("name"): split for split in infos.get(config.get("config_name"), {}).get("splits", [])}
         for entry in config.get("data_files", []):
             expected = sizes.get(entry.get("split"))
             patterns = entry.get("path", [])
             patterns = [patterns] if isinstance(patterns, str) else patterns
-            files = sorted({path for pattern in patterns for path in folder.glob(pattern)})
             where = f"{folder}: the {config.get('config_name')} config's {entry.get('split')} split"
-            if not files:
-                raise BlemoreError(f"{where} has no file matching {', '.join(patterns)} (the card lists "
-                                   f"{expected['num_examples'] if expected else 'some'} clips there); the folder is "
-                                   "incomplete: prepare it again or copy the missing files back")
+            unmatched = [pattern for pattern in patterns if not any(folder.glob(pattern))]
+            if unmatched:
+                raise BlemoreError(f"{where}: no shard matches {unmatched[0]} (the card lists its files); the folder "
+                                   "is incomplete: prepare it again or copy the missing shards back")
+            files = sorted({path for pattern in patterns for path in folder.glob(pattern)})
             missing = _missing_shards(files)
             if missing:
                 raise BlemoreError(f"{where}: shard {missing[0]} is missing ({len(missing)} of the split's "
                                    f"{len(missing) + len(files)} shards); prepare the folder again or copy it back")
-            if expected and sum(path.stat().st_size for path in files) != expected.get("num_bytes"):
-                raise BlemoreError(f"{where}: {_changed_shard(files)} since the card was written (the split's "
-                                   f"shards hold {sum(p.stat().st_size for p in files):,} bytes, the card says "
-                                   f"{expected.get('num_bytes'):,}); prepare the folder again")
+            if expected is None:
+                continue
+            found = sum(path.stat().st_size for path in files)
+            if found == expected.get("num_bytes"):
+                agreeing.update(files)
+            else:
+                disagreeing.append((where, files, found, expected.get("num_bytes")))
+    if disagreeing:
+        where, files, found, expected = min(disagreeing, key=lambda item: len(item[1]))
+        suspects = [path for path in files if path not in agreeing] or files
+        raise BlemoreError(f"{where}: {_changed_shard(suspects)} since the card was written (the split's shards "
+                           f"hold {found:,} bytes, the card says {expected:,}); prepare the folder again")
 
 
 def _missing_shards(files: list[Path]) -> list[str]:
