@@ -300,7 +300,7 @@ def make_staging(staging: Path) -> None:
         if problem:
             raise BlemoreError(f"{staging}: {problem}; prepare stages OUT there and will not reuse or empty it; "
                                "remove it and run again") from None
-    except PermissionError as error:
+    except OSError as error:  # read-only, no space, quota
         raise BlemoreError(f"{staging.parent}: cannot write here ({error.strerror})") from None
     for sub in ("data", ".done"):
         path = staging / sub
@@ -324,8 +324,9 @@ def _clear_stale(folder: Path, keep: set[str]) -> None:
 
 def _check_replaceable(out: Path) -> None:
     """With --overwrite, OUT is deleted: only when it is empty or a prepared dataset folder (never any folder)."""
-    if not out.is_dir() or out.is_symlink():
-        raise BlemoreError(f"{out}: exists and is not a folder; prepare replaces only a folder it wrote")
+    if out.is_symlink() or not out.is_dir():
+        what = "a symlink" if out.is_symlink() else "not a folder"
+        raise BlemoreError(f"{out}: exists and is {what}; --overwrite replaces only a folder prepare wrote")
     if any(out.iterdir()) and not ((out / "README.md").is_file() and (out / "data").is_dir()):
         raise BlemoreError(f"{out}: exists and is not a prepared dataset folder (no README.md and data/); "
                            "--overwrite replaces only a folder written by `blemore prepare`")
@@ -357,7 +358,11 @@ def _prepare_locked(raw_dir, out: Path, num_workers, clips_per_shard, overwrite,
     with tqdm(total=sum(len(p.clips) for p in plans), initial=sum(len(p.clips) for p in plans if p.name in reusable),
               unit="clip", desc="prepare", disable=not progress) as bar:
         for plan in _run_shards(todo, data_dir, num_workers):
-            (done_dir / plan.name).write_text(fingerprints[plan.name])
+            try:
+                (done_dir / plan.name).write_text(fingerprints[plan.name])
+            except OSError as error:
+                raise BlemoreError(f"{done_dir / plan.name}: cannot write ({error.strerror}); {out} was not "
+                                   "written, rerun to finish") from None
             bar.update(len(plan.clips))
 
     try:
@@ -368,6 +373,8 @@ def _prepare_locked(raw_dir, out: Path, num_workers, clips_per_shard, overwrite,
     shutil.rmtree(done_dir)
     if out.exists():
         trash = out.parent / f".{out.name}.replaced"
+        if trash.is_symlink() or trash.is_file():  # never followed: only the link or file itself goes
+            trash.unlink()
         shutil.rmtree(trash, ignore_errors=True)
         out.rename(trash)
         staging.rename(out)
