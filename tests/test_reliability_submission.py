@@ -148,6 +148,15 @@ def test_a_member_in_an_unsupported_compression_is_one_line(tmp_path, capsys):
     one_line_error(capsys, ["validate", path], "odd.zip:submission.json", "cannot be uncompressed")
 
 
+def test_a_zip_of_a_format_version_python_cannot_read_is_one_line(tmp_path, capsys):
+    """Found by the zip property test: a central directory asking for format version 6.4."""
+    data = bytearray(zip_bytes({"submission.json": json.dumps(perfect_document()).encode()}))
+    struct.pack_into("<B", data, data.index(b"PK\x01\x02") + 6, 64)  # "version needed to extract": 6.4
+    path = tmp_path / "new.zip"
+    path.write_bytes(bytes(data))
+    one_line_error(capsys, ["validate", path], "new.zip", "zip file version 6.4")
+
+
 def test_non_utf8_references_and_clip_lists_are_one_line(tmp_path, capsys, key):
     good = tmp_path / "good.json"
     good.write_text(json.dumps(perfect_document()))
@@ -256,7 +265,7 @@ def check_never_crashes(path, key):
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate name")
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(submission_texts())
 def test_any_json_text_gets_a_result_or_one_error_and_is_left_as_it_was(tmp_path, key, text):
@@ -293,7 +302,7 @@ def zip_archives(draw):
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate name")
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(zip_archives())
 def test_any_zip_gets_a_result_or_one_error_and_is_left_as_it_was(tmp_path, key, data):

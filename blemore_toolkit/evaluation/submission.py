@@ -235,6 +235,9 @@ def _zip_json_member(path: Path) -> tuple[str, bytes]:
                     from None
     except zipfile.BadZipFile:
         raise blemore.BlemoreError(f"{path}: not a readable zip file") from None
+    except NotImplementedError as error:  # e.g. a zip format version Python's zipfile does not read
+        raise blemore.BlemoreError(f"{path}: a zip this reader cannot open ({error}); zip it again with deflate") \
+            from None
 
 
 def read_submission(path: str | os.PathLike) -> RawSubmission:
