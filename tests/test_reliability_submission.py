@@ -157,6 +157,18 @@ def test_a_zip_of_a_format_version_python_cannot_read_is_one_line(tmp_path, caps
     one_line_error(capsys, ["validate", path], "new.zip", "zip file version 6.4")
 
 
+def test_a_zip_whose_offsets_point_outside_it_is_one_line(tmp_path, capsys):
+    """Found by fuzzing zips: the end record places the directory 18 bytes after where it is, so the member's
+    header offset comes out negative and the seek to it fails."""
+    path = tmp_path / "offsets.zip"
+    path.write_bytes(
+        b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00!\x00" + bytes(12) + b"\x08\x00\x00\x00SUB.JSON"
+        b"PK\x01\x02\x14\x03\x14\x00\x00\x00\x00\x00\x00\x00!\x00" + bytes(12) + b"\x08\x00" + bytes(10)
+        + b"\x80\x01\x00\x00\x00\x00SUB.JSON"
+        b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x006\x00\x00\x00&\x01\x00\x00\x00\x00")
+    one_line_error(capsys, ["validate", path], "offsets.zip:SUB.JSON", "damaged in the zip")
+
+
 def test_non_utf8_references_and_clip_lists_are_one_line(tmp_path, capsys, key):
     good = tmp_path / "good.json"
     good.write_text(json.dumps(perfect_document()))

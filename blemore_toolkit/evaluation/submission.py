@@ -230,7 +230,7 @@ def _zip_json_member(path: Path) -> tuple[str, bytes]:
             except NotImplementedError as error:  # a compression method Python's zipfile cannot read
                 raise blemore.BlemoreError(f"{source}: cannot be uncompressed ({error}); zip it with deflate") \
                     from None
-            except (zlib.error, EOFError, zipfile.BadZipFile) as error:
+            except (zlib.error, EOFError, zipfile.BadZipFile, OSError) as error:  # OSError: offsets past the file
                 raise blemore.BlemoreError(f"{source}: damaged in the zip ({error or type(error).__name__})") \
                     from None
     except zipfile.BadZipFile:
