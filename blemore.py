@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import importlib
 import importlib.util
+import io
 import itertools
 import os
 import re
@@ -292,16 +293,27 @@ class DownloadScan:
     notes: list[str]
 
 
-def find_clip_files(raw_dir: str | os.PathLike) -> list[Path]:
-    """Every .mov/.mp4 below ``raw_dir``, at any depth, skipping hidden files and macOS archive debris."""
+def walk_download(raw_dir: str | os.PathLike) -> Iterable[tuple[Path, list[str]]]:
+    """``(folder, file names)`` of every folder below ``raw_dir``, sorted, skipping hidden entries and macOS archive
+    debris. Symlinked folders are followed (a download assembled from several disks is common), each real folder at
+    most once, so a link back up the tree is no loop."""
     root = Path(raw_dir)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        info = os.stat(dirpath)
+        if (info.st_dev, info.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
-        for name in sorted(filenames):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
-                found.append(Path(dirpath) / name)
-    return found
+        yield Path(dirpath), sorted(name for name in filenames if not name.startswith("."))
+
+
+def find_clip_files(raw_dir: str | os.PathLike) -> list[Path]:
+    """Every .mov/.mp4 below ``raw_dir``, at any depth (symlinked folders followed), skipping hidden files and macOS
+    archive debris."""
+    return [folder / name for folder, names in walk_download(raw_dir) for name in names
+            if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS]
 
 
 def metadata_cell(row: dict, column: str) -> str | None:
@@ -323,17 +335,58 @@ def _int_cell(row: dict, column: str, where: str) -> int | None:
     return int(number)
 
 
-def read_metadata(raw_dir: str | os.PathLike) -> dict[str, tuple[Path, dict]]:
-    """Rows of every metadata CSV (a CSV with a ``filename`` column) below ``raw_dir``, keyed by clip id."""
-    rows: dict[str, tuple[Path, dict]] = {}
-    for csv_path in sorted(Path(raw_dir).rglob("*.csv")):
-        if any(part.startswith(".") or part == "__MACOSX" for part in csv_path.relative_to(raw_dir).parts):
+#: Encodings a spreadsheet may save a CSV in, tried in this order (Latin-1 reads any bytes, so it comes last).
+_CSV_ENCODINGS = ("utf-8-sig", "utf-16", "cp1252", "latin-1")
+
+
+def read_csv_rows(csv_path: Path) -> tuple[list[str], list[dict], str]:
+    """A CSV as ``(column names, rows, how it was read)``, whatever the spreadsheet that saved it.
+
+    UTF-8 (with or without BOM), UTF-16 (with BOM), Windows-1252 or Latin-1; comma, semicolon or tab separated;
+    column names compared stripped and lower-cased (``Filename``, ``filename ``). ``how`` is empty for plain
+    UTF-8 with commas, else says what was assumed.
+    """
+    data = csv_path.read_bytes()
+    for encoding in _CSV_ENCODINGS:
+        if encoding == "utf-16" and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
             continue
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if "filename" not in (reader.fieldnames or []):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    first_line = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first_line.count) if first_line else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = [name.strip().lower() for name in next(reader, [])]
+    rows = [dict(zip(header, row)) for row in reader if any(cell.strip() for cell in row)]
+    how = [f"read as {encoding}"] if encoding not in ("utf-8-sig",) else []
+    how += [f"{'tab' if delimiter == chr(9) else repr(delimiter)}-separated"] if delimiter != "," else []
+    return header, rows, ", ".join(how)
+
+
+def read_metadata(raw_dir: str | os.PathLike, notes: list[str] | None = None) -> dict[str, tuple[Path, dict]]:
+    """Rows of every metadata CSV (a CSV with a ``filename`` column) below ``raw_dir``, keyed by clip id.
+
+    ``notes`` (when given) collects what a user should know: a CSV skipped (and why), one read in another encoding
+    or with another separator than UTF-8 with commas.
+    """
+    rows: dict[str, tuple[Path, dict]] = {}
+    notes = [] if notes is None else notes
+    for folder, names in walk_download(raw_dir):
+        for csv_path in (folder / name for name in names if name.lower().endswith(".csv")):
+            try:
+                header, csv_rows, how = read_csv_rows(csv_path)
+            except OSError as error:
+                raise BlemoreError(f"{csv_path}: cannot read ({error.strerror})") from None
+            except csv.Error as error:
+                raise BlemoreError(f"{csv_path}: not a readable CSV ({error})") from None
+            if "filename" not in header:
+                notes.append(f"skipped {csv_path}: no 'filename' column (columns: {', '.join(header[:8]) or 'none'})")
                 continue
-            for line_no, row in enumerate(reader, start=2):
+            if how:
+                notes.append(f"{csv_path}: {how}")
+            for line_no, row in enumerate(csv_rows, start=2):
                 if not metadata_cell(row, "filename"):
                     raise BlemoreError(f"{csv_path}:{line_no}: empty filename")
                 clip_id = clip_id_from_path(row["filename"].strip())
@@ -388,6 +441,9 @@ def _clip_from_name_and_metadata(
         label = parse_clip_name(clip_id)
     except ValueError as error:
         raise BlemoreError(f"{path}: {error}") from None
+    if label.clip_id != clip_id:  # A102_ang_int1_ver1.mov.mp4: the name parsed only once a second suffix went
+        raise BlemoreError(f"{path}: {path.name!r} is not a BLEMORE clip name (a clip name carries one .mov or "
+                           f".mp4 suffix, e.g. {label.clip_id}{path.suffix})")
     if meta_label is not None and meta_label != canonical_label(label.emotions, label.salience):
         raise BlemoreError(f"{clip_id}: {meta[0].name} labels it {_describe(*meta_label)} but its name says "
                            f"{_describe(label.emotions, label.salience)}")
@@ -419,7 +475,8 @@ def scan_download(raw_dir: str | os.PathLike, manifest: dict[str, ManifestEntry]
     if not root.is_dir():
         raise BlemoreError(f"{root}: no such folder (expected the BLEMORE download or `blemore synth` output)")
     manifest = load_manifest() if manifest is None else manifest
-    metadata = read_metadata(root)
+    metadata_notes: list[str] = []
+    metadata = read_metadata(root, metadata_notes)
     files = find_clip_files(root)
     if not files:
         raise BlemoreError(f"{root}: no .mov or .mp4 clips found below this folder")
@@ -441,7 +498,7 @@ def scan_download(raw_dir: str | os.PathLike, manifest: dict[str, ManifestEntry]
                                f"{actor_folds[clip.actor_id]}; validation folds must be actor-disjoint")
 
     synthetic = (root / SYNTHETIC_MARKER).is_file()
-    notes = []
+    notes = metadata_notes
     without_video = sorted(set(metadata) - set(seen))
     if without_video:
         notes.append(f"{len(without_video)} clips listed in the metadata have no video file: "
@@ -500,6 +557,18 @@ def read_clip_media(clip: RawClip) -> dict:
         video.get_frame_at(0)
     except Exception as error:  # torchcodec raises RuntimeError/ValueError with FFmpeg's reason
         raise BlemoreError(f"{clip.clip_id}: unreadable video in {clip.path} ({_decoder_reason(error)})") from None
+    duration = float(meta.duration_seconds or 0.0)
+    if duration <= 0 or not meta.num_frames:
+        raise BlemoreError(f"{clip.clip_id}: {clip.path} has no video frames")
+    # A clip cut short behind an index written up front (faststart) still reports every frame: decode the last one
+    # (a seek, then at most one group of pictures) before calling the clip complete.
+    end = float(meta.end_stream_seconds or duration)
+    last_at = max(float(meta.begin_stream_seconds or 0.0), end - 0.5 / float(meta.average_fps or 25.0))
+    try:
+        video.get_frame_played_at(last_at)
+    except Exception as error:
+        raise BlemoreError(f"{clip.clip_id}: {clip.path} looks truncated (its last frame, at {last_at:.2f} s, does "
+                           f"not decode: {_decoder_reason(error)})") from None
     try:
         audio_decoder = AudioDecoder(data, sample_rate=AUDIO_SAMPLING_RATE, num_channels=1)
     except ValueError:
@@ -507,25 +576,26 @@ def read_clip_media(clip: RawClip) -> dict:
     except Exception as error:
         raise BlemoreError(f"{clip.clip_id}: unreadable audio in {clip.path} ({_decoder_reason(error)})") from None
     try:
-        samples = audio_decoder.get_all_samples().data[0].numpy()
+        decoded = audio_decoder.get_all_samples()
+        samples = decoded.data[0].numpy()
     except Exception as error:
         reason = _decoder_reason(error)
         raise BlemoreError(f"{clip.clip_id}: audio of {clip.path} does not decode ({reason})") from None
 
-    duration = float(meta.duration_seconds or 0.0)
-    audio_duration = len(samples) / AUDIO_SAMPLING_RATE
-    if duration <= 0 or not meta.num_frames:
-        raise BlemoreError(f"{clip.clip_id}: {clip.path} has no video frames")
-    if audio_duration + _TRUNCATION_TOLERANCE_S < duration:
-        raise BlemoreError(f"{clip.clip_id}: {clip.path} looks truncated (its audio ends at {audio_duration:.2f} s "
-                           f"of {duration:.2f} s)")
+    # Where the audio ends, not how long it is: a track that starts late but runs to the end is complete.
+    audio_end = float(decoded.pts_seconds) + len(samples) / AUDIO_SAMPLING_RATE
+    if audio_end + _TRUNCATION_TOLERANCE_S < end:
+        raise BlemoreError(f"{clip.clip_id}: {clip.path} looks truncated (its audio ends at {audio_end:.2f} s "
+                           f"of {end:.2f} s)")
     flac = io.BytesIO()
     soundfile.write(flac, samples, AUDIO_SAMPLING_RATE, format="FLAC", subtype="PCM_16")
     return {
         "video": {"bytes": data, "path": clip.path.name},
         "audio": {"bytes": flac.getvalue(), "path": f"{clip.clip_id}.flac"},
         "duration_s": duration,
-        "fps": float(meta.average_fps or 0.0),
+        # frames / duration: the average rate, also for a variable-frame-rate clip, whose header gives a nominal
+        # rate (e.g. 30) that can be far from what it plays (e.g. 40 frames in 1.93 s: 20.7)
+        "fps": int(meta.num_frames) / duration,
         "width": int(meta.width),
         "height": int(meta.height),
         "num_frames": int(meta.num_frames),

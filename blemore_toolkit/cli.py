@@ -174,7 +174,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from blemore_toolkit.evaluation.scoring import dumps, score_submission, tolerated_lines
+    from blemore_toolkit.evaluation.scoring import dumps, score_submission, tolerated_lines, warning_lines
 
     interval = {"resamples": args.resamples, "seed": args.seed} if args.ci else None
     result, checked = score_submission(args.submission, args.references, args.split, args.lenient, args.details,
@@ -188,6 +188,8 @@ def run_score(args: argparse.Namespace) -> int:
         print("blemore score: note: no actor for every clip (anonymised names and no actor_id column in the "
               "references): the intervals resample clips, which treats an actor's clips as independent and is "
               "too narrow", file=sys.stderr)
+    for line in warning_lines(checked):
+        print(f"blemore score: warning: {line}", file=sys.stderr)
     print(dumps(result))
     return 0
 
@@ -212,12 +214,15 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from blemore_toolkit.evaluation.scoring import validate_submission
+    from blemore_toolkit.evaluation.scoring import validate_submission, warning_lines
 
     checked = validate_submission(args.submission, args.against)
+    for line in warning_lines(checked):
+        print(f"blemore validate: warning: {line}", file=sys.stderr)
     coverage = f", exactly the {len(checked.predictions)} clips of {args.against}" if args.against else \
         " (format only: give --against to check the clip list)"
-    print(f"{checked.source}: valid, {len(checked.predictions)} clips{coverage}")
+    never = f"; {len(checked.warnings)} can never be scored right (see the warnings)" if checked.warnings else ""
+    print(f"{checked.source}: valid, {len(checked.predictions)} clips{coverage}{never}")
     return 0
 
 
@@ -235,9 +240,11 @@ def add_zip_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_zip(args: argparse.Namespace) -> int:
     from blemore_toolkit.evaluation import submission
-    from blemore_toolkit.evaluation.scoring import validate_submission
+    from blemore_toolkit.evaluation.scoring import validate_submission, warning_lines
 
     checked = validate_submission(args.predictions, args.against)
+    for line in warning_lines(checked):
+        print(f"blemore zip: warning: {line}", file=sys.stderr)
     output = Path(args.output) if args.output else Path(args.predictions).with_suffix(".zip")
     if output.resolve() == Path(args.predictions).resolve():
         raise BlemoreError(f"{output}: would overwrite the predictions; give --output")
@@ -382,6 +389,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--video-backbone", metavar="NAME_OR_PATH", help="pretrained video encoder, e.g. a VideoMAE")
     model.add_argument("--audio-backbone", metavar="NAME_OR_PATH", help="pretrained audio encoder, e.g. a WavLM")
     model.add_argument("--init-from", metavar="MODEL", help="continue from a saved BLEMORE model")
+    model.add_argument("--trust-remote-code", action="store_true",
+                       help="allow an --init-from model that ships its own modelling code (read it first); BLEMORE "
+                            "models load without it")
     model.add_argument("--num-frames", type=int, help="frames per clip (default: the video encoder's, tiny: 4)")
     model.add_argument("--image-size", type=int, default=32, help="frame size of the tiny model (default: 32)")
     model.add_argument("--max-audio-seconds", type=float, default=2.0,
@@ -427,7 +437,8 @@ def settings_from_args(args: argparse.Namespace):
             model_settings[key] = True
     return TrainSettings(
         output_dir=args.output_dir, video_backbone=args.video_backbone, audio_backbone=args.audio_backbone,
-        init_from=args.init_from, num_frames=args.num_frames, image_size=args.image_size,
+        init_from=args.init_from, trust_remote_code=args.trust_remote_code, num_frames=args.num_frames,
+        image_size=args.image_size,
         max_audio_seconds=args.max_audio_seconds or None, model_settings=model_settings, epochs=args.epochs,
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, learning_rate=args.learning_rate,
         weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, num_workers=args.num_workers, seed=args.seed,
@@ -463,6 +474,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split to predict (default: test)")
     parser.add_argument("--output-dir", "-o", default="runs/predict", help="where to write (default: runs/predict)")
     parser.add_argument("--revision", help="model revision on the Hub (a commit hash pins it)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow a model that ships its own modelling code (read it first); BLEMORE models load "
+                             "without it")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
 
@@ -473,7 +487,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from blemore_toolkit.data.loading import load_split
     from blemore_toolkit.training.predict import load_model, predict_features, predict_split, write_predictions
 
-    model, processor = load_model(args.model, args.revision)
+    model, processor = load_model(args.model, args.revision, trust_remote_code=args.trust_remote_code)
     if processor is None:  # a head on features: read the features configs beside the clips
         result, truth = predict_features(model, args.dataset, args.config, args.split)
     else:

@@ -6,6 +6,7 @@ hidden staging folder that becomes OUT only once complete, and a rerun reuses th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -163,6 +164,10 @@ def write_shard(plan: ShardPlan, data_dir: Path, media: Iterator[dict] | None = 
                         for clip in plan.clips[start:start + CLIPS_PER_ROW_GROUP]]
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
         os.replace(partial, final)
+    except OSError as error:  # a full disk, a quota, a file size limit: pyarrow's own OSError says which
+        reason = error.strerror or str(error).split(". Detail:")[0]
+        raise BlemoreError(f"{final}: cannot write this shard ({reason}); nothing was written to OUT, and a rerun "
+                           "reuses the shards already finished") from None
     finally:
         partial.unlink(missing_ok=True)
     return len(plan.clips)
@@ -181,26 +186,171 @@ def prepare_dataset(
 
     The work happens in a hidden sibling folder (``.<name>.incomplete``) that becomes ``out_dir`` only once
     complete, so an interrupted run never leaves a folder that loads; rerunning reuses the finished shards.
+    Nothing outside OUT and its two hidden siblings (staging and lock) is ever written or deleted: an OUT that is,
+    holds or lies inside RAW is refused before anything is touched.
     """
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise BlemoreError(f"{out} already exists; pass --overwrite to replace it")
+    out = Path(os.path.abspath(out_dir))  # `prepare . .`: a name to put the staging folder beside
+    if clips_per_shard < 1:
+        raise BlemoreError(f"--clips-per-shard {clips_per_shard}: a shard holds at least one clip")
+    refuse_out_overlapping_raw(Path(raw_dir), out)
+    with prepare_lock(out):
+        return _prepare_locked(raw_dir, out, num_workers, clips_per_shard, overwrite, progress)
+
+
+def refuse_out_overlapping_raw(raw: Path, out: Path) -> None:
+    """``BlemoreError`` when OUT is RAW, contains it or is inside it (symlinks resolved): replacing OUT, or
+    staging next to it, would then delete or litter the user's download."""
+    raw_real, out_real = raw.resolve(), out.resolve()
+    if out.parent == out or not out.name:
+        raise BlemoreError(f"{out}: not a folder prepare can write (give a new folder, e.g. ./blemore)")
+    if out_real == raw_real:
+        why = "is the download folder RAW itself"
+    elif raw_real in out_real.parents:
+        why = f"is inside the download folder RAW ({raw_real})"
+    elif out_real in raw_real.parents:
+        why = f"contains the download folder RAW ({raw_real})"
+    else:
+        return
+    raise BlemoreError(f"{out}: OUT {why}; prepare writes and replaces OUT, so give a folder outside RAW "
+                       "(e.g. a sibling: blemore prepare RAW blemore)")
+
+
+@contextlib.contextmanager
+def prepare_lock(out: Path) -> Iterator[None]:
+    """Hold ``.<name>.lock`` beside OUT: a second prepare into the same OUT is told so instead of colliding.
+
+    The lock file is opened without following a symlink planted at its name, and removed when done; a lock taken on
+    a file that another prepare removed meanwhile is taken again on the new one.
+    """
+    import errno
+    import fcntl
+
+    path = out.parent / f".{out.name}.lock"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise BlemoreError(f"{out.parent}: is a file, not a folder to write OUT in") from None
+    except OSError as error:
+        raise BlemoreError(f"{error.filename or out.parent}: cannot write here ({error.strerror})") from None
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise BlemoreError(f"{path}: is a symlink, not a lock file of blemore prepare; remove it") from None
+            raise BlemoreError(f"{out.parent}: cannot write here ({error.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise BlemoreError(f"{out}: another `blemore prepare` (pid {holder}) is writing it; wait for it to end "
+                               "(or stop it) and run again") from None
+        try:
+            same_file = os.fstat(fd).st_ino == os.lstat(path).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+#: Inside a staging folder: says the toolkit made it (a folder without it is never emptied or reused).
+_STAGING_MARKER = ".blemore-prepare-staging"
+#: The staging folder's README until the real card replaces it: with it ``load_dataset`` finds no data there, so a
+#: staging folder left by an interrupted prepare never loads as if it were a dataset.
+_STAGING_README = """---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: "UNFINISHED-blemore-prepare--rerun-it-to-finish/*.parquet"
+---
+An unfinished `blemore prepare`: rerun the same command to finish it (the shards written so far are reused).
+"""
+
+
+def make_staging(staging: Path) -> None:
+    """Create the staging folder, or check that an existing one is a plain folder this toolkit made for this user.
+
+    A new one is made with ``mkdir`` (which never follows a symlink at its name) and mode 0700, so nobody else can
+    plant files or links inside it; an existing path that is a symlink, not a folder, someone else's, writable by
+    others, or lacks the toolkit's marker is refused rather than emptied.
+    """
+    import stat
+
+    try:
+        staging.mkdir(mode=0o700)
+        (staging / _STAGING_MARKER).write_text(f"format={PREPARED_FORMAT_VERSION}\n")
+    except FileExistsError:
+        info = staging.lstat()
+        problem = (
+            "is a symlink" if stat.S_ISLNK(info.st_mode) else "is not a folder" if not stat.S_ISDIR(info.st_mode)
+            else "belongs to another user" if info.st_uid != os.getuid()
+            else "is writable by other users" if info.st_mode & 0o022
+            else "was not made by blemore prepare" if not (staging / _STAGING_MARKER).is_file() else None
+        )
+        if problem:
+            raise BlemoreError(f"{staging}: {problem}; prepare stages OUT there and will not reuse or empty it; "
+                               "remove it and run again") from None
+    except OSError as error:  # read-only, no space, quota
+        raise BlemoreError(f"{staging.parent}: cannot write here ({error.strerror})") from None
+    for sub in ("data", ".done"):
+        path = staging / sub
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise BlemoreError(f"{path}: not a plain folder; remove {staging} and run again")
+        path.mkdir(exist_ok=True)
+    (staging / "README.md").write_text(_STAGING_README)
+
+
+def _clear_stale(folder: Path, keep: set[str]) -> None:
+    """Remove what a previous run left in a staging subfolder, except the reusable shards (links are unlinked, never
+    followed)."""
+    for stale in folder.iterdir():
+        if stale.name.removesuffix(".parquet") in keep:
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
+
+
+def _check_replaceable(out: Path) -> None:
+    """With --overwrite, OUT is deleted: only when it is empty or a prepared dataset folder (never any folder)."""
+    if out.is_symlink() or not out.is_dir():
+        what = "a symlink" if out.is_symlink() else "not a folder"
+        raise BlemoreError(f"{out}: exists and is {what}; --overwrite replaces only a folder prepare wrote")
+    if any(out.iterdir()) and not ((out / "README.md").is_file() and (out / "data").is_dir()):
+        raise BlemoreError(f"{out}: exists and is not a prepared dataset folder (no README.md and data/); "
+                           "--overwrite replaces only a folder written by `blemore prepare`")
+
+
+def _prepare_locked(raw_dir, out: Path, num_workers, clips_per_shard, overwrite, progress) -> PrepareResult:
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise BlemoreError(f"{out} already exists; pass --overwrite to replace it")
+        _check_replaceable(out)
     scan = scan_download(raw_dir)
     plans = plan_shards(scan.clips, clips_per_shard)
 
     staging = out.parent / f".{out.name}.incomplete"
     data_dir, done_dir = staging / "data", staging / ".done"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    done_dir.mkdir(exist_ok=True)
+    make_staging(staging)
     fingerprints = {plan.name: plan.fingerprint() for plan in plans}
     reusable = {
         name for name, fingerprint in fingerprints.items()
         if (data_dir / f"{name}.parquet").is_file() and (done_dir / name).is_file()
         and (done_dir / name).read_text() == fingerprint
     }
-    for stale in list(data_dir.iterdir()) + list(done_dir.iterdir()):
-        if stale.name.removesuffix(".parquet") not in reusable:
-            stale.unlink()
+    _clear_stale(data_dir, reusable)
+    _clear_stale(done_dir, reusable)
     todo = [plan for plan in plans if plan.name not in reusable]
 
     from tqdm.auto import tqdm
@@ -208,20 +358,38 @@ def prepare_dataset(
     with tqdm(total=sum(len(p.clips) for p in plans), initial=sum(len(p.clips) for p in plans if p.name in reusable),
               unit="clip", desc="prepare", disable=not progress) as bar:
         for plan in _run_shards(todo, data_dir, num_workers):
-            (done_dir / plan.name).write_text(fingerprints[plan.name])
+            try:
+                (done_dir / plan.name).write_text(fingerprints[plan.name])
+            except OSError as error:
+                raise BlemoreError(f"{done_dir / plan.name}: cannot write ({error.strerror}); {out} was not "
+                                   "written, rerun to finish") from None
             bar.update(len(plan.clips))
 
-    write_dataset_card(staging, scan)
+    try:
+        write_dataset_card(staging, scan)
+    except OSError as error:
+        raise BlemoreError(f"{staging / 'README.md'}: cannot write the dataset card ({error.strerror or error}); "
+                           f"{out} was not written, rerun to finish") from None
     shutil.rmtree(done_dir)
     if out.exists():
         trash = out.parent / f".{out.name}.replaced"
+        if trash.is_symlink() or trash.is_file():  # never followed: only the link or file itself goes
+            trash.unlink()
         shutil.rmtree(trash, ignore_errors=True)
         out.rename(trash)
         staging.rename(out)
         shutil.rmtree(trash)
     else:
         staging.rename(out)
+    (out / _STAGING_MARKER).unlink()
+    out.chmod(0o777 & ~_umask())  # staged private (0700); the result gets the permissions of any new folder
     return PrepareResult(out, len(scan.clips), len(todo), len(reusable), scan.notes)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _run_shards(plans: list[ShardPlan], data_dir: Path, num_workers: int | None) -> Iterator[ShardPlan]:

@@ -117,7 +117,11 @@ def read_references(source: str | os.PathLike) -> ReferenceSet:
     if path.suffix.lower() != ".csv":
         raise blemore.BlemoreError(f"{path}: references are a prepared dataset folder or a CSV file "
                                    "(organisers' metadata, an answer key, or a filename column of clip names)")
-    return _read_csv(path)
+    try:
+        return _read_csv(path)
+    except UnicodeDecodeError as error:
+        raise blemore.BlemoreError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save the CSV as "
+                                   "UTF-8") from None
 
 
 def _outcome_table() -> dict[tuple, tuple[tuple[str, ...], tuple[int, ...]]]:
@@ -299,6 +303,10 @@ def _read_folder(folder: Path) -> ReferenceSet:
     if missing:
         raise blemore.BlemoreError(f"{folder}: the dataset has no {', '.join(missing)} column")
     columns = [c for c in FOLDER_COLUMNS if c in present]
+    if (folder / "README.md").is_file():  # a missing or changed shard named (load_dataset's size error names none)
+        from blemore_toolkit.data.loading import check_against_card
+
+        check_against_card(folder)
     try:
         splits = load_quietly(folder, columns=columns)
     except Exception as error:  # datasets raises many types; the user needs the folder and the reason

@@ -134,6 +134,14 @@ def _score_submission(submission_path, references_source, split, lenient, detail
     return result, checked
 
 
+def warning_lines(checked: submission.CheckedSubmission, limit: int = submission.MAX_LISTED_PROBLEMS) -> list[str]:
+    """Predictions the challenge can never count as right, one line per clip naming it, capped."""
+    lines = [f"{checked.source}: {finding.line()}" for finding in checked.warnings[:limit]]
+    if len(checked.warnings) > limit:
+        lines.append(f"... and {len(checked.warnings) - limit} more clips that can never be scored right")
+    return lines
+
+
 def tolerated_lines(checked: submission.CheckedSubmission, limit: int = submission.MAX_LISTED_PROBLEMS) -> list[str]:
     """What lenient mode accepted, one line per kind with its rule and the first example."""
     by_kind: dict[str, list[submission.Finding]] = {}
@@ -158,6 +166,15 @@ def tolerated_lines(checked: submission.CheckedSubmission, limit: int = submissi
 
 
 def read_clip_ids(source: str | os.PathLike) -> list[str]:
+    """The clip ids a submission must cover, from whatever lists the test clips (see ``_read_clip_ids``)."""
+    try:
+        return _read_clip_ids(source)
+    except UnicodeDecodeError as error:
+        raise blemore.BlemoreError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start}); save the list "
+                                   "as UTF-8") from None
+
+
+def _read_clip_ids(source: str | os.PathLike) -> list[str]:
     """The clip ids a submission must cover, from whatever lists the test clips.
 
     A folder of videos (or a download whose ``test/`` folder holds them), a prepared dataset folder (its test
@@ -167,6 +184,10 @@ def read_clip_ids(source: str | os.PathLike) -> list[str]:
     path = Path(source)
     if path.is_dir():
         if any(path.glob("data/*.parquet")):
+            if (path / "README.md").is_file():  # a missing or changed shard named, not taken for a missing split
+                from blemore_toolkit.data.loading import check_against_card
+
+                check_against_card(path)
             try:
                 test = references.load_quietly(path, split="test", columns=["clip_id"])
             except Exception as error:  # many types; the user needs the folder and the reason

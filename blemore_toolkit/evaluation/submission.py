@@ -38,6 +38,13 @@ import blemore
 SUBMISSION_MEMBER = "submission.json"
 #: Problems listed before the rest are summarised as "... and N more".
 MAX_LISTED_PROBLEMS = 20
+#: The most bytes of JSON read from a submission (a .json, or the member of a .zip once uncompressed). The real
+#: test set's submission is about 60 kB; the cap leaves room for 100,000-clip stress files and keeps a zip bomb (a
+#: 1 MB zip declaring 1 GiB) from being read at all.
+MAX_SUBMISSION_BYTES = 64 * 1024 * 1024
+#: Integers longer than this are refused while parsing: no salience needs them, and Python's own limits (4,300
+#: digits) or float conversion (over ~308) would fail later with a traceback.
+MAX_INTEGER_DIGITS = 18
 
 #: What the challenge's scorer does with each kind of sloppy input that it can still score (the ``--lenient`` rules).
 TOLERATED_KINDS: dict[str, str] = {
@@ -55,6 +62,13 @@ TOLERATED_KINDS: dict[str, str] = {
     "salience_unreadable": "not read (the scorer reads saliences of two-entry predictions on blends only), "
     "or true/false read as 1/0",
 }
+
+#: Well-formed predictions that can never be scored right: warned about (naming the clip), never refused.
+NEVER_RIGHT_KINDS: dict[str, str] = {
+    "neutral_in_blend": "neutral never blends, so presence is wrong whatever the clip",
+    "salience_off_grid": "blends are 50/50, 70/30 or 30/70, so the salience is wrong whatever the clip",
+}
+_SALIENCE_GRID = frozenset(blemore.SALIENCE_LEVELS)
 
 _MISSING = object()
 _CODES = frozenset(blemore.EMOTIONS)
@@ -89,7 +103,8 @@ class CheckedSubmission:
 
     ``predictions`` maps clip ids (no suffix) to ``[(emotion, salience), ...]`` ready for
     ``metrics.blemore.challenge``; ``problems`` are the findings that refuse the submission in the chosen mode,
-    ``tolerated`` the ones accepted (lenient mode only); ``missing`` lists expected clips not submitted.
+    ``tolerated`` the ones accepted (lenient mode only); ``missing`` lists expected clips not submitted;
+    ``warnings`` are well-formed predictions the challenge can never count as right (``NEVER_RIGHT_KINDS``).
     """
 
     source: str
@@ -98,6 +113,7 @@ class CheckedSubmission:
     problems: list[Finding]
     tolerated: list[Finding]
     missing: list[str]
+    warnings: list[Finding] = dataclasses.field(default_factory=list)
 
     def raise_for_problems(self, hint: str | None = None) -> None:
         """Raise ``BlemoreError`` listing the problems (one line each, up to ``MAX_LISTED_PROBLEMS``) if any."""
@@ -141,6 +157,16 @@ class _JsonObject(dict):
     duplicate_keys: tuple[str, ...] = ()
 
 
+class _HugeInteger(ValueError):
+    """An integer in the JSON with more than ``MAX_INTEGER_DIGITS`` digits."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_INTEGER_DIGITS + 1 and len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise _HugeInteger(text)
+    return int(text)
+
+
 def _json_object(pairs: list[tuple[str, Any]]) -> dict:
     obj = dict(pairs)
     if len(obj) != len(pairs):  # rare: only then pay for the subclass
@@ -151,15 +177,36 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict:
 
 def _read_json_bytes(data: bytes, source: str) -> Any:
     try:
-        return json.loads(data.decode("utf-8-sig"), object_pairs_hook=_json_object)
+        return json.loads(data.decode("utf-8-sig"), object_pairs_hook=_json_object, parse_int=_bounded_int)
     except UnicodeDecodeError as error:
         raise blemore.BlemoreError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except json.JSONDecodeError as error:
         raise blemore.BlemoreError(f"{source}: not valid JSON ({error.msg} at line {error.lineno}, "
                                    f"column {error.colno})") from None
+    except _HugeInteger as error:
+        digits = str(error).lstrip("-")
+        raise blemore.BlemoreError(f"{source}: a number of {len(digits)} digits ({digits[:10]}...); saliences are "
+                                   "percent, 0-100") from None
+    except RecursionError:
+        raise blemore.BlemoreError(f"{source}: lists or objects nested too deeply to be a submission") from None
+
+
+def _too_big(source: str, size: int) -> blemore.BlemoreError:
+    return blemore.BlemoreError(f"{source}: {size:,} bytes of JSON, more than the {MAX_SUBMISSION_BYTES:,} a "
+                                "submission can need; not read")
+
+
+def _read_capped(stream, source: str) -> bytes:
+    """Read at most ``MAX_SUBMISSION_BYTES`` (a size declared in a zip can lie; what is read is what counts)."""
+    data = stream.read(MAX_SUBMISSION_BYTES + 1)
+    if len(data) > MAX_SUBMISSION_BYTES:
+        raise _too_big(source, len(data))
+    return data
 
 
 def _zip_json_member(path: Path) -> tuple[str, bytes]:
+    import zlib
+
     try:
         with zipfile.ZipFile(path) as archive:
             names = [
@@ -168,11 +215,29 @@ def _zip_json_member(path: Path) -> tuple[str, bytes]:
                 and not os.path.basename(name).startswith(".") and name.lower().endswith(".json")
             ]
             if len(names) != 1:
-                found = ", ".join(names) if names else "none"
+                found = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "") \
+                    if names else "none"
                 raise blemore.BlemoreError(f"{path}: the zip must hold exactly one .json file (found: {found})")
-            return names[0], archive.read(names[0])
+            info = archive.getinfo(names[0])
+            source = f"{path}:{names[0]}"
+            if info.flag_bits & 0x1:
+                raise blemore.BlemoreError(f"{source}: encrypted; the challenge reads an unencrypted zip")
+            if info.file_size > MAX_SUBMISSION_BYTES:
+                raise _too_big(source, info.file_size)
+            try:
+                with archive.open(info) as member:
+                    return names[0], _read_capped(member, source)
+            except NotImplementedError as error:  # a compression method Python's zipfile cannot read
+                raise blemore.BlemoreError(f"{source}: cannot be uncompressed ({error}); zip it with deflate") \
+                    from None
+            except (zlib.error, EOFError, zipfile.BadZipFile, OSError) as error:  # OSError: offsets past the file
+                raise blemore.BlemoreError(f"{source}: damaged in the zip ({error or type(error).__name__})") \
+                    from None
     except zipfile.BadZipFile:
         raise blemore.BlemoreError(f"{path}: not a readable zip file") from None
+    except NotImplementedError as error:  # e.g. a zip format version Python's zipfile does not read
+        raise blemore.BlemoreError(f"{path}: a zip this reader cannot open ({error}); zip it again with deflate") \
+            from None
 
 
 def read_submission(path: str | os.PathLike) -> RawSubmission:
@@ -184,7 +249,11 @@ def read_submission(path: str | os.PathLike) -> RawSubmission:
         member, data = _zip_json_member(path)
         source = f"{path}:{member}"
     else:
-        data, source = path.read_bytes(), str(path)
+        source = str(path)
+        if path.stat().st_size > MAX_SUBMISSION_BYTES:
+            raise _too_big(source, path.stat().st_size)
+        with open(path, "rb") as f:
+            data = _read_capped(f, source)
     return parse_submission(_read_json_bytes(data, source), source)
 
 
@@ -214,7 +283,10 @@ def parse_submission(document: Any, source: str = "submission") -> RawSubmission
 
 
 def _describe(value: Any, limit: int = 40) -> str:
-    text = json.dumps(value, default=repr) if not isinstance(value, float) else repr(value)
+    try:
+        text = json.dumps(value, default=repr) if not isinstance(value, float) else repr(value)
+    except RecursionError:  # nesting just short of what the parser refuses
+        text = f"a deeply nested {type(value).__name__}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -343,6 +415,19 @@ def _diagnose_clip(clip: str, value: Any, truth_is_blend: bool | None) -> tuple[
     return normalised, found
 
 
+def never_right(clip: str, pairs: Sequence[tuple[Any, Any]]) -> Finding | None:
+    """A warning for a clean two-emotion prediction the challenge can never count as right, else ``None``."""
+    if len(pairs) != 2:
+        return None
+    (first, s1), (second, s2) = pairs
+    if "neu" in (first, second):
+        return Finding("neutral_in_blend", clip, f"{first}+{second}: {NEVER_RIGHT_KINDS['neutral_in_blend']}")
+    if (round(s1), round(s2)) not in _SALIENCE_GRID:
+        return Finding("salience_off_grid", clip, f"saliences {_fmt(s1)}/{_fmt(s2)}: "
+                       f"{NEVER_RIGHT_KINDS['salience_off_grid']}")
+    return None
+
+
 def check_submission(
     raw: RawSubmission,
     references: Mapping[str, Sequence] | None = None,
@@ -360,6 +445,7 @@ def check_submission(
     expected_set = set(expected_ids) if expected_ids is not None else None
     seen: dict[str, str] = {}
     predictions: dict[str, list[tuple[Any, Any]]] = {}
+    warnings: list[Finding] = []
     for key, value in raw.clips:
         clip = clip_key(key)
         if clip in seen:
@@ -376,6 +462,8 @@ def check_submission(
         findings.extend(clip_findings)
         if pairs is not None:
             predictions[clip] = pairs
+            if not clip_findings and len(pairs) == 2 and (warning := never_right(clip, pairs)) is not None:
+                warnings.append(warning)
     missing = [c for c in expected_ids if c not in seen] if expected_ids is not None else []
     findings.extend(Finding("missing_clip", c, "missing from the submission") for c in missing)
 
@@ -384,7 +472,7 @@ def check_submission(
     if not problems and not predictions:
         what = "no clip of the references is in the submission" if expected_ids else "the submission lists no clip"
         problems.append(Finding("empty", None, f"{what}: nothing to score", lenient_ok=False))
-    return CheckedSubmission(raw.source, lenient, predictions, problems, tolerated, missing)
+    return CheckedSubmission(raw.source, lenient, predictions, problems, tolerated, missing, warnings)
 
 
 # ---------------------------------------------------------------------------------------------------------------

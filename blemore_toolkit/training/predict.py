@@ -1,7 +1,8 @@
 """``blemore predict MODEL DATASET --split test``: a challenge submission and per-clip probabilities from a model.
 
 ``MODEL`` is a saved BLEMORE model folder (``blemore train`` writes ``OUTPUT/final/model`` and
-``OUTPUT/fold{k}/model``) or a Hub repo id (loaded with ``trust_remote_code``); the model's config holds the decoder
+``OUTPUT/fold{k}/model``) or a Hub repo id (loaded with this package's classes; the code a repo ships runs only
+with ``--trust-remote-code``); the model's config holds the decoder
 and the thresholds tuned at training time, so predictions are decoded exactly as they were validated.
 
 Writes into ``--output-dir``:
@@ -56,26 +57,70 @@ def outcome_probabilities(predictions) -> np.ndarray | None:
     return None
 
 
-def load_model(model: str, revision: str | None = None):
-    """A BLEMORE model and its processor from a folder or Hub repo (``trust_remote_code``: the code ships with it).
+def load_model(model: str, revision: str | None = None, trust_remote_code: bool = False):
+    """A BLEMORE model and its processor from a folder or Hub repo.
 
-    A model on precomputed features (``blemore heads``) has no processor: ``None`` is returned for it.
+    BLEMORE models load with this package's own classes (registered with the Auto classes), so the code a model
+    folder or repo ships is not run unless ``trust_remote_code`` says so (``--trust-remote-code``). A model on
+    precomputed features (``blemore heads``) has no processor: ``None`` is returned for it.
     """
-    from transformers import AutoModelForVideoClassification
-
-    from modeling import BlemoreProcessor
-
     local = Path(model)
     if local.exists() and not (local / "config.json").is_file():
         raise blemore.BlemoreError(f"{local}: no config.json; give a folder written by `blemore train` (…/model)")
+    loaded = load_blemore_model(model, revision=revision, trust_remote_code=trust_remote_code)
+    processor = None
+    if loaded.config.video_config is not None or loaded.config.audio_config is not None:
+        processor = load_blemore_processor(model, revision=revision)
+    return loaded.eval(), processor
+
+
+def _model_file(model: str, name: str) -> str:
+    """How to name a file of a model folder or Hub repo in a message."""
+    return str(Path(model) / name) if Path(model).exists() else f"{model} ({name})"
+
+
+def load_blemore_model(model: str, *, revision: str | None = None, trust_remote_code: bool = False, **settings):
+    """``AutoModelForVideoClassification.from_pretrained`` of a saved BLEMORE model (the classifier), with each way
+    it can fail said in one line.
+
+    A damaged ``config.json`` or weights file is named; a model whose classes are not this package's (it would
+    need the code it ships) is refused unless ``trust_remote_code``.
+    """
+    from safetensors import SafetensorError
+    from transformers import AutoModelForVideoClassification
+
+    from modeling import register_auto_classes
+
+    register_auto_classes()  # BLEMORE configs then load with the local classes, without running shipped code
     try:
-        loaded = AutoModelForVideoClassification.from_pretrained(model, trust_remote_code=True, revision=revision)
-        processor = None
-        if loaded.config.video_config is not None or loaded.config.audio_config is not None:
-            processor = BlemoreProcessor.from_pretrained(model, revision=revision)
+        return AutoModelForVideoClassification.from_pretrained(model, trust_remote_code=trust_remote_code,
+                                                               revision=revision, **settings)
+    except SafetensorError as error:
+        raise blemore.BlemoreError(f"{_model_file(model, 'model.safetensors')}: damaged weights ({error}); save or "
+                                   "download the model again") from None
     except OSError as error:
         raise blemore.BlemoreError(f"{model}: cannot load the model: {' '.join(str(error).split())}") from None
-    return loaded.eval(), processor
+    except ValueError as error:
+        if "trust_remote_code" not in str(error):
+            raise
+        raise blemore.BlemoreError(f"{model}: is not a BLEMORE model this package can load with its own code; it "
+                                   "ships code of its own, which runs only with --trust-remote-code (read it "
+                                   "first)") from None
+
+
+def load_blemore_processor(model: str, *, revision: str | None = None):
+    """``BlemoreProcessor.from_pretrained``, a damaged ``processor_config.json`` named in one line."""
+    import json
+
+    from modeling import BlemoreProcessor
+
+    try:
+        return BlemoreProcessor.from_pretrained(model, revision=revision)
+    except json.JSONDecodeError as error:
+        raise blemore.BlemoreError(f"{_model_file(model, 'processor_config.json')}: not valid JSON ({error.msg} at "
+                                   f"line {error.lineno}, column {error.colno})") from None
+    except OSError as error:
+        raise blemore.BlemoreError(f"{model}: cannot load the processor: {' '.join(str(error).split())}") from None
 
 
 def predict_split(model, processor, split, *, batch_size: int = 8, num_workers: int = 2,

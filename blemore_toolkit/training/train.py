@@ -38,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
+from blemore import BlemoreError
 from blemore_toolkit.data.atomic import write_text_atomically
-from blemore_toolkit.data.loading import load_split
+from blemore_toolkit.data.loading import card_splits, load_split
 from blemore_toolkit.evaluation.tuning import PAPER_GRID, TOOLKIT_GRID, ThresholdGrid, tune_thresholds
 from blemore_toolkit.training.batches import (
     LABEL_KEY,
@@ -67,6 +68,8 @@ class TrainSettings:
     video_backbone: str | None = None
     audio_backbone: str | None = None
     init_from: str | None = None
+    #: Run the code a model of --init-from ships (BLEMORE models load without it: this package's classes are used).
+    trust_remote_code: bool = False
     num_frames: int | None = None
     image_size: int = 32
     max_audio_seconds: float | None = 2.0
@@ -116,12 +119,11 @@ def build_model(settings: TrainSettings):
 
     torch.manual_seed(settings.seed)
     if settings.init_from:
-        from transformers import AutoModelForVideoClassification
+        from blemore_toolkit.training.predict import load_blemore_model, load_blemore_processor
 
-        model = AutoModelForVideoClassification.from_pretrained(settings.init_from, trust_remote_code=True,
-                                                                **settings.model_settings)
-        processor = BlemoreProcessor.from_pretrained(settings.init_from)
-        return model, processor
+        model = load_blemore_model(settings.init_from, trust_remote_code=settings.trust_remote_code,
+                                   **settings.model_settings)
+        return model, load_blemore_processor(settings.init_from)
     if settings.tiny:
         from blemore_toolkit.training.tiny import tiny_model, tiny_processor
 
@@ -450,6 +452,7 @@ def final_fit_thresholds(results: list[RunResult], settings: TrainSettings) -> d
 def run_training(dataset_dir: str, fold: str, settings: TrainSettings, thresholds: dict | None = None) -> dict:
     """Train as ``fold`` says (``"0"``…``"4"``, ``"all"``, ``"none"``); returns (and writes) the run's summary."""
     folds = list(FOLDS) if fold == "all" else [] if fold == "none" else [int(fold)]
+    _require_training_clips(dataset_dir, folds)
     results = []
     for k in folds:
         train_split = load_split(dataset_dir, f"fold{k}", "train")
@@ -481,6 +484,22 @@ def run_training(dataset_dir: str, fold: str, settings: TrainSettings, threshold
     if _is_main_process():
         _write_json(Path(settings.output_dir) / "results.json", summary)
     return summary
+
+
+def _require_training_clips(dataset_dir: str, folds: list[int]) -> None:
+    """One line, before any work, when the folder has no labelled training clips or not the folds asked for."""
+    if not (Path(dataset_dir) / "README.md").is_file():
+        return  # load_split says what the folder is not
+    splits = card_splits(dataset_dir)
+    if "train" not in splits.get("default", []):
+        raise BlemoreError(f"{dataset_dir}: no labelled training clips (its splits: "
+                           f"{', '.join(splits.get('default', [])) or 'none'}); prepare a download that includes the "
+                           "training clips")
+    missing = [k for k in folds if f"fold{k}" not in splits]
+    if missing:
+        present = sorted(name for name in splits if name.startswith("fold"))
+        raise BlemoreError(f"{dataset_dir}: no clips of fold {missing[0]} to validate on (fold configs here: "
+                           f"{', '.join(present) or 'none'}); choose another --fold, or --fold none")
 
 
 def _is_main_process() -> bool:
