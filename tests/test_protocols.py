@@ -326,9 +326,9 @@ def test_paper_test_fit_is_100_epochs_on_all_clips_with_the_best_folds_alpha_bet
     labelled = (table.split == "train") & (table.fold >= 0)
     refit = heads.fit_head(table.matrix()[labelled], table.soft_target[labelled], table.feature_sizes, settings,
                            seed=100, epochs=100).model
-    from transformers import AutoModel
+    from transformers import AutoModelForVideoClassification
 
-    saved = AutoModel.from_pretrained(output, trust_remote_code=True)
+    saved = AutoModelForVideoClassification.from_pretrained(output, trust_remote_code=True)
     assert refit.config.projection_activation == "relu"
     for name, value in refit.state_dict().items():  # 100 epochs (the protocol's test fit), every labelled clip
         np.testing.assert_array_equal(saved.state_dict()[name].numpy(), value.numpy(), err_msg=name)
@@ -408,9 +408,9 @@ def test_subsampling_trains_on_every_window_with_the_clips_target(dataset, table
     # standardisation fitted on the training windows (every labelled clip's windows for the test fit)
     labelled = (table.split == "train") & (table.fold >= 0)
     windows = design.x[design.rows_of(labelled)].astype(np.float64)
-    from transformers import AutoModel
+    from transformers import AutoModelForVideoClassification
 
-    model = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+    model = AutoModelForVideoClassification.from_pretrained(tmp_path, trust_remote_code=True)
     norm = model.blemore.projections["synthetic"].norm
     np.testing.assert_allclose(norm.weight.detach().numpy(), 1 / windows.std(0), rtol=1e-5)
     # the submission: each test clip from its windows' mean logits
