@@ -428,7 +428,8 @@ def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", default="mlp512", choices=HEADS)
     parser.add_argument("--late-fusion", action="store_true",
                         help="one head per config, probabilities averaged (instead of concatenating features)")
-    parser.add_argument("--hidden", type=int, default=256, help="fusion heads: projection and hidden width")
+    parser.add_argument("--hidden", type=int, default=256,
+                        help="fusion and sequence heads: projection and hidden width")
     parser.add_argument("--epochs", type=int, default=HeadSettings.epochs)
     parser.add_argument("--batch-size", type=int, default=HeadSettings.batch_size)
     parser.add_argument("--lr", type=float, default=HeadSettings.lr)

@@ -100,8 +100,9 @@ class BlemoreCrossModalBlock(nn.Module):
         self.attention = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
         self.feed_forward_norm = nn.LayerNorm(hidden_size)
         self.feed_forward = nn.Sequential(
-            nn.Linear(hidden_size, 2 * hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * hidden_size, hidden_size)
-        )
+            nn.Linear(hidden_size, 2 * hidden_size), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(2 * hidden_size, hidden_size),
+        )  # fmt: skip
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, windows: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
@@ -137,7 +138,9 @@ class BlemoreSequenceEncoder(nn.Module):
         self.positions = nn.ModuleDict({name: BlemoreWindowPositions(hidden) for name in self.names})
         layers = config.sequence_num_layers
         if self.head_kind == "attention_pool":
-            mixers = {name: nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout)) for name in self.names}
+            mixers = {
+                name: nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout)) for name in self.names
+            }
         elif self.head_kind == "temporal_transformer":
             mixers = {name: _transformer(hidden, heads, layers, dropout) for name in self.names}
         else:
@@ -165,7 +168,9 @@ class BlemoreSequenceEncoder(nn.Module):
         if self.head_kind == "attention_pool":
             windows = {name: self.mixers[name](windows[name]) for name in self.names}
         elif self.head_kind == "temporal_transformer":
-            windows = {name: self.mixers[name](windows[name], src_key_padding_mask=~masks[name]) for name in self.names}
+            windows = {
+                name: self.mixers[name](windows[name], src_key_padding_mask=~masks[name]) for name in self.names
+            }
         else:
             for depth in range(len(self.mixers[self.names[0]])):
                 updated = {}

@@ -11,7 +11,10 @@ Heads (``--head``):
 * ``linear``, ``mlp256``, ``mlp512`` — the paper's: a linear map, or one hidden layer of 256/512 units (GELU), on
   the concatenated, standardised features (one feature input; configs concatenated in alphabetical order);
 * ``concat``, ``gated``, ``cross_attention`` — the model's fusion heads with one feature input per feature config
-  (each projected to ``--hidden`` units, then fused; see ``modeling.BlemoreConfig.fusion``).
+  (each projected to ``--hidden`` units, then fused; see ``modeling.BlemoreConfig.fusion``);
+* ``attention_pool``, ``temporal_transformer``, ``cross_modal`` — sequence heads on the stored per-window sequences
+  rather than the statistics (``features/sequence_heads.py``; they plug into the CV, test fit and saving here
+  through ``head_recipe``).
 
 **The saved head is a ``BlemoreForBlendedEmotionRecognition``**: it loads with ``AutoModel.from_pretrained(folder,
 trust_remote_code=True)``, takes the raw feature vectors as ``features`` and pushes with ``--push-to-hub`` like any
@@ -47,7 +50,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +63,9 @@ from metrics.blemore.challenge import METRICS
 
 PAPER_HEADS: dict[str, int | None] = {"linear": None, "mlp256": 256, "mlp512": 512}
 FUSION_HEADS: tuple[str, ...] = ("concat", "gated", "cross_attention")
-HEADS: tuple[str, ...] = tuple(PAPER_HEADS) + FUSION_HEADS
+#: Heads on the per-window sequences (``modeling.sequence_heads_blemore.SEQUENCE_HEADS``; a test checks they agree).
+SEQUENCE_HEADS: tuple[str, ...] = ("attention_pool", "temporal_transformer", "cross_modal")
+HEADS: tuple[str, ...] = tuple(PAPER_HEADS) + FUSION_HEADS + SEQUENCE_HEADS
 #: Width of the projection that stores a linear head exactly (2 × 6 emotions; see the module docstring).
 _LINEAR_WIDTH = 2 * len(blemore.EMOTIONS)
 
@@ -268,7 +273,9 @@ def _fit(forward, parameters, train_x, train_y, settings: HeadSettings, seed: in
     """Minibatch AdamW on in-memory tensors (or arrays) with the soft-label KL loss."""
     import torch
 
-    x, y = torch.as_tensor(train_x), torch.as_tensor(train_y)
+    # Arrays become one tensor; other inputs (the sequence heads' padded sequences) only need len() and x[index].
+    x = torch.as_tensor(train_x) if isinstance(train_x, (np.ndarray, torch.Tensor)) else train_x
+    y = torch.as_tensor(train_y)
     optimizer = _optimizer(parameters, settings)
     generator = torch.Generator().manual_seed(seed)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=_use_bfloat16(settings.precision))
@@ -413,6 +420,29 @@ def predict_probabilities(model, x: np.ndarray, batch_size: int = 1024) -> np.nd
     return np.concatenate(outputs) if outputs else np.zeros((0, len(blemore.EMOTIONS)))
 
 
+@dataclasses.dataclass(frozen=True)
+class HeadRecipe:
+    """How one kind of head reads its inputs, trains and predicts; the CV, test fit and saving below are shared.
+
+    ``inputs(table, group)`` returns the rows' inputs of a config group, indexable by a row mask (an array for the
+    statistics heads, padded sequences for the sequence heads).
+    """
+
+    load: Callable[..., FeatureTable]
+    inputs: Callable[[FeatureTable, Sequence[str]], object]
+    train: Callable[..., object]
+    predict: Callable[[object, object], np.ndarray]
+
+
+def head_recipe(head: str) -> HeadRecipe:
+    """The recipe of ``--head``: the statistics heads here, the sequence heads in ``sequence_heads``."""
+    if head in SEQUENCE_HEADS:
+        from blemore_toolkit.features.sequence_heads import SEQUENCE_RECIPE
+
+        return SEQUENCE_RECIPE
+    return HeadRecipe(load_feature_table, lambda table, group: table.matrix(group), train_head, predict_probabilities)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Cross-validation and the test fit
 # ---------------------------------------------------------------------------------------------------------------
@@ -457,16 +487,17 @@ def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence
     if len(folds) < 2:
         raise BlemoreError(f"cross-validation needs labelled training clips in at least two folds, found {folds}")
     probabilities = np.zeros((len(table.clip_ids), len(blemore.EMOTIONS)))
-    matrices = [table.matrix(group) for group in groups]
+    recipe = head_recipe(settings.head)
+    matrices = [recipe.inputs(table, group) for group in groups]
     results = []
     for fold in tqdm(folds, desc=f"cv {settings.head}", unit="fold", disable=not progress):
         train_rows, valid_rows = labelled & (table.fold != fold), labelled & (table.fold == fold)
         fold_probs = np.zeros((int(valid_rows.sum()), len(blemore.EMOTIONS)))
         for group, x in zip(groups, matrices):
             sizes = {n: table.feature_sizes[n] for n in group}
-            model = train_head(x[train_rows], table.soft_target[train_rows], sizes, settings,
-                               seed=settings.seed + fold)
-            fold_probs += predict_probabilities(model, x[valid_rows]) / len(groups)
+            model = recipe.train(x[train_rows], table.soft_target[train_rows], sizes, settings,
+                                 seed=settings.seed + fold)
+            fold_probs += recipe.predict(model, x[valid_rows]) / len(groups)
         probabilities[valid_rows] = fold_probs
         search = tune_thresholds(fold_probs, table.outcome[valid_rows])
         results.append({"fold": int(fold), "n_clips": int(valid_rows.sum()), **search.as_dict()})
@@ -508,11 +539,12 @@ def format_table(cv: CrossValidation, title: str = "") -> str:
 def fit_final(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequence[str]], thresholds: tuple):
     """Heads trained on every labelled training clip, their decoding thresholds set to ``thresholds`` (α, β)."""
     labelled = _labelled_train(table)
+    recipe = head_recipe(settings.head)
     models = []
     for group in groups:
         sizes = {n: table.feature_sizes[n] for n in group}
-        model = train_head(table.matrix(group)[labelled], table.soft_target[labelled], sizes, settings,
-                           seed=settings.seed + 100)
+        model = recipe.train(recipe.inputs(table, group)[labelled], table.soft_target[labelled], sizes, settings,
+                             seed=settings.seed + 100)
         model.config.presence_threshold, model.config.salience_threshold = map(float, thresholds)
         model.config.decoder = "thresholds"
         models.append(model)
@@ -536,18 +568,7 @@ tags:
 ---
 # BLEMORE {report['head']} head on {', '.join(configs)}
 
-A `BlemoreForBlendedEmotionRecognition` trained by `blemore heads` on precomputed encoder features (the seven
-per-clip statistics of `blemore features`), soft-label KL objective, standardisation fitted on the training folds
-and stored in the model. Feature inputs (`config.feature_sizes`): {inputs}.
-
-```python
-import torch
-from transformers import AutoModel
-
-model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
-features = torch.tensor(rows["features"])  # (batch, {sum(inputs.values())}): {' + '.join(configs)} concatenated
-predictions = model.decode(model(features=features))  # [[{{"emotion": "ang", "salience": 70.0}}, ...], ...]
-```
+{_card_inputs(report, configs, inputs)}
 
 Decoding thresholds: α = {report['thresholds'][0]:.2f}, β = {report['thresholds'][1]:.2f}
 ({report['threshold_choice']}).
@@ -562,6 +583,37 @@ Feature provenance and training settings: `heads_report.json`.
 """
 
 
+def _card_inputs(report: dict, configs: list[str], inputs: dict) -> str:
+    if report["head"] in SEQUENCE_HEADS:
+        return f"""A `BlemoreForBlendedEmotionRecognition` with a `{report['head']}` sequence head, trained by
+`blemore heads` on the per-window sequences that `blemore features` stores (`sequence` column), soft-label KL
+objective, per-window standardisation fitted on the training folds and stored in the model. Sequence inputs
+(`config.feature_sizes`, window widths): {inputs}.
+
+```python
+import torch
+from transformers import AutoModel
+
+model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
+# one (batch, windows, width) tensor per input, padded; feature_masks marks the real windows
+features = {{name: torch.tensor(padded[name]) for name in model.config.feature_sizes}}
+masks = {{name: torch.tensor(valid[name]) for name in model.config.feature_sizes}}
+predictions = model.decode(model(features=features, feature_masks=masks))
+```"""
+    return f"""A `BlemoreForBlendedEmotionRecognition` trained by `blemore heads` on precomputed encoder features
+(the seven per-clip statistics of `blemore features`), soft-label KL objective, standardisation fitted on the
+training folds and stored in the model. Feature inputs (`config.feature_sizes`): {inputs}.
+
+```python
+import torch
+from transformers import AutoModel
+
+model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
+features = torch.tensor(rows["features"])  # (batch, {sum(inputs.values())}): {' + '.join(configs)} concatenated
+predictions = model.decode(model(features=features))  # [[{{"emotion": "ang", "salience": 70.0}}, ...], ...]
+```"""
+
+
 def save_head(model, folder: Path, report: dict, table_text: str) -> Path:
     """``save_pretrained`` plus the card and report."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -569,6 +621,30 @@ def save_head(model, folder: Path, report: dict, table_text: str) -> Path:
     (folder / "heads_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (folder / "README.md").write_text(_model_card(report, table_text))
     return folder
+
+
+#: What ``blemore ensemble`` reads from a heads run folder (written by ``run_heads_pipeline``).
+OOF_PROBABILITIES_FILE = "oof_probabilities.csv"
+TEST_PROBABILITIES_FILE = "test_probabilities.csv"
+
+
+def write_run_probabilities(output: Path, table: FeatureTable, cv: CrossValidation,
+                            test_probabilities: np.ndarray | None) -> dict[str, str]:
+    """The out-of-fold probabilities of every labelled training clip (with its outcome) and the test fit's test
+    probabilities, beside the model: the inputs of a later late fusion (``blemore ensemble``)."""
+    from blemore_toolkit.evaluation.probabilities import write_probabilities
+
+    output.mkdir(parents=True, exist_ok=True)
+    rows = cv.oof_mask
+    written = {"oof": str(write_probabilities(output / OOF_PROBABILITIES_FILE,
+                                              [c for c, keep in zip(table.clip_ids, rows) if keep],
+                                              cv.oof_probabilities[rows], table.outcome[rows]))}
+    if test_probabilities is not None:
+        test_rows = table.split == "test"
+        written["test"] = str(write_probabilities(output / TEST_PROBABILITIES_FILE,
+                                                  [c for c, keep in zip(table.clip_ids, test_rows) if keep],
+                                                  test_probabilities))
+    return written
 
 
 def _provenance(dataset_dir: Path, names: Sequence[str]) -> dict:
@@ -591,7 +667,8 @@ def run_heads_pipeline(
     """CV table, test fit, saved model(s), optional submission and push. Returns the report (also saved)."""
     dataset_dir = Path(dataset_dir)
     names = sorted(names)  # the order BlemoreConfig keeps feature inputs in (see load_feature_table)
-    table = load_feature_table(dataset_dir, names)
+    recipe = head_recipe(settings.head)
+    table = recipe.load(dataset_dir, names)
     groups = [[n] for n in names] if late_fusion else [list(names)]
     fusion = "late (probabilities averaged)" if late_fusion and len(names) > 1 else "early (concatenation)"
     cv = cross_validate(table, settings, groups, progress=progress)
@@ -621,12 +698,16 @@ def run_heads_pipeline(
             {"members": [str(f.relative_to(output)) for f in folders], "thresholds": list(thresholds),
              "rule": "average the members' softmax probabilities, then decode with the thresholds"}, indent=2))
     test_rows = table.split == "test"
+    probs = None
+    if test_rows.any():
+        probs = sum(recipe.predict(m, recipe.inputs(table, g)[test_rows]) for g, m in zip(groups, models))
+        probs = probs / len(models)
+    report["probability_files"] = write_run_probabilities(output, table, cv, probs)
     if submission is not None:
-        if not test_rows.any():
+        if probs is None:
             raise BlemoreError(f"{dataset_dir}: the feature configs hold no test clips to predict")
         from modeling.decoding_blemore import decode
 
-        probs = sum(predict_probabilities(m, table.matrix(g)[test_rows]) for g, m in zip(groups, models)) / len(models)
         predictions = decode(probs, "thresholds", presence_threshold=thresholds[0], salience_threshold=thresholds[1])
         from blemore_toolkit.evaluation.submission import write_submission
 
@@ -648,7 +729,7 @@ def run_heads_pipeline(
 
 
 __all__ = [
-    "CrossValidation", "FeatureTable", "HEADS", "HeadSettings", "cross_validate", "fit_final", "format_table",
-    "head_config", "load_feature_table", "predict_probabilities", "run_heads_pipeline", "standardisation",
-    "train_head",
+    "CrossValidation", "FeatureTable", "HEADS", "HeadRecipe", "HeadSettings", "SEQUENCE_HEADS", "cross_validate",
+    "fit_final", "format_table", "head_config", "head_recipe", "load_feature_table", "predict_probabilities",
+    "run_heads_pipeline", "standardisation", "train_head", "write_run_probabilities",
 ]
