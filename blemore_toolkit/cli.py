@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "predict": "write a challenge submission (json + zip) and probabilities from a model",
     "features": "extract encoder features into a dataset config beside the clips",
     "heads": "train the paper's heads on feature configs: 5-fold CV, α/β tuning, test fit",
+    "ensemble": "late fusion of heads/train runs: weights on out-of-fold probabilities, nested CV, submission",
     "demo": "synthesise → prepare → train → predict → score, end to end",
 }
 
@@ -467,6 +468,23 @@ def run_heads(args: argparse.Namespace) -> int:
         print(f"wrote {report['submission']}")
     if "pushed" in report:
         print(f"pushed to {report['pushed']['repo']} at {report['pushed']['commit']}")
+    return 0
+
+
+def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="`blemore heads` output folders and/or `blemore train --fold all` run folders")
+    parser.add_argument("--dataset", required=True, help="the prepared dataset the runs were made on (folds, labels)")
+    parser.add_argument("--output", default=None, help="folder for ensemble.json and the fused test probabilities")
+    parser.add_argument("--submission", default=None, help="also write fused test predictions here (.json or .zip)")
+
+
+def run_ensemble(args: argparse.Namespace) -> int:
+    from blemore_toolkit.features.ensemble import run_ensemble as fuse_runs
+
+    report = fuse_runs(args.runs, args.dataset, output=args.output, submission=args.submission)
+    if "submission" in report:
+        print(f"wrote {report['submission']}")
     return 0
 
 
