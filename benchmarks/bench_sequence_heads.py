@@ -22,7 +22,7 @@ import numpy as np
 
 import blemore
 from blemore_toolkit.features.heads import SEQUENCE_HEADS, HeadSettings, _use_bfloat16, cross_validate
-from blemore_toolkit.features.sequence_heads import SequenceTable
+from blemore_toolkit.features.sequence_heads import SEQUENCE_RECIPE, SequenceTable
 
 
 def random_sequence_table(clips: int, windows: int, width: int, modalities: int, seed: int = 0) -> SequenceTable:
@@ -60,7 +60,7 @@ def main() -> None:
     # Warm-up (first-call costs of torch's kernels) on a tiny table, so that the first head timed is not charged.
     for head in args.heads.split(","):
         cross_validate(random_sequence_table(50, 4, 16, args.modalities),
-                       HeadSettings(head=head, hidden=32, epochs=1, precision=args.precision))
+                       HeadSettings(head=head, hidden=32, epochs=1, precision=args.precision), recipe=SEQUENCE_RECIPE)
     table = random_sequence_table(args.clips, args.windows, args.width, args.modalities)
     size = f"{args.clips} clips × {args.windows} windows × {args.width} dims × {args.modalities} modalities"
     for head in args.heads.split(","):
@@ -68,7 +68,7 @@ def main() -> None:
                                 precision=args.precision)
         load_before = os.getloadavg()
         start = time.perf_counter()
-        cv = cross_validate(table, settings)
+        cv = cross_validate(table, settings, recipe=SEQUENCE_RECIPE)
         seconds = time.perf_counter() - start
         load_after = os.getloadavg()
         print(f"{head}: 5-fold CV {seconds:.1f} s ({seconds / (5 * args.epochs):.1f} s per fold-epoch), {size}, "

@@ -450,6 +450,7 @@ def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_heads(args: argparse.Namespace) -> int:
     from blemore_toolkit.features.heads import HeadSettings, run_heads_pipeline
+    from blemore_toolkit.features.sequence_heads import head_recipe
 
     if args.threads:
         import torch
@@ -461,7 +462,7 @@ def run_heads(args: argparse.Namespace) -> int:
     report = run_heads_pipeline(args.dataset, args.configs, settings, output=args.output,
                                 late_fusion=args.late_fusion, submission=args.submission,
                                 push_to_hub=args.push_to_hub, hub_endpoint=args.endpoint,
-                                cv_only=args.cv_only, progress=not args.quiet)
+                                cv_only=args.cv_only, progress=not args.quiet, recipe=head_recipe(args.head))
     for folder in report.get("model_folders", []):
         print(f"saved {folder} (AutoModel.from_pretrained({folder!r}, trust_remote_code=True))")
     if "submission" in report:

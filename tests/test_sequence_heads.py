@@ -26,7 +26,7 @@ import blemore
 from blemore_toolkit.features import heads
 from blemore_toolkit.features.extraction import FEATURES_DIR, PROVENANCE_FILE, aggregate, feature_columns
 from blemore_toolkit.features.heads import HeadSettings, cross_validate
-from blemore_toolkit.features.sequence_heads import SequenceTable, load_sequence_table
+from blemore_toolkit.features.sequence_heads import SEQUENCE_RECIPE, SequenceTable, load_sequence_table
 
 TARGETS = np.array([blemore.soft_target(o.emotions, o.salience) for o in blemore.OUTCOMES], dtype=np.float32)
 #: Small and fast, but enough for each sequence head to learn both tasks (measured: ≥ 0.94 pooled salience).
@@ -114,6 +114,12 @@ def test_head_names_agree_with_the_model():
     from modeling.sequence_heads_blemore import SEQUENCE_HEADS
 
     assert heads.SEQUENCE_HEADS == SEQUENCE_HEADS and set(SEQUENCE_HEADS) <= set(heads.HEADS)
+    from blemore_toolkit.features.sequence_heads import head_recipe
+
+    assert head_recipe("cross_modal") is SEQUENCE_RECIPE and head_recipe("mlp512") is heads.STATISTICS_RECIPE
+    assert head_recipe(None) is heads.STATISTICS_RECIPE
+    with pytest.raises(blemore.BlemoreError, match="sequence head"):
+        cross_validate(sequence_table(*order_task(clips=20)[:1], {}), HeadSettings(head="attention_pool"))
 
 
 def test_statistics_heads_are_at_chance_on_salience_when_only_order_carries_it(order_table):
@@ -126,7 +132,7 @@ def test_statistics_heads_are_at_chance_on_salience_when_only_order_carries_it(o
 
 @pytest.mark.parametrize("head", heads.SEQUENCE_HEADS)
 def test_sequence_heads_learn_salience_from_window_order(order_table, head):
-    cv = cross_validate(order_table, HeadSettings(head=head, **FAST))
+    cv = cross_validate(order_table, HeadSettings(head=head, **FAST), recipe=SEQUENCE_RECIPE)
     assert cv.pooled["acc_salience"] >= 0.9, heads.format_table(cv)
     assert cv.pooled["acc_presence"] >= 0.9, heads.format_table(cv)
 
@@ -135,11 +141,11 @@ def test_cross_modal_head_needs_both_modalities():
     outcomes, video, audio = cross_modal_task()
     table = sequence_table(outcomes, {"video": video, "audio": audio})
     settings = HeadSettings(head="cross_modal", **FAST)
-    both = cross_validate(table, settings)
+    both = cross_validate(table, settings, recipe=SEQUENCE_RECIPE)
     assert both.pooled["acc_salience"] >= 0.9, heads.format_table(both)
     # Video alone cannot tell which block dominates, audio alone cannot tell which emotions: each stays well below.
     for name in ("video", "audio"):
-        alone = cross_validate(table, settings, groups=[[name]])
+        alone = cross_validate(table, settings, groups=[[name]], recipe=SEQUENCE_RECIPE)
         assert alone.pooled["acc_salience"] < 0.75, (name, heads.format_table(alone))
 
 

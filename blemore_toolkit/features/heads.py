@@ -14,7 +14,7 @@ Heads (``--head``):
   (each projected to ``--hidden`` units, then fused; see ``modeling.BlemoreConfig.fusion``);
 * ``attention_pool``, ``temporal_transformer``, ``cross_modal`` — sequence heads on the stored per-window sequences
   rather than the statistics (``features/sequence_heads.py``; they plug into the CV, test fit and saving here
-  through ``head_recipe``).
+  through a ``HeadRecipe``: ``sequence_heads.head_recipe(head)`` gives the recipe of any head).
 
 **The saved head is a ``BlemoreForBlendedEmotionRecognition``**: it loads with ``AutoModel.from_pretrained(folder,
 trust_remote_code=True)``, takes the raw feature vectors as ``features`` and pushes with ``--push-to-hub`` like any
@@ -434,13 +434,21 @@ class HeadRecipe:
     predict: Callable[[object, object], np.ndarray]
 
 
-def head_recipe(head: str) -> HeadRecipe:
-    """The recipe of ``--head``: the statistics heads here, the sequence heads in ``sequence_heads``."""
-    if head in SEQUENCE_HEADS:
-        from blemore_toolkit.features.sequence_heads import SEQUENCE_RECIPE
+def _statistics_inputs(table: FeatureTable, group: Sequence[str]) -> np.ndarray:
+    return table.matrix(group)
 
-        return SEQUENCE_RECIPE
-    return HeadRecipe(load_feature_table, lambda table, group: table.matrix(group), train_head, predict_probabilities)
+
+#: The paper's and the fusion heads: one vector of statistics per clip and config.
+STATISTICS_RECIPE = HeadRecipe(load_feature_table, _statistics_inputs, train_head, predict_probabilities)
+
+
+def _resolve_recipe(settings: HeadSettings, recipe: HeadRecipe | None) -> HeadRecipe:
+    if recipe is not None:
+        return recipe
+    if settings.head in SEQUENCE_HEADS:
+        raise BlemoreError(f"--head {settings.head} is a sequence head: pass its recipe "
+                           "(blemore_toolkit.features.sequence_heads.head_recipe(head))")
+    return STATISTICS_RECIPE
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -472,11 +480,12 @@ def _labelled_train(table: FeatureTable) -> np.ndarray:
 
 
 def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequence[str]] | None = None,
-                   progress: bool = False) -> CrossValidation:
+                   progress: bool = False, recipe: HeadRecipe | None = None) -> CrossValidation:
     """5-fold CV over the ``fold`` column of the labelled training rows.
 
     ``groups``: feature-config groups whose heads are trained separately and whose probabilities are averaged
-    (late fusion); default one group with every config (early fusion).
+    (late fusion); default one group with every config (early fusion). ``recipe``: how the head reads, trains and
+    predicts (default: the statistics heads; see ``HeadRecipe``).
     """
     from tqdm.auto import tqdm
 
@@ -487,7 +496,7 @@ def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence
     if len(folds) < 2:
         raise BlemoreError(f"cross-validation needs labelled training clips in at least two folds, found {folds}")
     probabilities = np.zeros((len(table.clip_ids), len(blemore.EMOTIONS)))
-    recipe = head_recipe(settings.head)
+    recipe = _resolve_recipe(settings, recipe)
     matrices = [recipe.inputs(table, group) for group in groups]
     results = []
     for fold in tqdm(folds, desc=f"cv {settings.head}", unit="fold", disable=not progress):
@@ -536,10 +545,11 @@ def format_table(cv: CrossValidation, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def fit_final(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequence[str]], thresholds: tuple):
+def fit_final(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequence[str]], thresholds: tuple,
+              recipe: HeadRecipe | None = None):
     """Heads trained on every labelled training clip, their decoding thresholds set to ``thresholds`` (α, β)."""
     labelled = _labelled_train(table)
-    recipe = head_recipe(settings.head)
+    recipe = _resolve_recipe(settings, recipe)
     models = []
     for group in groups:
         sizes = {n: table.feature_sizes[n] for n in group}
@@ -663,15 +673,16 @@ def run_heads_pipeline(
     hub_endpoint: str | None = None,
     cv_only: bool = False,
     progress: bool = True,
+    recipe: HeadRecipe | None = None,
 ) -> dict:
     """CV table, test fit, saved model(s), optional submission and push. Returns the report (also saved)."""
     dataset_dir = Path(dataset_dir)
     names = sorted(names)  # the order BlemoreConfig keeps feature inputs in (see load_feature_table)
-    recipe = head_recipe(settings.head)
+    recipe = _resolve_recipe(settings, recipe)
     table = recipe.load(dataset_dir, names)
     groups = [[n] for n in names] if late_fusion else [list(names)]
     fusion = "late (probabilities averaged)" if late_fusion and len(names) > 1 else "early (concatenation)"
-    cv = cross_validate(table, settings, groups, progress=progress)
+    cv = cross_validate(table, settings, groups, progress=progress, recipe=recipe)
     title = f"{settings.head} on {' + '.join(names)} ({fusion}), {cv.seconds:.1f} s"
     table_text = format_table(cv, title)
     print(table_text)
@@ -686,7 +697,7 @@ def run_heads_pipeline(
     if cv_only:
         return report
     output = Path(output or f"heads-{settings.head}-{'-'.join(names)}")
-    models = fit_final(table, settings, groups, thresholds)
+    models = fit_final(table, settings, groups, thresholds, recipe=recipe)
     folders = []
     for group, model in zip(groups, models):
         folder = output / group[0] if late_fusion and len(groups) > 1 else output
@@ -730,6 +741,6 @@ def run_heads_pipeline(
 
 __all__ = [
     "CrossValidation", "FeatureTable", "HEADS", "HeadRecipe", "HeadSettings", "SEQUENCE_HEADS", "cross_validate",
-    "fit_final", "format_table", "head_config", "head_recipe", "load_feature_table", "predict_probabilities",
+    "STATISTICS_RECIPE", "fit_final", "format_table", "head_config", "load_feature_table", "predict_probabilities",
     "run_heads_pipeline", "standardisation", "train_head", "write_run_probabilities",
 ]

@@ -8,7 +8,8 @@ reads it and trains the model's sequence heads (``modeling/sequence_heads_blemor
 
 Everything else is the heads' machinery, not a copy of it: ``heads.cross_validate`` (5-fold CV, α/β per fold and
 pooled), ``heads.fit_final`` (the test fit), ``heads.run_heads_pipeline`` (saved model, report, out-of-fold and
-test probabilities, submission, push) call the functions here through ``SEQUENCE_RECIPE``; the training loop is
+test probabilities, submission, push) call the functions here when given ``SEQUENCE_RECIPE`` (``head_recipe``
+picks it for a sequence head; the CLI and ``blemore predict`` use it); the training loop is
 ``heads._fit`` with the same soft-label KL objective and settings (``HeadSettings``: epochs, batch size, learning
 rate, weight decay, dropout, precision; ``--hidden`` is the window projection's width).
 
@@ -32,6 +33,8 @@ import numpy as np
 from blemore import BlemoreError
 from blemore_toolkit.features.extraction import FEATURES_DIR
 from blemore_toolkit.features.heads import (
+    SEQUENCE_HEADS,
+    STATISTICS_RECIPE,
     FeatureTable,
     HeadRecipe,
     HeadSettings,
@@ -212,10 +215,16 @@ def predict_sequence_probabilities(model, inputs: SequenceInputs, batch_size: in
     return np.concatenate(outputs) if outputs else np.zeros((0, 6))
 
 
-#: What ``heads.head_recipe`` returns for a sequence head.
+#: How ``heads.cross_validate`` / ``fit_final`` / ``run_heads_pipeline`` read, train and predict a sequence head.
 SEQUENCE_RECIPE = HeadRecipe(load_sequence_table, sequence_inputs, train_sequence_head, predict_sequence_probabilities)
 
+
+def head_recipe(head: str | None) -> HeadRecipe:
+    """The recipe of any ``--head`` (None: a model on clip-level statistics): the sequence heads' or the statistics
+    heads'. (It lives here, not in ``heads``, because ``heads`` must not import this module.)"""
+    return SEQUENCE_RECIPE if head in SEQUENCE_HEADS else STATISTICS_RECIPE
+
 __all__ = [
-    "SEQUENCE_RECIPE", "SequenceInputs", "SequenceTable", "load_sequence_table", "predict_sequence_probabilities",
-    "sequence_head_config", "sequence_inputs", "train_sequence_head",
+    "SEQUENCE_RECIPE", "SequenceInputs", "SequenceTable", "head_recipe", "load_sequence_table",
+    "predict_sequence_probabilities", "sequence_head_config", "sequence_inputs", "train_sequence_head",
 ]

@@ -154,11 +154,11 @@ def select_feature_rows(table, config: str, split: str):
 def predict_features(model, dataset: str, config: str = "default", split: str = "test"
                      ) -> tuple[dict, np.ndarray | None]:
     """Predictions of a model on precomputed features for a dataset split; also the true outcomes when labelled."""
-    from blemore_toolkit.features.heads import head_recipe
+    from blemore_toolkit.features.sequence_heads import head_recipe
 
     names = feature_configs_of(model)
     # statistics (one vector per clip) or, for a sequence head, the per-window sequences of the same configs
-    recipe = head_recipe(getattr(model.config, "sequence_head", None) or "concat")
+    recipe = head_recipe(getattr(model.config, "sequence_head", None))
     table = select_feature_rows(recipe.load(dataset, names), config, split)
     probabilities = recipe.predict(model, recipe.inputs(table, names))
     result = {"clip_ids": table.clip_ids, "probabilities": probabilities,
