@@ -150,3 +150,11 @@ def test_ensemble_rejects_runs_that_do_not_match(runs, tmp_path, capsys):
     assert "out-of-fold clips differ" in capsys.readouterr().err
     assert main(["ensemble", str(tmp_path), "--dataset", str(runs["dataset"])]) == 1
     assert "no oof_probabilities.csv" in capsys.readouterr().err
+
+
+def test_a_single_run_gets_its_decoder_chosen_on_nested_figures(runs):
+    member = ens.load_member(runs["root"] / "heads_a")
+    report = ens.ensemble([member], ens.read_dataset_labels(runs["dataset"])).report
+    assert report["weights"] == {member.name: 1.0}
+    assert report["members_nested"][member.name] == pytest.approx(report["nested"]["pooled"])
+    assert report["decoding_parameters"]["decoder"] == report["decoder"]
