@@ -682,6 +682,8 @@ def run_heads_pipeline(
     table = recipe.load(dataset_dir, names)
     groups = [[n] for n in names] if late_fusion else [list(names)]
     fusion = "late (probabilities averaged)" if late_fusion and len(names) > 1 else "early (concatenation)"
+    if settings.head in SEQUENCE_HEADS and not (late_fusion and len(names) > 1):
+        fusion = "one sequence model over every config's windows"
     cv = cross_validate(table, settings, groups, progress=progress, recipe=recipe)
     title = f"{settings.head} on {' + '.join(names)} ({fusion}), {cv.seconds:.1f} s"
     table_text = format_table(cv, title)
