@@ -250,3 +250,9 @@ def test_heads_command_trains_saves_and_predicts_with_sequences(tmp_path):
     assert labels is None
     by_clip = dict(zip(result["clip_ids"], result["probabilities"]))
     np.testing.assert_allclose(np.array([by_clip[c] for c in test_ids]), test_probabilities, atol=2e-6)
+    # `blemore predict` on a validation fold: the same sequences, labelled, scored.
+    assert main(["predict", str(output), str(dataset), "--config", "fold2", "--split", "validation",
+                 "--output-dir", str(tmp_path / "predicted")]) == 0
+    predicted_ids, predicted, predicted_truth = read_probabilities(tmp_path / "predicted" / "probabilities.csv")
+    assert sorted(predicted_ids) == sorted(c for c, f, s in zip(clip_ids, folds, splits) if s == "train" and f == 2)
+    assert predicted_truth.tolist() == [int(outcomes[clip_ids.index(c)]) for c in predicted_ids]
