@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_blemore import BlemoreConfig
 from .decoding_blemore import EMOTIONS, OUTCOME_TARGETS, OUTCOMES, decode_outcomes, outcomes_to_predictions, softmax
-from .sequence_heads_blemore import BlemoreSequenceEncoder
+from .sequence_heads_blemore import BlemoreSequenceEncoder, BlemoreSequenceProcessor
 
 logger = logging.get_logger(__name__)
 
@@ -213,10 +213,15 @@ class BlemorePreTrainedModel(PreTrainedModel):
             if self.config.video_config is not None or self.config.audio_config is not None:
                 # A model on precomputed features has no processor: its inputs are the feature vectors.
                 auto_map.setdefault("AutoProcessor", f"processing_{package}.BlemoreProcessor")
+            elif getattr(self.config, "sequence_head", None) is not None:  # padding of the window sequences
+                auto_map["AutoProcessor"] = f"sequence_heads_{package}.BlemoreSequenceProcessor"
             else:
                 auto_map.pop("AutoProcessor", None)
             self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        if getattr(self.config, "sequence_head", None) is not None:
+            BlemoreSequenceProcessor.from_config(self.config).save_pretrained(save_directory)
+        return saved
 
 
 def _forward_parameter_names(module: nn.Module) -> set[str]:

@@ -21,14 +21,21 @@ interplay across modalities. Every head here has the same frame:
 
 Padded windows never influence a valid one: attention masks exclude them, and pooling gives them zero weight.
 
+``BlemoreSequenceProcessor`` says what such a model takes and pads clips into it: ``features`` (name → (batch,
+windows, width)) and ``feature_masks`` (name → (batch, windows)). A saved sequence model carries its
+``processor_config.json``, so ``AutoProcessor.from_pretrained(folder, trust_remote_code=True)`` gives it.
+
 Shipped as Hub remote code beside ``modeling_blemore.py`` (flat folder, relative imports only, no ``blemore``
 import).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -185,8 +192,92 @@ class BlemoreSequenceEncoder(nn.Module):
         return modality_embeds.flatten(1), modality_embeds
 
 
+PROCESSOR_CONFIG_NAME = "processor_config.json"
+
+
+class BlemoreSequenceProcessor:
+    """Per-clip window sequences → the padded ``features`` and ``feature_masks`` of a sequence-head model.
+
+    Args:
+        feature_sizes (`dict[str, int]`): the model's inputs and their window widths (``config.feature_sizes``).
+
+    Call it with a list of clips, each a dict name → ``(windows, width)`` array (e.g. the ``sequence`` column of
+    each features config for that clip), or with a dict name → list of such arrays.
+    """
+
+    def __init__(self, feature_sizes: dict[str, int]):
+        self.feature_sizes = {name: int(feature_sizes[name]) for name in sorted(feature_sizes)}
+
+    @classmethod
+    def from_config(cls, config) -> BlemoreSequenceProcessor:
+        return cls(dict(config.feature_sizes))
+
+    def __call__(self, clips, return_tensors: str = "pt") -> dict:
+        if return_tensors != "pt":
+            raise ValueError("BlemoreSequenceProcessor returns torch tensors only (return_tensors='pt')")
+        if isinstance(clips, dict):
+            counts = {len(values) for values in clips.values()}
+            if len(counts) != 1:
+                raise ValueError(f"every input needs one sequence per clip, got counts {sorted(counts)}")
+            clips = [{name: clips[name][i] for name in clips} for i in range(counts.pop())]
+        features, masks = {}, {}
+        for name, width in self.feature_sizes.items():
+            sequences = []
+            for index, clip in enumerate(clips):
+                if name not in clip:
+                    raise ValueError(f"clip {index} has no sequence for the model's input {name!r}")
+                values = np.asarray(clip[name], dtype=np.float32)
+                values = values.reshape(0, width) if values.size == 0 else values
+                if values.ndim != 2 or values.shape[1] != width:
+                    raise ValueError(f"clip {index}: input {name!r} has shape {values.shape}; expected (windows, "
+                                     f"{width})")
+                sequences.append(values)
+            length = max([1] + [len(values) for values in sequences])
+            padded = np.zeros((len(sequences), length, width), dtype=np.float32)
+            valid = np.zeros((len(sequences), length), dtype=bool)
+            for row, values in enumerate(sequences):
+                padded[row, : len(values)], valid[row, : len(values)] = values, True
+            features[name], masks[name] = torch.from_numpy(padded), torch.from_numpy(valid)
+        return {"features": features, "feature_masks": masks}
+
+    def to_dict(self) -> dict:
+        return {
+            "processor_class": type(self).__name__,
+            "feature_sizes": self.feature_sizes,
+            "auto_map": {"AutoProcessor": f"{__name__.rsplit('.', 1)[-1]}.{type(self).__name__}"},
+        }
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> list[str]:
+        """Write ``processor_config.json`` (the code ships with the model, which imports this file)."""
+        os.makedirs(save_directory, exist_ok=True)
+        path = os.path.join(save_directory, PROCESSOR_CONFIG_NAME)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        return [path]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> BlemoreSequenceProcessor:
+        from transformers.utils import cached_file
+
+        hub_kwargs = {key: kwargs[key] for key in ("cache_dir", "force_download", "local_files_only", "token",
+                                                   "revision", "subfolder") if key in kwargs}
+        path = cached_file(pretrained_model_name_or_path, PROCESSOR_CONFIG_NAME, **hub_kwargs)
+        with open(path, encoding="utf-8") as f:
+            return cls(json.load(f)["feature_sizes"])
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class: str = "AutoProcessor") -> None:
+        """Called by ``AutoProcessor`` on remote code; the ``auto_map`` is written by ``to_dict`` already."""
+        cls._auto_class = auto_class
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(feature_sizes={self.feature_sizes})"
+
+
 __all__ = [
     "SEQUENCE_HEADS",
+    "BlemoreSequenceProcessor",
     "BlemoreAttentionPooling",
     "BlemoreCrossModalBlock",
     "BlemoreSequenceEncoder",

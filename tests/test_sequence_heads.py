@@ -151,7 +151,7 @@ def test_cross_modal_head_needs_both_modalities():
 
 def test_saved_sequence_model_ignores_padding_and_reloads_exactly(tmp_path):
     import torch
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoProcessor
 
     from blemore_toolkit.features.sequence_heads import (
         SequenceInputs,
@@ -182,6 +182,15 @@ def test_saved_sequence_model_ignores_padding_and_reloads_exactly(tmp_path):
     np.testing.assert_allclose(predict_sequence_probabilities(reloaded, inputs), probabilities, atol=1e-6)
     with pytest.raises(ValueError, match="sequence head needs `features` as a dict"):
         reloaded(features=torch.zeros(2, 12))
+    # The saved processor says what the model takes and pads unpadded clips into it.
+    processor = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert processor.feature_sizes == {"audio": 4, "video": 8}
+    clips = [{"video": video[i], "audio": audio[i, :count]} for i, count in enumerate(counts)]
+    with torch.inference_mode():
+        logits = reloaded(**processor(clips)).logits
+    np.testing.assert_allclose(logits.softmax(-1).numpy(), probabilities, atol=1e-5)
+    with pytest.raises(ValueError, match="'audio' has shape"):
+        processor([{"video": video[0], "audio": video[0]}])
 
 
 def _write_sequence_config(dataset, name: str, clip_ids, splits, folds, outcomes, sequences, counts) -> None:

@@ -601,14 +601,12 @@ objective, per-window standardisation fitted on the training folds and stored in
 (`config.feature_sizes`, window widths): {inputs}.
 
 ```python
-import torch
-from transformers import AutoModel
+from transformers import AutoModel, AutoProcessor
 
 model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
-# one (batch, windows, width) tensor per input, padded; feature_masks marks the real windows
-features = {{name: torch.tensor(padded[name]) for name in model.config.feature_sizes}}
-masks = {{name: torch.tensor(valid[name]) for name in model.config.feature_sizes}}
-predictions = model.decode(model(features=features, feature_masks=masks))
+processor = AutoProcessor.from_pretrained("PATH_OR_REPO", trust_remote_code=True)  # pads the windows
+clips = [{{name: row_sequence[name] for name in model.config.feature_sizes}}]  # (windows, width) per input
+predictions = model.decode(model(**processor(clips)))  # features + feature_masks
 ```"""
     return f"""A `BlemoreForBlendedEmotionRecognition` trained by `blemore heads` on precomputed encoder features
 (the seven per-clip statistics of `blemore features`), soft-label KL objective, standardisation fitted on the
