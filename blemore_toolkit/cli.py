@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "predict": "write a challenge submission (json + zip) and probabilities from a model",
     "features": "extract encoder features into a dataset config beside the clips",
     "heads": "train the paper's heads on feature configs: 5-fold CV, α/β tuning, test fit",
+    "ensemble": "late fusion of heads/train runs: weights on out-of-fold probabilities, nested CV, submission",
     "demo": "synthesise → prepare → train → predict → score, end to end",
 }
 
@@ -589,7 +590,7 @@ def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
                         "encoder its own example, logits averaged over a clip's windows")
     parser.add_argument("--late-fusion", action="store_true",
                         help="one head per config, probabilities averaged (instead of concatenating features)")
-    parser.add_argument("--hidden", type=int, default=256, help="fusion heads: projection and hidden width")
+    parser.add_argument("--hidden", type=int, default=256, help="fusion and sequence heads: projection and hidden width")
     parser.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
     parser.add_argument("--batch-size", type=int, default=None, help="override the protocol's batch size")
     parser.add_argument("--lr", type=float, default=None, help="override the protocol's learning rate")
@@ -611,6 +612,7 @@ def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_heads(args: argparse.Namespace) -> int:
     from blemore_toolkit.features.heads import HeadSettings, run_heads_pipeline
+    from blemore_toolkit.features.sequence_heads import head_recipe
 
     if args.threads:
         import torch
@@ -623,7 +625,7 @@ def run_heads(args: argparse.Namespace) -> int:
     report = run_heads_pipeline(args.dataset, args.configs, settings, output=args.output,
                                 late_fusion=args.late_fusion, submission=args.submission,
                                 push_to_hub=args.push_to_hub, hub_endpoint=args.endpoint,
-                                cv_only=args.cv_only, progress=not args.quiet)
+                                cv_only=args.cv_only, progress=not args.quiet, recipe=head_recipe(args.head))
     print(f"cross-validation results in {report['cv_dir']}")
     for folder in report.get("model_folders", []):
         print(f"saved {folder} (AutoModelForVideoClassification.from_pretrained({folder!r}, trust_remote_code=True))")
@@ -631,6 +633,23 @@ def run_heads(args: argparse.Namespace) -> int:
         print(f"wrote {report['submission']}")
     if "pushed" in report:
         print(f"pushed to {report['pushed']['repo']} at {report['pushed']['commit']}")
+    return 0
+
+
+def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="`blemore heads` output folders and/or `blemore train --fold all` run folders")
+    parser.add_argument("--dataset", required=True, help="the prepared dataset the runs were made on (folds, labels)")
+    parser.add_argument("--output", default=None, help="folder for ensemble.json and the fused test probabilities")
+    parser.add_argument("--submission", default=None, help="also write fused test predictions here (.json or .zip)")
+
+
+def run_ensemble(args: argparse.Namespace) -> int:
+    from blemore_toolkit.features.ensemble import run_ensemble as fuse_runs
+
+    report = fuse_runs(args.runs, args.dataset, output=args.output, submission=args.submission)
+    if "submission" in report:
+        print(f"wrote {report['submission']}")
     return 0
 
 

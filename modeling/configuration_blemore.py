@@ -103,6 +103,14 @@ class BlemoreConfig(PreTrainedConfig):
         outcome_prior (`str` or `list[float]`, *optional*, defaults to `"blemore"`):
             Prior over the 36 outcomes for that conversion: ``"blemore"`` (the released label frequencies),
             ``"uniform"`` or 36 weights in ``OUTCOMES`` order.
+        sequence_head (`str`, *optional*):
+            Read the feature inputs as per-window sequences (``features[name]`` of shape ``(batch, windows, size)``
+            with ``feature_masks[name]`` marking the real windows) through a sequence head instead of pooling them:
+            ``"attention_pool"``, ``"temporal_transformer"`` or ``"cross_modal"`` (see ``sequence_heads_blemore``).
+            ``feature_sizes`` then holds each input's window width. None (the default): clip-level features.
+            Only for models on precomputed features (no encoders).
+        sequence_num_layers (`int`, *optional*, defaults to 1):
+            Transformer layers of ``"temporal_transformer"``, cross-modal blocks of ``"cross_modal"``.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the initial weights of the new (non-encoder) layers.
     """
@@ -144,6 +152,8 @@ class BlemoreConfig(PreTrainedConfig):
     blend_fraction: float | int = BLEMORE_BLEND_FRACTION
     outcome_temperature: float | int = 1.0
     outcome_prior: Literal["blemore", "uniform"] | list[float] | tuple[float, ...] = "blemore"
+    sequence_head: Literal["attention_pool", "temporal_transformer", "cross_modal"] | None = None
+    sequence_num_layers: int = 1
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
@@ -162,6 +172,14 @@ class BlemoreConfig(PreTrainedConfig):
         """Fusion inputs in order: ``video`` and ``audio`` encoders (when configured), then the feature inputs."""
         names = [name for name in ENCODER_MODALITIES if getattr(self, f"{name}_config") is not None]
         return names + list(self.feature_sizes or {})
+
+    @property
+    def feature_input_kind(self) -> str | None:
+        """What ``features`` holds: ``"sequence"`` (per-window, with ``feature_masks``), ``"vector"`` (one per
+        clip) or None (no feature inputs)."""
+        if not self.feature_sizes:
+            return None
+        return "sequence" if self.sequence_head is not None else "vector"
 
     @property
     def decoding_parameters(self) -> dict:
@@ -203,6 +221,15 @@ class BlemoreConfig(PreTrainedConfig):
         if self.feature_normalization not in ("layer_norm", "affine"):
             raise ValueError(f"feature_normalization must be 'layer_norm' or 'affine', got "
                              f"{self.feature_normalization!r}")
+        if self.sequence_head is not None:
+            if not self.feature_sizes or self.video_config is not None or self.audio_config is not None:
+                raise ValueError("a sequence head reads precomputed feature sequences only: set feature_sizes and "
+                                 "no video_config/audio_config")
+            if self.fusion_hidden_size % self.fusion_num_heads:
+                raise ValueError(f"fusion_hidden_size ({self.fusion_hidden_size}) must be divisible by "
+                                 f"fusion_num_heads ({self.fusion_num_heads}) for a sequence head")
+            if self.sequence_num_layers < 1:
+                raise ValueError(f"sequence_num_layers must be at least 1, got {self.sequence_num_layers}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not isinstance(self.audio_hidden_layers, str) and not self.audio_hidden_layers:

@@ -26,6 +26,7 @@ from .configuration_blemore import BlemoreConfig
 from .decoding_blemore import EMOTIONS, OUTCOME_TARGETS, OUTCOMES, decode_outcomes, outcomes_to_predictions, softmax
 from .model_card_blemore import TRANSFORMERS_TEMPLATE_MARK, render_model_card
 from .pipeline_blemore import custom_pipelines_entry
+from .sequence_heads_blemore import BlemoreSequenceEncoder, BlemoreSequenceProcessor
 
 logger = logging.get_logger(__name__)
 
@@ -231,7 +232,10 @@ class BlemorePreTrainedModel(PreTrainedModel):
         """
         if self._auto_class is not None:
             self._write_remote_code_map()
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        if getattr(self.config, "sequence_head", None) is not None:  # padding of the window sequences
+            BlemoreSequenceProcessor.from_config(self.config).save_pretrained(save_directory)
+        return saved
 
     def _upload_modified_files(self, working_dir, repo_id, *args, **kwargs):
         """``push_to_hub``: upload the BLEMORE model card instead of transformers' empty template.
@@ -265,10 +269,12 @@ class BlemorePreTrainedModel(PreTrainedModel):
             # The pipeline file (and the processor's, which it imports) are relative imports of this file, so
             # save_pretrained copies them beside it even when only the model is saved.
             config.custom_pipelines = pipelines
+        elif getattr(config, "sequence_head", None) is not None:  # padding of the window sequences
+            auto_map["AutoProcessor"] = f"sequence_heads_{package}.BlemoreSequenceProcessor"
         else:
             auto_map.pop("AutoProcessor", None)
-            if getattr(config, "custom_pipelines", None):
-                config.custom_pipelines = {}
+        if pipelines is None and getattr(config, "custom_pipelines", None):
+            config.custom_pipelines = {}
         config.auto_map = auto_map
 
 
@@ -330,6 +336,11 @@ class BlemoreModel(BlemorePreTrainedModel):
         else:
             self.fusion = None
             self.fused_size = num_modalities * config.fusion_hidden_size
+        self.sequence_encoder = None
+        if config.sequence_head is not None:  # per-window feature sequences replace pooling, projection and fusion
+            self.sequence_encoder = BlemoreSequenceEncoder(config)
+            self.projections, self.fusion = nn.ModuleDict(), None
+            self.fused_size = self.sequence_encoder.output_size
 
         self.post_init()
         self._apply_freezing()
@@ -433,6 +444,7 @@ class BlemoreModel(BlemorePreTrainedModel):
         attention_mask: torch.LongTensor | None = None,
         features: torch.FloatTensor | dict[str, torch.FloatTensor] | None = None,
         return_dict: bool | None = None,
+        feature_masks: dict[str, torch.Tensor] | None = None,
     ) -> BlemoreModelOutput | tuple:
         r"""
         Args:
@@ -446,9 +458,15 @@ class BlemoreModel(BlemorePreTrainedModel):
             features (`torch.FloatTensor` or `dict[str, torch.FloatTensor]`):
                 Precomputed features: a dict name → `(batch_size, size)` (or `(batch_size, steps, size)`, averaged
                 over steps), or one tensor holding the inputs of `config.feature_sizes` concatenated in order.
-                Needed when `config.feature_sizes` is set.
+                Needed when `config.feature_sizes` is set. With a `config.sequence_head`: a dict name →
+                `(batch_size, windows, size)` per-window sequences (windows may differ between inputs).
+            feature_masks (`dict[str, torch.BoolTensor]`, *optional*):
+                Sequence heads only: name → `(batch_size, windows)`, True for real windows, False for padding
+                (default: every window is real).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if self.sequence_encoder is not None:
+            return self._forward_sequences(features, feature_masks, return_dict)
         tokens, masks = {}, {}
         video_embeds = audio_embeds = None
         if self.video_encoder is not None:
@@ -482,6 +500,24 @@ class BlemoreModel(BlemorePreTrainedModel):
             video_embeds=video_embeds,
             audio_embeds=audio_embeds,
         )
+        return output if return_dict else output.to_tuple()
+
+    def _forward_sequences(self, features, feature_masks, return_dict: bool) -> BlemoreModelOutput | tuple:
+        names = list(self.config.feature_sizes)
+        if not isinstance(features, dict) or any(name not in features for name in names):
+            raise ValueError(f"this model's sequence head needs `features` as a dict with {names}, each of shape "
+                             "(batch, windows, size)")
+        masks = {}
+        for name in names:
+            values = features[name]
+            if values.dim() != 3 or values.shape[-1] != int(self.config.feature_sizes[name]):
+                raise ValueError(f"features[{name!r}] has shape {tuple(values.shape)}; expected (batch, windows, "
+                                 f"{self.config.feature_sizes[name]})")
+            given = (feature_masks or {}).get(name)
+            masks[name] = (torch.ones(values.shape[:2], dtype=torch.bool, device=values.device) if given is None
+                           else given.to(device=values.device, dtype=torch.bool))
+        fused_embeds, modality_embeds = self.sequence_encoder({n: features[n] for n in names}, masks)
+        output = BlemoreModelOutput(fused_embeds=fused_embeds, modality_embeds=modality_embeds)
         return output if return_dict else output.to_tuple()
 
 
@@ -535,10 +571,11 @@ class BlemoreForBlendedEmotionRecognition(BlemorePreTrainedModel):
         features: torch.FloatTensor | dict[str, torch.FloatTensor] | None = None,
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        feature_masks: dict[str, torch.Tensor] | None = None,
     ) -> BlemoreOutput | tuple:
         r"""
         Args:
-            pixel_values_videos, input_values, attention_mask, features:
+            pixel_values_videos, input_values, attention_mask, features, feature_masks:
                 As in [`BlemoreModel.forward`].
             labels (`torch.FloatTensor` of shape `(batch_size, 6)` or `torch.LongTensor` of shape `(batch_size,)`):
                 Either the soft target (saliences as proportions in `EMOTIONS` order, the dataset's `soft_target`
@@ -553,6 +590,7 @@ class BlemoreForBlendedEmotionRecognition(BlemorePreTrainedModel):
             attention_mask=attention_mask,
             features=features,
             return_dict=True,
+            feature_masks=feature_masks,
         )
         head_output = self.head(base.fused_embeds)
         if self.config.objective == "outcome":

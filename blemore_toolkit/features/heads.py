@@ -21,7 +21,13 @@ Heads (``--head``):
 * ``linear``, ``mlp256``, ``mlp512`` — the paper's: a linear map, or one hidden layer of 256/512 units (the
   protocol's activation), on the concatenated, standardised features (configs concatenated in alphabetical order);
 * ``concat``, ``gated``, ``cross_attention`` — the model's fusion heads with one feature input per feature config
-  (each projected to ``--hidden`` units, then fused; see ``modeling.BlemoreConfig.fusion``).
+  (each projected to ``--hidden`` units, then fused; see ``modeling.BlemoreConfig.fusion``);
+* ``attention_pool``, ``temporal_transformer``, ``cross_modal`` — sequence heads on the stored per-window sequences
+  rather than the statistics (``features/sequence_heads.py``; aggregation method only). They plug into the CV,
+  α/β tuning, test fit, saving and submission here through a ``HeadRecipe`` (``sequence_heads.head_recipe(head)``
+  gives the recipe of any head) and are trained as the protocol says: its optimiser, learning rate, weight decay,
+  batch size, epochs, dropout, precision, epoch selection, grid and test-fit rules; their standardisation is the
+  per-window one of ``sequence_heads``.
 
 **The saved head is a ``BlemoreForBlendedEmotionRecognition``**: it loads with
 ``AutoModelForVideoClassification.from_pretrained(folder, trust_remote_code=True)`` (the classifier's task class),
@@ -47,7 +53,9 @@ does not use it.
 **Outputs of every run**: ``OUTPUT/cv/fold{k}/validation_probabilities.csv`` (``clip_id``, then the six
 probabilities in the order ``ang disg fea hap sad neu``; under the paper protocol those of the best epoch) and
 ``OUTPUT/cv/results.json`` (per fold ``alpha``, ``beta``, ``acc_presence``, ``acc_salience``, ``score``,
-``best_epoch``; the protocol's hyper-parameters; the test fit's α/β and where they come from).
+``best_epoch``; the protocol's hyper-parameters; the test fit's α/β and where they come from). Beside the model,
+for ``blemore ensemble``: ``OUTPUT/oof_probabilities.csv`` (the same out-of-fold probabilities in one file, with each
+clip's outcome) and, after the test fit, ``OUTPUT/test_probabilities.csv``.
 
 **α/β of the test fit**: paper — the α/β of the fold with the highest composite score. Toolkit — one search on the
 pooled out-of-fold probabilities of all five folds (every training clip, predicted by a head that never saw its
@@ -61,7 +69,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +83,9 @@ from metrics.blemore.challenge import METRICS
 
 PAPER_HEADS: dict[str, int | None] = {"linear": None, "mlp256": 256, "mlp512": 512}
 FUSION_HEADS: tuple[str, ...] = ("concat", "gated", "cross_attention")
-HEADS: tuple[str, ...] = tuple(PAPER_HEADS) + FUSION_HEADS
+#: Heads on the per-window sequences (``modeling.sequence_heads_blemore.SEQUENCE_HEADS``; a test checks they agree).
+SEQUENCE_HEADS: tuple[str, ...] = ("attention_pool", "temporal_transformer", "cross_modal")
+HEADS: tuple[str, ...] = tuple(PAPER_HEADS) + FUSION_HEADS + SEQUENCE_HEADS
 #: Width of the projection that stores a linear head exactly (2 × 6 emotions; see the module docstring).
 _LINEAR_WIDTH = 2 * len(blemore.EMOTIONS)
 
@@ -381,7 +391,9 @@ def _fit(forward, parameters, train_x, train_y, training: HeadProtocol, epochs: 
     """Minibatch training on in-memory tensors with the soft-label KL loss; ``on_epoch(epoch)`` after each epoch."""
     import torch
 
-    x, y = torch.as_tensor(train_x), torch.as_tensor(train_y)
+    # Arrays become one tensor; other inputs (the sequence heads' padded sequences) only need len() and x[index].
+    x = torch.as_tensor(train_x) if isinstance(train_x, (np.ndarray, torch.Tensor)) else train_x
+    y = torch.as_tensor(train_y)
     optimizer = _optimizer(parameters, training)
     generator = torch.Generator().manual_seed(seed)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=_use_bfloat16(training.precision))
@@ -648,6 +660,55 @@ def predict_probabilities(model, x: np.ndarray, batch_size: int = 1024) -> np.nd
     return clip_probabilities(logits, np.arange(len(logits)), len(logits))
 
 
+@dataclasses.dataclass(frozen=True)
+class HeadRecipe:
+    """How one kind of head reads its inputs, trains and predicts; the CV, α/β tuning, test fit, saving and
+    submission below are shared by every recipe.
+
+    ``load(dataset_dir, names)`` reads the table; ``inputs(table, group)`` gives one input per clip of a config group,
+    indexable by a row mask (an array for the statistics heads, padded sequences for the sequence heads);
+    ``fit(x, soft_targets, sizes, settings, seed, *, epochs=None, validation=None)`` trains as ``settings.training``
+    says and returns a ``FittedHead`` (``fit_head`` is the statistics heads'); ``logits(model, x)`` scores inputs.
+    """
+
+    load: Callable[..., FeatureTable]
+    inputs: Callable[[FeatureTable, Sequence[str]], object]
+    fit: Callable[..., FittedHead]
+    logits: Callable[[object, object], np.ndarray]
+
+    def design(self, table: FeatureTable, group: Sequence[str]) -> Design:
+        """One row per clip (the aggregation method) of this recipe's inputs."""
+        return Design(self.inputs(table, group), np.arange(len(table.clip_ids)),
+                      {n: table.feature_sizes[n] for n in group})
+
+    def train(self, train_x, train_y: np.ndarray, feature_sizes: dict[str, int], settings: HeadSettings,
+              seed: int = 0):
+        """A head trained on every row for the protocol's epochs (no validation) → an eval-mode model."""
+        return self.fit(train_x, train_y, feature_sizes, settings, seed).model
+
+    def predict(self, model, x) -> np.ndarray:
+        """One input per clip → (N, 6) emotion probabilities."""
+        logits = self.logits(model, x)
+        return clip_probabilities(logits, np.arange(len(logits)), len(logits))
+
+
+def _statistics_inputs(table: FeatureTable, group: Sequence[str]) -> np.ndarray:
+    return table.matrix(group)
+
+
+#: The paper's and the fusion heads: one vector of statistics per clip (or per window, with subsampling designs).
+STATISTICS_RECIPE = HeadRecipe(load_feature_table, _statistics_inputs, fit_head, predict_logits)
+
+
+def _resolve_recipe(settings: HeadSettings, recipe: HeadRecipe | None) -> HeadRecipe:
+    if recipe is not None:
+        return recipe
+    if settings.head in SEQUENCE_HEADS:
+        raise BlemoreError(f"--head {settings.head} is a sequence head: pass its recipe "
+                           "(blemore_toolkit.features.sequence_heads.head_recipe(head))")
+    return STATISTICS_RECIPE
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Cross-validation and the test fit (reusable by any head that takes a protocol)
 # ---------------------------------------------------------------------------------------------------------------
@@ -686,14 +747,16 @@ def _labelled_train(table: FeatureTable) -> np.ndarray:
 
 
 def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequence[str]] | None = None,
-                   progress: bool = False, designs: Sequence[Design] | None = None) -> CrossValidation:
+                   progress: bool = False, designs: Sequence[Design] | None = None,
+                   recipe: HeadRecipe | None = None) -> CrossValidation:
     """K-fold CV over the ``fold`` column of the labelled training rows, as ``settings.training`` says.
 
     Fold ``k``'s heads train on the rows of labelled training clips whose fold is not ``k`` (recorded in
     ``training_clips``) and are evaluated on fold ``k``'s clips, where α/β are searched on the protocol's grid.
     ``groups``: feature-config groups whose heads are trained separately and whose probabilities are averaged
     (late fusion); default one group with every config (early fusion). ``designs``: the rows of each group
-    (default: aggregation, one row per clip).
+    (default: aggregation, one row per clip, of the recipe's inputs). ``recipe``: how the head reads, trains and
+    predicts (default: the statistics heads; see ``HeadRecipe``).
     """
     from tqdm.auto import tqdm
 
@@ -702,7 +765,8 @@ def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence
     training = settings.training
     start_time = time.perf_counter()
     groups = [list(g) for g in (groups or [list(table.features)])]
-    designs = list(designs) if designs is not None else [aggregation_design(table, g) for g in groups]
+    recipe = _resolve_recipe(settings, recipe)
+    designs = list(designs) if designs is not None else [recipe.design(table, g) for g in groups]
     labelled = _labelled_train(table)
     folds = sorted(set(table.fold[labelled].tolist()))
     if len(folds) < 2:
@@ -720,8 +784,8 @@ def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence
             train_rows, valid_rows = design.rows_of(train_clips), design.rows_of(valid_clips)
             validation = Validation(design.x[valid_rows], position[design.clip[valid_rows]],
                                     table.outcome[valid_index], training.grid)
-            fitted = fit_head(design.x[train_rows], table.soft_target[design.clip[train_rows]], design.sizes, settings,
-                              seed=settings.seed + fold, validation=validation)
+            fitted = recipe.fit(design.x[train_rows], table.soft_target[design.clip[train_rows]], design.sizes,
+                                settings, seed=settings.seed + fold, validation=validation)
             fold_probs += fitted.probabilities / len(groups)
             # the clips whose rows this fold's heads were given, read back from the rows themselves
             training_clips[int(fold)] = np.unique(design.clip[train_rows])
@@ -797,16 +861,17 @@ def format_table(cv: CrossValidation, title: str = "") -> str:
 
 
 def fit_final(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequence[str]], thresholds: tuple,
-              designs: Sequence[Design] | None = None):
+              designs: Sequence[Design] | None = None, recipe: HeadRecipe | None = None):
     """Heads trained on every labelled training clip (the protocol's test-fit epochs), decoded with ``thresholds``."""
     training = settings.training
     labelled = _labelled_train(table)
-    designs = list(designs) if designs is not None else [aggregation_design(table, g) for g in groups]
+    recipe = _resolve_recipe(settings, recipe)
+    designs = list(designs) if designs is not None else [recipe.design(table, g) for g in groups]
     models = []
     for design in designs:
         rows = design.rows_of(labelled)
-        model = fit_head(design.x[rows], table.soft_target[design.clip[rows]], design.sizes, settings,
-                         seed=settings.seed + 100, epochs=training.test_fit_epochs).model
+        model = recipe.fit(design.x[rows], table.soft_target[design.clip[rows]], design.sizes, settings,
+                           seed=settings.seed + 100, epochs=training.test_fit_epochs).model
         model.config.presence_threshold, model.config.salience_threshold = map(float, thresholds)
         model.config.decoder = "thresholds"
         # read by `blemore predict`: a subsampling head scores windows, and a clip is its windows' mean logits
@@ -855,19 +920,8 @@ tags:
 ---
 # BLEMORE {report['head']} head on {', '.join(configs)}
 
-A `BlemoreForBlendedEmotionRecognition` trained by `blemore heads --protocol {report['protocol']} --method
-{report['method']}` on precomputed encoder features (`blemore features`), soft-label KL objective, standardisation
-fitted on the training folds and stored in the model. Feature inputs (`config.feature_sizes`): {inputs}.
+{_card_inputs(report, configs, inputs)}
 {subsampling_note}
-
-```python
-import torch
-from transformers import AutoModelForVideoClassification
-
-model = AutoModelForVideoClassification.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
-features = torch.tensor(rows["features"])  # (batch, {sum(inputs.values())}): {' + '.join(configs)} concatenated
-predictions = model.decode(model(features=features))  # [[{{"emotion": "ang", "salience": 70.0}}, ...], ...]
-```
 
 Decoding thresholds: α = {report['thresholds'][0]:.2f}, β = {report['thresholds'][1]:.2f}
 ({report['threshold_choice']}).
@@ -882,6 +936,36 @@ Feature provenance and training settings: `heads_report.json`.
 """
 
 
+def _card_inputs(report: dict, configs: list[str], inputs: dict) -> str:
+    trained_by = f"`blemore heads --protocol {report['protocol']} --method {report['method']}`"
+    if report["head"] in SEQUENCE_HEADS:
+        return f"""A `BlemoreForBlendedEmotionRecognition` with a `{report['head']}` sequence head, trained by
+{trained_by} on the per-window sequences that `blemore features` stores (`sequence` column), soft-label KL
+objective, per-window standardisation fitted on the training folds and stored in the model. Sequence inputs
+(`config.feature_sizes`, window widths): {inputs}.
+
+```python
+from transformers import AutoModelForVideoClassification, AutoProcessor
+
+model = AutoModelForVideoClassification.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
+processor = AutoProcessor.from_pretrained("PATH_OR_REPO", trust_remote_code=True)  # pads the windows
+clips = [{{name: row_sequence[name] for name in model.config.feature_sizes}}]  # (windows, width) per input
+predictions = model.decode(model(**processor(clips)))  # features + feature_masks
+```"""
+    return f"""A `BlemoreForBlendedEmotionRecognition` trained by {trained_by} on precomputed encoder features
+(`blemore features`), soft-label KL objective, standardisation fitted on the training folds and stored in the
+model. Feature inputs (`config.feature_sizes`): {inputs}.
+
+```python
+import torch
+from transformers import AutoModelForVideoClassification
+
+model = AutoModelForVideoClassification.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
+features = torch.tensor(rows["features"])  # (batch, {sum(inputs.values())}): {' + '.join(configs)} concatenated
+predictions = model.decode(model(features=features))  # [[{{"emotion": "ang", "salience": 70.0}}, ...], ...]
+```"""
+
+
 def save_head(model, folder: Path, report: dict, table_text: str) -> Path:
     """``save_pretrained`` plus the card and report."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -889,6 +973,31 @@ def save_head(model, folder: Path, report: dict, table_text: str) -> Path:
     (folder / "heads_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (folder / "README.md").write_text(_model_card(report, table_text))
     return folder
+
+
+#: What ``blemore ensemble`` reads from a heads run folder (written by ``run_heads_pipeline``).
+OOF_PROBABILITIES_FILE = "oof_probabilities.csv"
+TEST_PROBABILITIES_FILE = "test_probabilities.csv"
+
+
+def write_run_probabilities(output: Path, table: FeatureTable, cv: CrossValidation,
+                            test_probabilities: np.ndarray | None) -> dict[str, str]:
+    """The inputs of a later late fusion (``blemore ensemble``), beside the model: the out-of-fold probabilities of
+    every labelled training clip with its outcome (the numbers of ``cv/fold*/validation_probabilities.csv`` in one
+    file, with the truth the ensemble checks against the dataset) and the test fit's test probabilities."""
+    from blemore_toolkit.evaluation.probabilities import write_probabilities
+
+    output.mkdir(parents=True, exist_ok=True)
+    rows = cv.oof_mask
+    written = {"oof": str(write_probabilities(output / OOF_PROBABILITIES_FILE,
+                                              [c for c, keep in zip(table.clip_ids, rows) if keep],
+                                              cv.oof_probabilities[rows], table.outcome[rows]))}
+    if test_probabilities is not None:
+        test_rows = table.split == "test"
+        written["test"] = str(write_probabilities(output / TEST_PROBABILITIES_FILE,
+                                                  [c for c, keep in zip(table.clip_ids, test_rows) if keep],
+                                                  test_probabilities))
+    return written
 
 
 def _provenance(dataset_dir: Path, names: Sequence[str]) -> dict:
@@ -907,19 +1016,26 @@ def run_heads_pipeline(
     hub_endpoint: str | None = None,
     cv_only: bool = False,
     progress: bool = True,
+    recipe: HeadRecipe | None = None,
 ) -> dict:
     """CV table and outputs, test fit, saved model(s), optional submission and push. Returns the report."""
     dataset_dir = Path(dataset_dir)
     names = sorted(names)  # the order BlemoreConfig keeps feature inputs in (see load_feature_table)
     training = settings.training
-    table = load_feature_table(dataset_dir, names)
+    recipe = _resolve_recipe(settings, recipe)
+    if settings.method == "subsampling" and recipe is not STATISTICS_RECIPE:
+        raise BlemoreError(f"--head {settings.head} reads whole per-window sequences; --method subsampling is for "
+                           "the statistics heads")
+    table = recipe.load(dataset_dir, names)
     groups = [[n] for n in names] if late_fusion else [list(names)]
     if settings.method == "subsampling":
         designs = [subsampling_design(dataset_dir, table, g) for g in groups]
     else:
-        designs = [aggregation_design(table, g) for g in groups]
+        designs = [recipe.design(table, g) for g in groups]
     fusion = "late (probabilities averaged)" if late_fusion and len(names) > 1 else "early (concatenation)"
-    cv = cross_validate(table, settings, groups, progress=progress, designs=designs)
+    if settings.head in SEQUENCE_HEADS and not (late_fusion and len(names) > 1):
+        fusion = "one sequence model over every config's windows"
+    cv = cross_validate(table, settings, groups, progress=progress, designs=designs, recipe=recipe)
     title = (f"{settings.head} on {' + '.join(names)} ({fusion}, {settings.method}, protocol {training.name}), "
              f"{cv.seconds:.1f} s")
     table_text = format_table(cv, title)
@@ -939,8 +1055,9 @@ def run_heads_pipeline(
         "feature_provenance": _provenance(dataset_dir, names),
     }
     if cv_only:
+        report["probability_files"] = write_run_probabilities(output, table, cv, None)
         return report
-    models = fit_final(table, settings, groups, thresholds, designs)
+    models = fit_final(table, settings, groups, thresholds, designs, recipe=recipe)
     folders = []
     for group, model in zip(groups, models):
         folder = output / group[0] if late_fusion and len(groups) > 1 else output
@@ -952,15 +1069,18 @@ def run_heads_pipeline(
             {"members": [str(f.relative_to(output)) for f in folders], "thresholds": list(thresholds),
              "rule": "average the members' softmax probabilities, then decode with the thresholds"}, indent=2))
     test_rows = table.split == "test"
+    probs = None
+    if test_rows.any():
+        probs = sum(clip_probabilities(recipe.logits(m, d.x), d.clip, len(table.clip_ids))
+                    for d, m in zip(designs, models)) / len(models)
+        probs = probs[test_rows]
+    report["probability_files"] = write_run_probabilities(output, table, cv, probs)
     if submission is not None:
-        if not test_rows.any():
+        if probs is None:
             raise BlemoreError(f"{dataset_dir}: the feature configs hold no test clips to predict")
         from modeling.decoding_blemore import decode
 
-        probs = sum(clip_probabilities(predict_logits(m, d.x), d.clip, len(table.clip_ids))
-                    for d, m in zip(designs, models)) / len(models)
-        predictions = decode(probs[test_rows], "thresholds", presence_threshold=thresholds[0],
-                             salience_threshold=thresholds[1])
+        predictions = decode(probs, "thresholds", presence_threshold=thresholds[0], salience_threshold=thresholds[1])
         from blemore_toolkit.evaluation.submission import write_submission
 
         clip_ids = [c for c, keep in zip(table.clip_ids, test_rows) if keep]
@@ -981,9 +1101,10 @@ def run_heads_pipeline(
 
 
 __all__ = [
-    "CrossValidation", "Design", "FeatureTable", "FittedHead", "HEADS", "HeadSettings", "Validation",
+    "CrossValidation", "Design", "FeatureTable", "FittedHead", "HEADS", "HeadRecipe", "HeadSettings",
+    "OOF_PROBABILITIES_FILE", "SEQUENCE_HEADS", "STATISTICS_RECIPE", "TEST_PROBABILITIES_FILE", "Validation",
     "aggregation_design", "best_fold", "clip_probabilities", "cross_validate", "fit_final", "fit_head",
     "format_table", "head_config", "load_feature_table", "per_feature_standardisation", "predict_logits",
     "predict_probabilities", "run_heads_pipeline", "standardisation", "subsampling_design", "test_fit_thresholds",
-    "train_head", "write_cv_outputs",
+    "train_head", "write_cv_outputs", "write_run_probabilities",
 ]

@@ -199,21 +199,18 @@ def select_feature_rows(table, config: str, split: str):
 def predict_features(model, dataset: str, config: str = "default", split: str = "test"
                      ) -> tuple[dict, np.ndarray | None]:
     """Predictions of a model on precomputed features for a dataset split; also the true outcomes when labelled."""
-    from blemore_toolkit.features.heads import (
-        clip_probabilities,
-        load_feature_table,
-        predict_logits,
-        predict_probabilities,
-        subsampling_design,
-    )
+    from blemore_toolkit.features.heads import clip_probabilities, predict_logits, subsampling_design
+    from blemore_toolkit.features.sequence_heads import head_recipe
 
     names = feature_configs_of(model)
-    table = select_feature_rows(load_feature_table(dataset, names), config, split)
+    # statistics (one vector per clip) or, for a sequence head, the per-window sequences of the same configs
+    recipe = head_recipe(getattr(model.config, "sequence_head", None))
+    table = select_feature_rows(recipe.load(dataset, names), config, split)
     if getattr(model.config, "feature_method", "aggregation") == "subsampling":  # windows' logits averaged per clip
         design = subsampling_design(dataset, table, names)
         probabilities = clip_probabilities(predict_logits(model, design.x), design.clip, len(table.clip_ids))
     else:
-        probabilities = predict_probabilities(model, table.matrix(names))
+        probabilities = recipe.predict(model, recipe.inputs(table, names))
     result = {"clip_ids": table.clip_ids, "probabilities": probabilities,
               "outcomes": np.asarray(model.decode_outcomes(logits=np.log(np.clip(probabilities, 1e-12, None))))}
     labelled = len(table.outcome) and (table.outcome >= 0).all()

@@ -1,0 +1,249 @@
+"""``blemore ensemble RUN_DIR... --dataset DATASET``: late fusion of several heads' or models' probabilities.
+
+A late fusion of twelve encoders' heads placed in the FG 2026 challenge's top ten (test 0.391 presence / 0.168
+salience). This command fuses any runs that left out-of-fold probabilities behind:
+
+* a ``blemore heads`` output folder (``oof_probabilities.csv``, ``test_probabilities.csv``);
+* a ``blemore train`` run folder (``fold*/validation_probabilities.csv``; test probabilities from
+  ``blemore predict OUTPUT/final/model DATASET --output-dir OUTPUT/test``, read from ``test/probabilities.csv``).
+
+The fused probabilities are a weighted average of the members' emotion probabilities, ``p = Σ_m w_m p_m`` with
+``w_m ≥ 0`` and ``Σ w_m = 1``, the weights minimising the soft-label cross-entropy (the KL objective the heads are
+trained with) on the pooled out-of-fold predictions (exponentiated-gradient descent on the simplex; the objective
+is convex in ``w``, so the optimum is unique up to ties). Then:
+
+* **reported figure, nested**: for each fold k, the weights are fitted on the other four folds' clips, the decoder's
+  parameters are tuned on those clips' fused probabilities, and fold k is decoded with both; the five folds pooled
+  give the ensemble's score without any of its clips having tuned anything that scores them. Each member is put
+  through the same nested decoding (weights fixed to that member), so the figures compare like with like;
+* **decoding**: α/β thresholds or expected-score decoding, whichever has the better nested score
+  (``evaluation.decoder_choice``), both reported;
+* **test submission**: weights and the chosen decoder's parameters fitted on all out-of-fold clips, applied to the
+  weighted average of the members' test probabilities.
+
+Folds and true outcomes come from DATASET (its ``data/`` parquet files), so every member is checked against the same
+labels and clips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+import blemore
+from blemore import BlemoreError
+from blemore_toolkit.data.atomic import write_text_atomically
+from blemore_toolkit.evaluation.decoder_choice import choose_decoder, nested_decoding
+from blemore_toolkit.evaluation.probabilities import read_probabilities
+from blemore_toolkit.features.heads import OOF_PROBABILITIES_FILE, TEST_PROBABILITIES_FILE
+
+TARGETS = np.array([blemore.soft_target(o.emotions, o.salience) for o in blemore.OUTCOMES])
+ENSEMBLE_REPORT = "ensemble.json"
+
+
+@dataclasses.dataclass
+class Member:
+    """One run's out-of-fold and (optional) test probabilities, keyed by clip."""
+
+    name: str
+    oof: dict[str, np.ndarray]
+    test: dict[str, np.ndarray] | None
+    oof_truth: dict[str, int]
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    try:
+        clip_ids, probabilities, truth = read_probabilities(path)
+    except (KeyError, ValueError) as error:
+        raise BlemoreError(f"{path}: not a probabilities file ({error})") from None
+    rows = dict(zip(clip_ids, probabilities))
+    return rows, ({} if truth is None else dict(zip(clip_ids, truth.tolist())))
+
+
+def load_member(run_dir: str | os.PathLike) -> Member:
+    """The probabilities a ``blemore heads`` or ``blemore train`` run left behind (see the module docstring)."""
+    run_dir = Path(run_dir)
+    if (run_dir / OOF_PROBABILITIES_FILE).is_file():
+        oof, truth = _read(run_dir / OOF_PROBABILITIES_FILE)
+    else:
+        fold_files = sorted(run_dir.glob("fold*/validation_probabilities.csv"))
+        if not fold_files:
+            raise BlemoreError(f"{run_dir}: no {OOF_PROBABILITIES_FILE} (a `blemore heads` output folder) and no "
+                               "fold*/validation_probabilities.csv (a `blemore train --fold all` run)")
+        oof, truth = {}, {}
+        for path in fold_files:
+            rows, labels = _read(path)
+            overlap = set(rows) & set(oof)
+            if overlap:
+                raise BlemoreError(f"{path}: clip {sorted(overlap)[0]} is also in another fold's validation file")
+            oof.update(rows)
+            truth.update(labels)
+    test = None
+    for candidate in (run_dir / TEST_PROBABILITIES_FILE, run_dir / "test" / "probabilities.csv"):
+        if candidate.is_file():
+            test = _read(candidate)[0]
+            break
+    return Member(str(run_dir), oof, test, truth)
+
+
+def read_dataset_labels(dataset_dir: str | os.PathLike) -> dict[str, tuple[str, int, int]]:
+    """clip → (split, fold, outcome) from a prepared dataset's ``data/`` (fold and outcome -1 where unknown)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted((Path(dataset_dir) / "data").glob("*.parquet"))
+    if not files:
+        raise BlemoreError(f"{dataset_dir}: no data/*.parquet files (give the folder written by `blemore prepare`)")
+    table = pa.concat_tables([pq.read_table(f, columns=["clip_id", "split", "fold", "outcome"]) for f in files])
+    return {clip: (split, -1 if fold is None else int(fold), -1 if outcome is None else int(outcome))
+            for clip, split, fold, outcome in zip(*(table[c].to_pylist() for c in ("clip_id", "split", "fold",
+                                                                                    "outcome")))}
+
+
+def fit_weights(member_probabilities: np.ndarray, targets: np.ndarray, steps: int = 2000,
+                step_size: float = 1.0) -> np.ndarray:
+    """Simplex weights minimising the soft-label cross-entropy of ``Σ_m w_m p_m``.
+
+    ``member_probabilities``: (members, clips, 6); ``targets``: (clips, 6). Exponentiated gradient (mirror descent
+    on the simplex) keeps the weights non-negative and summing to 1 at every step.
+    """
+    count = member_probabilities.shape[0]
+    weights = np.full(count, 1.0 / count)
+    probabilities = np.clip(member_probabilities, 1e-9, None)
+    for _ in range(steps):
+        fused = np.einsum("m,mne->ne", weights, probabilities)
+        gradient = -np.einsum("ne,mne->m", targets / fused, probabilities) / targets.shape[0]
+        weights = weights * np.exp(-step_size * (gradient - gradient.min()))
+        weights /= weights.sum()
+    return weights
+
+
+def fuse(weights: np.ndarray, member_probabilities: np.ndarray) -> np.ndarray:
+    return np.einsum("m,mne->ne", weights, member_probabilities)
+
+
+@dataclasses.dataclass
+class EnsembleResult:
+    report: dict
+    weights: np.ndarray
+    decoding: dict
+    test_clip_ids: list[str] | None
+    test_probabilities: np.ndarray | None
+
+
+def ensemble(members: Sequence[Member], labels: dict[str, tuple[str, int, int]]) -> EnsembleResult:
+    """Weights, nested figures, decoder choice and the fused test probabilities of these members."""
+    if not members:
+        raise BlemoreError("blemore ensemble needs at least one run folder")
+    names = [m.name for m in members]
+    clips = sorted(members[0].oof)
+    for member in members:
+        extra = set(member.oof) ^ set(clips)
+        if extra:
+            raise BlemoreError(f"{member.name}: out-of-fold clips differ from {names[0]}'s (e.g. {sorted(extra)[0]}); "
+                               "fuse runs made on the same dataset and folds")
+        for clip in clips:
+            if clip not in labels or labels[clip][2] < 0 or labels[clip][1] < 0:
+                raise BlemoreError(f"{member.name}: clip {clip} has no labelled training row in the dataset")
+            if clip in member.oof_truth and member.oof_truth[clip] != labels[clip][2]:
+                there, here = (blemore.OUTCOME_NAMES[o] for o in (member.oof_truth[clip], labels[clip][2]))
+                raise BlemoreError(f"{member.name}: clip {clip} is labelled {there} there but {here} in the dataset")
+    stacked = np.stack([np.stack([m.oof[c] for c in clips]) for m in members])  # (members, clips, 6)
+    folds = np.array([labels[c][1] for c in clips])
+    outcomes = np.array([labels[c][2] for c in clips])
+    targets = TARGETS[outcomes]
+    fold_ids = sorted(set(folds.tolist()))
+    if len(fold_ids) < 2:
+        raise BlemoreError(f"nested cross-validation of the weights needs at least two folds, found {fold_ids}")
+
+    fold_weights = {k: fit_weights(stacked[:, folds != k], targets[folds != k]) for k in fold_ids}
+    decoding = choose_decoder(lambda k: fuse(fold_weights[k], stacked), fuse(fit_weights(stacked, targets), stacked),
+                              outcomes, folds)
+    weights = fit_weights(stacked, targets)
+    members_nested = {}
+    for index, name in enumerate(names):
+        nested = nested_decoding(decoding["chosen"], lambda k, i=index: stacked[i], outcomes, folds)
+        members_nested[name] = nested.pooled
+    chosen_nested = decoding["nested"][decoding["chosen"]]
+    report = {
+        "members": names,
+        "weights": dict(zip(names, weights.tolist())),
+        "fold_weights": {str(k): dict(zip(names, w.tolist())) for k, w in fold_weights.items()},
+        "n_clips": len(clips),
+        "decoder": decoding["chosen"],
+        "decoding_parameters": decoding["parameters"],
+        "decoder_choice": decoding,
+        "nested": {"folds": chosen_nested["folds"], "pooled": chosen_nested["pooled"]},
+        "members_nested": members_nested,
+        "rule": "weighted average of the members' emotion probabilities, weights non-negative summing to 1 fitted "
+                "by soft-label cross-entropy on the pooled out-of-fold probabilities; reported figures nested (weights"
+                " and decoder parameters tuned without the fold they score)",
+    }
+    test_ids = test_probabilities = None
+    if all(m.test is not None for m in members):
+        test_ids = sorted(members[0].test)
+        for member in members[1:]:
+            extra = set(member.test) ^ set(test_ids)
+            if extra:
+                raise BlemoreError(f"{member.name}: test clips differ from {names[0]}'s (e.g. {sorted(extra)[0]})")
+        test_probabilities = fuse(weights, np.stack([np.stack([m.test[c] for c in test_ids]) for m in members]))
+    return EnsembleResult(report, weights, decoding["parameters"], test_ids, test_probabilities)
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'member':<40} {'weight':>7} {'presence':>9} {'salience':>9} {'score':>7}  (nested, "
+             f"{report['decoder']} decoding)"]
+    for name in report["members"]:
+        figures = report["members_nested"][name]
+        lines.append(f"{Path(name).name[-40:]:<40} {report['weights'][name]:>7.3f} {figures['acc_presence']:>9.4f} "
+                     f"{figures['acc_salience']:>9.4f} {figures['score']:>7.4f}")
+    pooled = report["nested"]["pooled"]
+    lines.append(f"{'ensemble':<40} {'':>7} {pooled['acc_presence']:>9.4f} {pooled['acc_salience']:>9.4f} "
+                 f"{pooled['score']:>7.4f}")
+    for name, nested in report["decoder_choice"]["nested"].items():
+        lines.append(f"decoder {name}: nested score {nested['pooled']['score']:.4f}"
+                     + ("  ← chosen" if name == report["decoder"] else ""))
+    lines.append(f"test parameters: {report['decoding_parameters']}")
+    return "\n".join(lines)
+
+
+def run_ensemble(run_dirs: Sequence[str | os.PathLike], dataset_dir: str | os.PathLike, *,
+                 output: str | os.PathLike | None = None, submission: str | os.PathLike | None = None) -> dict:
+    """Fuse the runs, print the table, write the report (and the submission). Returns the report."""
+    members = [load_member(run_dir) for run_dir in run_dirs]
+    labels = read_dataset_labels(dataset_dir)
+    result = ensemble(members, labels)
+    report = result.report
+    print(format_report(report))
+    if submission is not None:
+        if result.test_probabilities is None:
+            missing = [m.name for m in members if m.test is None]
+            raise BlemoreError(f"{missing[0]}: no test probabilities ({TEST_PROBABILITIES_FILE}, or test/"
+                               "probabilities.csv from `blemore predict`) to fuse for a submission")
+        unknown = [c for c in result.test_clip_ids if labels.get(c, ("",))[0] != "test"]
+        if unknown:
+            raise BlemoreError(f"{unknown[0]}: not a test clip of {dataset_dir}")
+        from blemore_toolkit.evaluation.submission import write_submission
+        from modeling.decoding_blemore import decode
+
+        predictions = decode(result.test_probabilities, **result.decoding)
+        report["submission"] = str(write_submission(dict(zip(result.test_clip_ids, predictions)), submission))
+    if output is not None:
+        from blemore_toolkit.evaluation.probabilities import write_probabilities
+
+        output = Path(output)
+        output.mkdir(parents=True, exist_ok=True)
+        if result.test_probabilities is not None:
+            report["test_probabilities"] = str(write_probabilities(output / TEST_PROBABILITIES_FILE,
+                                                                   result.test_clip_ids, result.test_probabilities))
+        write_text_atomically(output / ENSEMBLE_REPORT, json.dumps(report, indent=2, default=float) + "\n")
+    return report
+
+
+__all__ = ["EnsembleResult", "Member", "ensemble", "fit_weights", "format_report", "fuse", "load_member",
+           "read_dataset_labels", "run_ensemble"]
