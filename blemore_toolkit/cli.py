@@ -590,7 +590,8 @@ def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
                         "encoder its own example, logits averaged over a clip's windows")
     parser.add_argument("--late-fusion", action="store_true",
                         help="one head per config, probabilities averaged (instead of concatenating features)")
-    parser.add_argument("--hidden", type=int, default=256, help="fusion and sequence heads: projection and hidden width")
+    parser.add_argument("--hidden", type=int, default=256,
+                        help="fusion and sequence heads: projection and hidden width")
     parser.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
     parser.add_argument("--batch-size", type=int, default=None, help="override the protocol's batch size")
     parser.add_argument("--lr", type=float, default=None, help="override the protocol's learning rate")

@@ -151,7 +151,7 @@ def test_cross_modal_head_needs_both_modalities():
 
 def test_saved_sequence_model_ignores_padding_and_reloads_exactly(tmp_path):
     import torch
-    from transformers import AutoModel, AutoProcessor
+    from transformers import AutoModelForVideoClassification, AutoProcessor
 
     from blemore_toolkit.features.sequence_heads import (
         SequenceInputs,
@@ -177,7 +177,8 @@ def test_saved_sequence_model_ignores_padding_and_reloads_exactly(tmp_path):
     assert not torch.allclose(norm.weight, torch.ones_like(norm.weight))
     model.save_pretrained(tmp_path)
     assert (tmp_path / "sequence_heads_blemore.py").is_file()
-    reloaded = AutoModel.from_pretrained(tmp_path, trust_remote_code=True).eval()
+    # the classifier's task class (AutoModel gives the base model, as for every BLEMORE model)
+    reloaded = AutoModelForVideoClassification.from_pretrained(tmp_path, trust_remote_code=True).eval()
     assert type(reloaded).__name__ == "BlemoreForBlendedEmotionRecognition"
     np.testing.assert_allclose(predict_sequence_probabilities(reloaded, inputs), probabilities, atol=1e-6)
     with pytest.raises(ValueError, match="sequence head needs `features` as a dict"):
