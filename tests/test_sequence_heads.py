@@ -137,6 +137,37 @@ def test_sequence_heads_learn_salience_from_window_order(order_table, head):
     assert cv.pooled["acc_presence"] >= 0.9, heads.format_table(cv)
 
 
+def test_sequence_heads_train_and_select_as_the_paper_protocol_says(order_table, monkeypatch):
+    """The protocol reaches the sequence heads through the shared CV: the paper protocol's Adam (L2 decay), every
+    epoch scored on the validation fold with the best epoch's weights kept, its α/β grid, and the best fold's α/β
+    for the test fit."""
+    import torch
+
+    from blemore_toolkit.evaluation.tuning import PAPER_GRID
+
+    optimisers = []
+
+    class RecordedAdam(torch.optim.Adam):
+        def __init__(self, *args, **kwargs):
+            optimisers.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordedAdam)
+    table = order_table.rows(np.arange(len(order_table.clip_ids)) < 200)
+    settings = HeadSettings(head="attention_pool", protocol="paper", **{**FAST, "epochs": 4})
+    cv = cross_validate(table, settings, recipe=SEQUENCE_RECIPE)
+    assert len(optimisers) == blemore.NUM_FOLDS
+    assert all(o["lr"] == FAST["lr"] and o["weight_decay"] == FAST["weight_decay"] for o in optimisers)
+    for fold in cv.folds:
+        (scores,) = cv.epoch_scores[fold["fold"]]
+        assert len(scores) == 4 and fold["best_epoch"] == int(np.argmax(scores)) + 1
+        composite = fold["acc_presence"] / 2 if np.isnan(fold["score"]) else fold["score"]
+        assert composite == pytest.approx(scores[fold["best_epoch"] - 1], abs=1e-9)
+        assert fold["alpha"] in PAPER_GRID.presence and fold["beta"] in PAPER_GRID.salience
+    best = heads.best_fold(cv)
+    assert heads.test_fit_thresholds(cv, settings.training)[0] == (best["alpha"], best["beta"])
+
+
 def test_cross_modal_head_needs_both_modalities():
     outcomes, video, audio = cross_modal_task()
     table = sequence_table(outcomes, {"video": video, "audio": audio})
@@ -248,8 +279,19 @@ def test_heads_command_trains_saves_and_predicts_with_sequences(tmp_path):
                  "--output", str(output), "--submission", str(submission), "--quiet"]) == 0
     report = json.loads((output / "heads_report.json").read_text())
     assert report["head"] == "cross_modal" and report["model_feature_sizes"] == {"audio-seq": 4, "video-seq": 8}
+    # the protocol's CV outputs, as for every head: per-fold validation probabilities = the out-of-fold file's
+    results = json.loads((output / "cv" / "results.json").read_text())
+    assert results["head"] == "cross_modal" and results["protocol"] == "toolkit" and len(results["folds"]) == 5
     oof_ids, oof, truth = read_probabilities(output / heads.OOF_PROBABILITIES_FILE)
     assert sorted(oof_ids) == sorted(c for c in clip_ids if c.startswith("clip_")) and truth is not None
+    oof_by_clip = dict(zip(oof_ids, oof))
+    for fold in range(blemore.NUM_FOLDS):
+        lines = (output / "cv" / f"fold{fold}" / "validation_probabilities.csv").read_text().splitlines()[1:]
+        assert len(lines) == sum(1 for c, f, s in zip(clip_ids, folds, splits) if s == "train" and f == fold)
+        for line in lines:
+            clip, *values = line.split(",")
+            # the out-of-fold file keeps 6 decimals (``write_probabilities``), the per-fold files every digit
+            np.testing.assert_allclose(np.array(values, dtype=float), oof_by_clip[clip], rtol=0, atol=5e-7)
     test_ids, test_probabilities, _ = read_probabilities(output / heads.TEST_PROBABILITIES_FILE)
     assert sorted(test_ids) == sorted(c for c in clip_ids if c.startswith("test_"))
     assert len(json.loads(submission.read_text())["predictions"]) == clips - 100
