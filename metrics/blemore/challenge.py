@@ -15,8 +15,8 @@ challenge's own:
 A clip is given either as a sequence of ``{"emotion": code, "salience": percent}`` mappings (the submission
 format) or of ``(emotion, salience)`` pairs. Nothing here validates the format: a prediction with an unknown code
 or a fraction for a salience is simply scored as the challenge would score it (wrong). The toolkit's
-``blemore_toolkit.evaluation.submission`` is where malformed submissions are caught. Only the standard library and
-numpy are used, so importing this is cheap.
+``blemore_toolkit.evaluation.submission`` is where malformed submissions are caught. Only the standard library is
+imported (no numpy), so ``blemore score`` starts fast.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
-
-import numpy as np
 
 # The label schema this arithmetic needs. The folder is a self-contained evaluate metric (publishable as a Hub metric
 # Space, loadable where the toolkit is not installed), so it states the schema itself; ``tests/test_layout.py``
@@ -180,11 +178,12 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
       entries) and ``wrong_pair`` the blend clips whose presence was wrong.
     """
     n_outcomes, n_levels = len(PRESENCE_NAMES), len(SALIENCE_LEVELS)
-    presence_matrix = np.zeros((n_outcomes, n_outcomes), dtype=np.int64)
-    presence_other = np.zeros(n_outcomes, dtype=np.int64)
-    salience_matrix = np.zeros((n_levels, n_levels), dtype=np.int64)
-    salience_other = np.zeros(n_levels, dtype=np.int64)
-    salience_wrong_pair = np.zeros(n_levels, dtype=np.int64)
+    # Plain lists of counts, not numpy: importing numpy would cost `blemore score` more than the counting does.
+    presence_matrix = [[0] * n_outcomes for _ in range(n_outcomes)]
+    presence_other = [0] * n_outcomes
+    salience_matrix = [[0] * n_levels for _ in range(n_levels)]
+    salience_other = [0] * n_levels
+    salience_wrong_pair = [0] * n_levels
     # Per-emotion counts: clips, presence right, blends, salience right. Per pair and level: clips, salience right.
     emotion_counts = {e: [0, 0, 0, 0] for e in EMOTIONS}
     single_counts = {e: [0, 0] for e in EMOTIONS}
@@ -202,7 +201,7 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
         if column is None:
             presence_other[row] += 1
         else:
-            presence_matrix[row, column] += 1
+            presence_matrix[row][column] += 1
         for e in true_emotions:
             counts = emotion_counts[e]
             counts[0] += 1
@@ -230,7 +229,7 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
         if level_column is None:
             salience_other[level_row] += 1
         else:
-            salience_matrix[level_row, level_column] += 1
+            salience_matrix[level_row][level_column] += 1
 
     return {
         "per_emotion": {
@@ -254,13 +253,13 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
         },
         "presence_confusion": {
             "labels": list(PRESENCE_NAMES),
-            "matrix": presence_matrix.tolist(),
-            "other": presence_other.tolist(),
+            "matrix": presence_matrix,
+            "other": presence_other,
         },
         "salience_confusion": {
             "labels": list(SALIENCE_LEVEL_NAMES),
-            "matrix": salience_matrix.tolist(),
-            "other_level": salience_other.tolist(),
-            "wrong_pair": salience_wrong_pair.tolist(),
+            "matrix": salience_matrix,
+            "other_level": salience_other,
+            "wrong_pair": salience_wrong_pair,
         },
     }
