@@ -11,8 +11,8 @@ Inputs are random tensors of the real shapes, so no data is needed. Three ways t
 Attention runs through PyTorch's SDPA kernel in every encoder whose transformers class supports it (VideoMAE
 does; WavLM in transformers 5.24 does not and stays eager): ``--attention eager`` compares.
 ``--gradient-checkpointing`` recomputes activations in the backward pass (transformers 5.24 calls it activation
-checkpointing): less memory, more time per step. The report gives the attention each encoder used and the peak memory (GPU: allocated by torch; CPU:
-the process's peak RSS).
+checkpointing): less memory, more time per step. The report gives the attention each encoder used and the peak
+memory (GPU: allocated by torch; CPU: the process's peak RSS).
 
 Examples::
 
