@@ -162,31 +162,52 @@ def read_resized_media(clip: RawClip, video_size: int, keep_original: bool) -> d
 
 
 def read_clips_media(clips: Sequence[RawClip], num_workers: int = 1, read=read_clip_media) -> Iterator[dict]:
-    """``read_clip_media`` of each clip, in order: in worker processes when ``num_workers > 1``.
+    """``read(clip)`` (``read_clip_media``) of each clip, in order: in worker processes when ``num_workers > 1``.
 
     Work is handed out clip by clip (so a few large shards still use every worker) with a bounded read-ahead,
     so memory holds only a few clips whatever the dataset size. The first broken clip's BlemoreError is raised.
+    The workers start on this call, not on the first ``next``: they decode while the caller loads the rest of
+    its libraries (``datasets``, ``pyarrow``: a second or two of a short prepare). ``close()`` stops them.
     """
     if num_workers <= 1:
-        for clip in clips:
-            yield read(clip)
-        return
+        return (read(clip) for clip in clips)
     import collections
 
     pending = iter(clips)
-    with _media_pool(num_workers) as pool:
-        window = collections.deque(pool.submit(read, clip)
-                                   for clip in itertools.islice(pending, num_workers * _READ_AHEAD_PER_WORKER))
-        try:
-            while window:
-                media = window.popleft().result()
-                for clip in itertools.islice(pending, 1):
-                    window.append(pool.submit(read, clip))
-                yield media
-        finally:
-            for future in window:
-                future.cancel()
+    pool = _media_pool(num_workers)
+    window = collections.deque(pool.submit(read, clip)
+                               for clip in itertools.islice(pending, num_workers * _READ_AHEAD_PER_WORKER))
 
+    def results() -> Iterator[dict]:
+        with pool:
+            try:
+                while window:
+                    media = window.popleft().result()
+                    for clip in itertools.islice(pending, 1):
+                        window.append(pool.submit(read, clip))
+                    yield media
+            finally:
+                for future in window:
+                    future.cancel()
+
+    return _ClosingIterator(results(), pool)
+
+
+class _ClosingIterator:
+    """An iterator whose ``close()`` also shuts its worker pool down when iteration never started."""
+
+    def __init__(self, results: Iterator[dict], pool) -> None:
+        self._results, self._pool = results, pool
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        return next(self._results)
+
+    def close(self) -> None:
+        self._results.close()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def prepared_features(keep_original_video: bool = False):
@@ -305,9 +326,10 @@ def _run_shards(plans: list[ShardPlan], data_dir: Path, num_workers: int | None,
         num_workers = (os.cpu_count() or 1) if num_clips >= _CLIPS_WORTH_WORKERS else 1
     read = read_clip_media if video_size is None else functools.partial(
         read_resized_media, video_size=video_size, keep_original=keep_original_video)
+    # Workers first: they decode while this process imports datasets and pyarrow for the features.
     media = read_clips_media([clip for plan in plans for clip in plan.clips], min(num_workers, num_clips), read)
-    features = prepared_features(keep_original_video)
     try:
+        features = prepared_features(keep_original_video)
         for plan in plans:
             write_shard(plan, data_dir, media, features)
             yield plan
