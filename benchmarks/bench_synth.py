@@ -1,10 +1,10 @@
 """How long ``blemore synth`` takes, and how learnable its labels are.
 
 Prints: seconds (wall and CPU) for the default synthetic download that the demo writes (2 actors per fold + 2
-test actors, 128x96, 1-8 s clips; target <= 20 s), clips per second and size on disk; with --full, the same for the 3,050-clip set (64x48); seconds per 720p clip
-through ``write_clip``; and the 36-way accuracy of the hand-written readout (nearest centroid over
-``signal_features`` of 4 decoded frames at 32x32 and 16 kHz audio, fitted on folds 0-3, scored on the fold-4
-and test actors) on the default set.
+test actors, 128x96, 1-8 s clips; target <= 20 s), clips per second and size on disk; with --full, the same for
+the 3,050-clip set (64x48); seconds per 720p clip through ``write_clip``; and the 36-way accuracy of the
+hand-written readout (nearest centroid over ``signal_features`` of 4 decoded frames at 32x32 and 16 kHz audio,
+fitted on folds 0-3, scored on the fold-4 and test actors) on the default set.
 
     .venv/bin/python benchmarks/bench_synth.py [--full] [--workers N]
 """
