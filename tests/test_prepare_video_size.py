@@ -40,7 +40,7 @@ def test_video_size_stores_a_smaller_copy_and_drops_originals(wide_download, tmp
     for row in train:
         decoder = VideoDecoder(row["video"]["bytes"])
         assert (decoder.metadata.width, decoder.metadata.height) == (row["width"], row["height"]) == (48, 32)
-        assert row["video"]["path"] == f"{row['clip_id']}.mp4"
+        assert row["video"]["path"] == f"{row['clip_id']}.mov"
         original = VideoDecoder(str(wide_download / "clips" / f"{row['clip_id']}.mov"))
         assert len(decoder) == len(original) == row["num_frames"]
         # The picture survives: the mean colour of a frame matches the original's, downscaled.

@@ -121,7 +121,7 @@ def _media_pool(num_workers: int):
 def resize_video(path: Path, short_side: int, fps: float) -> tuple[bytes, int, int] | None:
     """The clip re-encoded with its short side at ``short_side`` pixels (aspect kept, even sizes), sound copied.
 
-    Returns ``(mp4 bytes, width, height)``, or ``None`` when the clip is not larger than that already.
+    Returns ``(.mov bytes, width, height)``, or ``None`` when the clip is not larger than that already.
     """
     import subprocess
     import tempfile
@@ -129,7 +129,7 @@ def resize_video(path: Path, short_side: int, fps: float) -> tuple[bytes, int, i
     from blemore_toolkit.data.synth import _ffmpeg
 
     with tempfile.TemporaryDirectory(prefix="blemore-resize-") as tmp:
-        out = Path(tmp) / "clip.mp4"
+        out = Path(tmp) / "clip.mov"  # mov, not mp4: it holds any sound the original has (PCM too)
         scale = f"scale='if(gt(iw,ih),-2,{short_side})':'if(gt(iw,ih),{short_side},-2)':flags=area"
         command = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", os.fspath(path),
                    "-map", "0:v:0", "-map", "0:a:0?", "-vf", scale, *RESIZED_VIDEO_CODEC,
@@ -155,7 +155,7 @@ def read_resized_media(clip: RawClip, video_size: int, keep_original: bool) -> d
     original = media["video"]
     if resized is not None:
         data, width, height = resized
-        media.update(video={"bytes": data, "path": f"{clip.clip_id}.mp4"}, width=width, height=height)
+        media.update(video={"bytes": data, "path": f"{clip.clip_id}.mov"}, width=width, height=height)
     if keep_original:
         media["original_video"] = original
     return media
