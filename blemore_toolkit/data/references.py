@@ -251,17 +251,23 @@ def _read_csv(path: Path) -> ReferenceSet:
                 unlabelled[split] += 1
                 continue
             emotions, salience = _label(f"{where} ({clip_id})", *label)
-            named = _parsed_name(clip_id)
-            actor = next((a for a in (blemore.metadata_cell(row, c) for c in ACTOR_COLUMNS) if a), None)
-            intensity = _level(row, "intensity_level") or _level(row, "intensity")
-            situation = _level(row, "situation")
-            _add(clips, ReferenceClip(
-                clip_id, emotions, salience, split, fold,
-                actor_id=actor or (named.actor_id if named else None),
-                intensity=intensity if intensity is not None else (named.intensity if named else None),
-                situation=situation if situation is not None else (named.situation if named else None),
-            ), where)
+            _add(clips, ReferenceClip(clip_id, emotions, salience, split, fold, *_clip_details(row, clip_id)), where)
     return ReferenceSet(str(path), clips, unlabelled)
+
+
+#: Columns that describe a clip beyond its label (for intervals and the report), read by ``_clip_details``.
+_DETAIL_COLUMNS = (*ACTOR_COLUMNS, "intensity_level", "intensity", "situation")
+
+
+def _clip_details(row: dict, clip_id: str) -> tuple[str | None, int | None, int | None]:
+    """(actor, intensity, situation) of a clip: from its row's columns where they say, else from its name."""
+    named = _parsed_name(clip_id)
+    actor = next((a for a in (blemore.metadata_cell(row, c) for c in ACTOR_COLUMNS) if a), None)
+    intensity = _level(row, "intensity_level") or _level(row, "intensity")
+    situation = _level(row, "situation")
+    return (actor or (named.actor_id if named else None),
+            intensity if intensity is not None else (named.intensity if named else None),
+            situation if situation is not None else (named.situation if named else None))
 
 
 #: How a CSV cell spells "missing" (``blemore.metadata_cell``'s rule).
@@ -287,6 +293,7 @@ def _read_clean_csv(path: Path) -> ReferenceSet | None:
     if not columns or "filename" not in columns or len(set(columns)) != len(columns):
         return None
     width, name_at = len(columns), columns.index("filename")
+    details = [(c, columns.index(c)) for c in _DETAIL_COLUMNS if c in columns]
     present = [c for c in _LABEL_COLUMNS if c in columns]
     label_cells = operator.itemgetter(*[columns.index(c) for c in present]) if present else (lambda values: ())
     from_metadata = "emotion_1" in columns
@@ -320,7 +327,8 @@ def _read_clean_csv(path: Path) -> ReferenceSet | None:
         if emotions is None:
             unlabelled[split] += 1
             continue
-        clip = clips[clip_id] = ReferenceClip(clip_id, emotions, salience, split, fold)
+        clip = clips[clip_id] = ReferenceClip(clip_id, emotions, salience, split, fold,
+                                              *_clip_details({c: values[i] for c, i in details}, clip_id))
         if pairs is not None:
             clip.__dict__["pairs"] = pairs  # the cached property's value, shared by every clip of this label
     return ReferenceSet(str(path), clips, unlabelled)

@@ -467,6 +467,7 @@ def check_submission(
             findings.append(Finding("unknown_clip", clip, "not a clip of the references", lenient_ok=False))
             continue
         pairs = _clean_pairs(value)  # check_clip's fast path, inlined: most clips of a large file take it
+        clip_findings: list[Finding] = []
         if pairs is None:
             truth = references.get(clip) if references is not None else None
             pairs, clip_findings = _diagnose_clip(clip, value, None if truth is None else len(truth) == 2)
