@@ -25,8 +25,6 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import datasets
-
 _CITATION = """\
 @misc{lachmann2026blemore,
   title         = {Not all Blends are Equal: The {BLEMORE} Dataset of Blended Emotion Expressions with Relative
@@ -632,6 +630,8 @@ def clip_example(clip: RawClip, media: dict | None = None) -> dict:
 
 def dataset_features():
     """The ``datasets.Features`` of a BLEMORE row (see the dataset card for each field)."""
+    import datasets
+
     return datasets.Features({
         "clip_id": datasets.Value("string"),
         "video": datasets.Video(),
@@ -673,37 +673,62 @@ def clip_part(clip: RawClip) -> str:
     return "test" if clip.split == "test" else f"fold{clip.fold}"
 
 
-class BlemoreBuilderConfig(datasets.BuilderConfig):
-    """``default`` (train, test) or ``fold<k>`` (train on the other folds, validate on fold k, test)."""
+#: ``datasets`` costs about a second to import (pandas, pyarrow, huggingface_hub), and scoring, validation and
+#: ``blemore --help`` never build a dataset; so the builder classes are made on first use (``blemore.Blemore``),
+#: or at import when ``datasets`` is already loaded (``load_dataset`` scans the module's namespace for them).
+_BUILDER_NAMES = ("BlemoreBuilderConfig", "Blemore")
 
 
-class Blemore(datasets.GeneratorBasedBuilder):
-    """Reads the authors' download (``data_dir``): clips at any depth, labels from metadata CSVs or names."""
+def _define_builder() -> None:
+    import datasets
 
-    BUILDER_CONFIG_CLASS = BlemoreBuilderConfig
-    BUILDER_CONFIGS = [BlemoreBuilderConfig(name=name) for name in config_names()]
-    DEFAULT_CONFIG_NAME = "default"
-    DEFAULT_WRITER_BATCH_SIZE = 16
+    class BlemoreBuilderConfig(datasets.BuilderConfig):
+        """``default`` (train, test) or ``fold<k>`` (train on the other folds, validate on fold k, test)."""
 
-    def _info(self):
-        return datasets.DatasetInfo(description=_DESCRIPTION, features=dataset_features(), homepage=_HOMEPAGE,
-                                    license=_LICENSE, citation=_CITATION)
+    class Blemore(datasets.GeneratorBasedBuilder):
+        """Reads the authors' download (``data_dir``): clips at any depth, labels from metadata CSVs or names."""
 
-    def _split_generators(self, dl_manager):
-        raw_dir = self.config.data_dir or dl_manager.manual_dir
-        if not raw_dir or not os.path.isdir(raw_dir):
-            raise FileNotFoundError(
-                f"BLEMORE is distributed by its authors: download it (videos and metadata CSVs) and pass the folder "
-                f"as data_dir=...; {raw_dir!r} is not a folder. For a synthetic stand-in run `blemore synth RAW`.")
-        clips = scan_download(raw_dir).clips
-        return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"clips": [c for c in clips if clip_part(c) in parts]})
-            for split, parts in config_splits(self.config.name).items()
-        ]
+        BUILDER_CONFIG_CLASS = BlemoreBuilderConfig
+        BUILDER_CONFIGS = [BlemoreBuilderConfig(name=name) for name in config_names()]
+        DEFAULT_CONFIG_NAME = "default"
+        DEFAULT_WRITER_BATCH_SIZE = 16
 
-    def _generate_examples(self, clips):
-        for clip in clips:
-            yield clip.clip_id, clip_example(clip)
+        def _info(self):
+            return datasets.DatasetInfo(description=_DESCRIPTION, features=dataset_features(), homepage=_HOMEPAGE,
+                                        license=_LICENSE, citation=_CITATION)
+
+        def _split_generators(self, dl_manager):
+            raw_dir = self.config.data_dir or dl_manager.manual_dir
+            if not raw_dir or not os.path.isdir(raw_dir):
+                raise FileNotFoundError(
+                    f"BLEMORE is distributed by its authors: download it (videos and metadata CSVs) and pass the "
+                    f"folder as data_dir=...; {raw_dir!r} is not a folder. For a synthetic stand-in run "
+                    f"`blemore synth RAW`.")
+            clips = scan_download(raw_dir).clips
+            return [
+                datasets.SplitGenerator(name=split, gen_kwargs={"clips": [c for c in clips if clip_part(c) in parts]})
+                for split, parts in config_splits(self.config.name).items()
+            ]
+
+        def _generate_examples(self, clips):
+            for clip in clips:
+                yield clip.clip_id, clip_example(clip)
+
+    # Module-level names, so pickling (multiprocessing, fingerprints) finds the classes as blemore.<name>.
+    for cls in (BlemoreBuilderConfig, Blemore):
+        cls.__qualname__ = cls.__name__
+        globals()[cls.__name__] = cls
+
+
+def __getattr__(name: str):
+    if name in _BUILDER_NAMES:
+        _define_builder()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_BUILDER_NAMES})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -712,6 +737,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     return cli_main(argv)
 
+
+if "datasets" in sys.modules:
+    _define_builder()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,9 +8,17 @@ Inputs are random tensors of the real shapes, so no data is needed. Three ways t
 * ``--video-backbone MCG-NJU/videomae-base --audio-backbone microsoft/wavlm-base-plus``: pretrained backbones by
   Hub name or local path (downloads them), the way a user fine-tunes.
 
+Attention runs through PyTorch's SDPA kernel in every encoder whose transformers class supports it (VideoMAE
+does; WavLM in transformers 5.24 does not and stays eager): ``--attention eager`` compares.
+``--gradient-checkpointing`` recomputes activations in the backward pass (transformers 5.24 calls it activation
+checkpointing): less memory, more time per step. The report gives the attention each encoder used and the peak
+memory (GPU: allocated by torch; CPU: the process's peak RSS).
+
 Examples::
 
     python benchmarks/bench_model.py                       # tiny, CPU
+    python benchmarks/bench_model.py --video-model-type videomae --audio-model-type wavlm --batch-size 1 \
+        --gradient-checkpointing                           # base size, random weights, less memory
     python benchmarks/bench_model.py --video-backbone MCG-NJU/videomae-base \\
         --audio-backbone microsoft/wavlm-base-plus --device cuda --batch-size 8 --bf16
 """
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
@@ -26,6 +35,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, VideoMAEConfig, WavLMConfig
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
@@ -50,18 +60,44 @@ def tiny_configs(image_size: int, num_frames: int) -> tuple[VideoMAEConfig, WavL
     return video, audio
 
 
+def choose_attention(config, attention: str) -> None:
+    """Ask an encoder config for ``attention`` ("sdpa" or "eager"); SDPA only where the encoder class supports it."""
+    if config is None:
+        return
+    model_class = MODEL_MAPPING[type(config)]
+    if attention == "eager" or getattr(model_class, "_supports_sdpa", False):
+        config._attn_implementation = attention
+
+
 def build_model(args) -> BlemoreForBlendedEmotionRecognition:
     settings = dict(fusion=args.fusion, objective=args.objective, audio_hidden_layers=args.audio_layers)
     if args.video_backbone or args.audio_backbone:
-        return BlemoreForBlendedEmotionRecognition.from_pretrained_backbones(
+        model = BlemoreForBlendedEmotionRecognition.from_pretrained_backbones(
             args.video_backbone, args.audio_backbone, **settings
         )
-    if args.video_model_type or args.audio_model_type:
-        video = AutoConfig.for_model(args.video_model_type) if args.video_model_type else None
-        audio = AutoConfig.for_model(args.audio_model_type) if args.audio_model_type else None
-        return BlemoreForBlendedEmotionRecognition(BlemoreConfig(video_config=video, audio_config=audio, **settings))
-    video, audio = tiny_configs(args.image_size or 112, args.num_frames or 16)
-    return BlemoreForBlendedEmotionRecognition(BlemoreConfig(video_config=video, audio_config=audio, **settings))
+    else:
+        if args.video_model_type or args.audio_model_type:
+            video = AutoConfig.for_model(args.video_model_type) if args.video_model_type else None
+            audio = AutoConfig.for_model(args.audio_model_type) if args.audio_model_type else None
+        else:
+            video, audio = tiny_configs(args.image_size or 112, args.num_frames or 16)
+        choose_attention(video, args.attention)
+        choose_attention(audio, args.attention)
+        model = BlemoreForBlendedEmotionRecognition(BlemoreConfig(video_config=video, audio_config=audio, **settings))
+    if args.gradient_checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
+    return model
+
+
+def attention_used(encoder) -> str | None:
+    return None if encoder is None else getattr(encoder.config, "_attn_implementation", None) or "eager"
+
+
+def peak_memory_mb(device) -> float:
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # kB on Linux
 
 
 def make_batch(model, args, device) -> dict:
@@ -108,6 +144,10 @@ def main(argv=None) -> int:
     parser.add_argument("--objective", default="soft_kl", choices=["soft_kl", "outcome"])
     parser.add_argument("--audio-layers", default="last", help="'last' or 'all'")
     parser.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (GPU)")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute activations in the backward pass (activation checkpointing): less memory")
+    parser.add_argument("--attention", default="sdpa", choices=["sdpa", "eager"],
+                        help="attention kernel of the encoders that support SDPA (default: sdpa)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args(argv)
@@ -131,11 +171,17 @@ def main(argv=None) -> int:
             model(**{k: v for k, v in batch.items() if k != "labels"})
 
     model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     timed(train_step, args.warmup, device)
     train_s = timed(train_step, args.steps, device)
+    train_peak = peak_memory_mb(device)
     model.eval()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     timed(inference_step, args.warmup, device)
     inference_s = timed(inference_step, args.steps, device)
+    inference_peak = peak_memory_mb(device)
 
     shapes = {k: list(v.shape) for k, v in batch.items() if k != "labels"}
     report = {
@@ -147,10 +193,16 @@ def main(argv=None) -> int:
         "inputs": shapes,
         "fusion": args.fusion,
         "bf16": args.bf16,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "attention": {"video": attention_used(model.blemore.video_encoder),
+                      "audio": attention_used(model.blemore.audio_encoder)},
         "train_step_ms": round(train_s * 1e3, 1),
         "train_clips_per_s": round(args.batch_size / train_s, 2),
         "inference_ms": round(inference_s * 1e3, 1),
         "inference_clips_per_s": round(args.batch_size / inference_s, 2),
+        "train_peak_memory_mb": train_peak,
+        "inference_peak_memory_mb": inference_peak,
+        "peak_memory_kind": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS",
     }
     print(json.dumps(report, indent=2))
     if device.type == "cpu":

@@ -169,7 +169,8 @@ def test_clips_decode_with_size_rate_and_duration(raw: Path):
         assert meta.num_frames == round(meta.duration_seconds * fps)
         audio = AudioDecoder(os.fspath(path), sample_rate=16_000, num_channels=1).get_all_samples()
         assert audio.sample_rate == 16_000 and audio.data.shape[0] == 1
-        assert abs(audio.duration_seconds - meta.duration_seconds) < 0.05  # AAC priming adds a few ms
+        # AAC's priming and last-frame padding (up to 1024 samples each) lengthen the decoded sound a little
+        assert abs(audio.duration_seconds - meta.duration_seconds) < max(0.05, 1024 / options["audio_rate"])
         assert float(audio.data.abs().max()) > 0.02
     assert rates == {25, 30}
     assert np.std(durations) > (high - low) / 10  # drawn per clip, not all alike

@@ -151,14 +151,16 @@ def join_card(metadata: dict, body: str) -> str:
 
 
 def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[str], synthetic: bool,
-                        dataset_dir: Path | None = None) -> str:
+                        dataset_dir: Path | None = None, video: dict | None = None, features=None) -> str:
     """``dataset_card.md`` with its YAML header completed (configs, features, sizes) and the statistics filled in.
 
     With ``dataset_dir`` (the folder the configs' data files are in), each config's ``dataset_info`` also gives the
-    clips and bytes of every split (``config_info``).
+    clips and bytes of every split (``config_info``). ``video`` says how the videos were re-encoded by
+    ``blemore prepare --video-size`` (``short_side``, ``originals``), ``features`` the folder's features when they
+    are not the dataset's own (an ``original_video`` column).
     """
     metadata, body = split_card(DATASET_CARD_TEMPLATE.read_text(), DATASET_CARD_TEMPLATE)
-    features = dataset_features()._to_yaml_list()
+    features = (dataset_features() if features is None else features)._to_yaml_list()
     metadata["size_categories"] = [_size_category(stats["clips"])]
     metadata["configs"] = configs
     metadata["dataset_info"] = [config_info(dataset_dir, c, features) if dataset_dir else
@@ -166,6 +168,10 @@ def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[s
     provenance = ("This folder was prepared from **synthetic** clips written by `blemore synth`: their picture and "
                   "sound encode the labels; they are not the BLEMORE recordings."
                   if synthetic else "This folder was prepared from the BLEMORE download.")
+    if video:
+        metadata["blemore_video"] = video
+        scan_notes = [*scan_notes, f"videos re-encoded for training: short side {video['short_side']} px, aspect "
+                      f"kept, H.264 CRF 18; originals {video['originals']}"]
     notes = "\n".join(f"- {note}" for note in scan_notes) or "- none"
     body = (body.replace("{{provenance}}", provenance)
             .replace("{{statistics}}", _statistics_markdown(stats))
@@ -174,11 +180,11 @@ def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[s
     return join_card(metadata, body)
 
 
-def write_dataset_card(dataset_dir: Path, scan: DownloadScan) -> None:
+def write_dataset_card(dataset_dir: Path, scan: DownloadScan, video: dict | None = None, features=None) -> None:
     table = read_label_table(dataset_dir)
     parts = {p.name.split("-", 1)[0] for p in (dataset_dir / "data").glob("*.parquet")}
     card = render_dataset_card(dataset_statistics(table), _card_configs(parts), scan.notes, scan.synthetic,
-                               dataset_dir)
+                               dataset_dir, video, features)
     (dataset_dir / "README.md").write_text(card)
 
 

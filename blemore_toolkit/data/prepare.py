@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import itertools
@@ -36,6 +37,9 @@ _CLIPS_WORTH_WORKERS = 8
 _READ_AHEAD_PER_WORKER = 3
 #: What reading a clip needs, loaded before workers are forked so that they inherit it.
 _WORKER_MODULES = ["torchcodec.decoders", "soundfile"]
+#: The training copy (``--video-size``): H.264 at CRF 18 keeps faces intact at 256 px (visually lossless for
+#: x264), "fast" keeps prepare's cost near that of decoding; a keyframe a second keeps random access cheap.
+RESIZED_VIDEO_CODEC = ["-c:v", "libx264", "-preset", "fast", "-crf", "18", "-pix_fmt", "yuv420p", "-threads", "1"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,35 +119,109 @@ def _media_pool(num_workers: int):
     return concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context, initializer=_worker_init)
 
 
-def read_clips_media(clips: Sequence[RawClip], num_workers: int = 1) -> Iterator[dict]:
-    """``read_clip_media`` of each clip, in order: in worker processes when ``num_workers > 1``.
+def resize_video(path: Path, short_side: int, fps: float) -> tuple[bytes, int, int] | None:
+    """The clip re-encoded with its short side at ``short_side`` pixels (aspect kept, even sizes), sound copied.
+
+    Returns ``(.mov bytes, width, height)``, or ``None`` when the clip is not larger than that already.
+    """
+    import subprocess
+    import tempfile
+
+    from blemore_toolkit.data.synth import _ffmpeg
+
+    with tempfile.TemporaryDirectory(prefix="blemore-resize-") as tmp:
+        out = Path(tmp) / "clip.mov"  # mov, not mp4: it holds any sound the original has (PCM too)
+        scale = f"scale='if(gt(iw,ih),-2,{short_side})':'if(gt(iw,ih),{short_side},-2)':flags=area"
+        command = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", os.fspath(path),
+                   "-map", "0:v:0", "-map", "0:a:0?", "-vf", scale, *RESIZED_VIDEO_CODEC,
+                   "-g", str(max(1, round(fps))), "-c:a", "copy", "-movflags", "+faststart", os.fspath(out)]
+        run = subprocess.run(command, capture_output=True, text=True)
+        if run.returncode != 0:
+            reason = (run.stderr.strip().splitlines() or [f"exit {run.returncode}"])[-1]
+            raise BlemoreError(f"{path}: cannot re-encode to {short_side} px: {reason}")
+        data = out.read_bytes()
+    from torchcodec.decoders import VideoDecoder
+
+    meta = VideoDecoder(data, seek_mode="approximate").metadata
+    return data, int(meta.width), int(meta.height)
+
+
+def read_resized_media(clip: RawClip, video_size: int, keep_original: bool) -> dict:
+    """``read_clip_media`` with the video replaced by its ``video_size`` copy (the original kept beside it or not)."""
+    media = read_clip_media(clip)
+    if min(media["width"], media["height"]) <= video_size:
+        resized = None  # already small enough: stored as it is
+    else:
+        resized = resize_video(clip.path, video_size, media["fps"])
+    original = media["video"]
+    if resized is not None:
+        data, width, height = resized
+        media.update(video={"bytes": data, "path": f"{clip.clip_id}.mov"}, width=width, height=height)
+    if keep_original:
+        media["original_video"] = original
+    return media
+
+
+def read_clips_media(clips: Sequence[RawClip], num_workers: int = 1, read=read_clip_media) -> Iterator[dict]:
+    """``read(clip)`` (``read_clip_media``) of each clip, in order: in worker processes when ``num_workers > 1``.
 
     Work is handed out clip by clip (so a few large shards still use every worker) with a bounded read-ahead,
     so memory holds only a few clips whatever the dataset size. The first broken clip's BlemoreError is raised.
+    The workers start on this call, not on the first ``next``: they decode while the caller loads the rest of
+    its libraries (``datasets``, ``pyarrow``: a second or two of a short prepare). ``close()`` stops them.
     """
     if num_workers <= 1:
-        for clip in clips:
-            yield read_clip_media(clip)
-        return
+        return (read(clip) for clip in clips)
     import collections
 
     pending = iter(clips)
-    with _media_pool(num_workers) as pool:
-        window = collections.deque(pool.submit(read_clip_media, clip)
-                                   for clip in itertools.islice(pending, num_workers * _READ_AHEAD_PER_WORKER))
-        try:
-            while window:
-                media = window.popleft().result()
-                for clip in itertools.islice(pending, 1):
-                    window.append(pool.submit(read_clip_media, clip))
-                yield media
-        finally:
-            for future in window:
-                future.cancel()
+    pool = _media_pool(num_workers)
+    window = collections.deque(pool.submit(read, clip)
+                               for clip in itertools.islice(pending, num_workers * _READ_AHEAD_PER_WORKER))
+
+    def results() -> Iterator[dict]:
+        with pool:
+            try:
+                while window:
+                    media = window.popleft().result()
+                    for clip in itertools.islice(pending, 1):
+                        window.append(pool.submit(read, clip))
+                    yield media
+            finally:
+                for future in window:
+                    future.cancel()
+
+    return _ClosingIterator(results(), pool)
 
 
+class _ClosingIterator:
+    """An iterator whose ``close()`` also shuts its worker pool down when iteration never started."""
 
-def write_shard(plan: ShardPlan, data_dir: Path, media: Iterator[dict] | None = None) -> int:
+    def __init__(self, results: Iterator[dict], pool) -> None:
+        self._results, self._pool = results, pool
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        return next(self._results)
+
+    def close(self) -> None:
+        self._results.close()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prepared_features(keep_original_video: bool = False):
+    """The features of a prepared folder: the dataset's, plus ``original_video`` when the originals are kept."""
+    features = dataset_features()
+    if keep_original_video:
+        import datasets
+
+        features["original_video"] = datasets.Video()
+    return features
+
+
+def write_shard(plan: ShardPlan, data_dir: Path, media: Iterator[dict] | None = None, features=None) -> int:
     """Write the shard's clips as one parquet file (atomically: a temporary file, then rename).
 
     ``media`` yields ``read_clip_media`` of the shard's clips in order (from workers); without it they are read here.
@@ -153,7 +231,7 @@ def write_shard(plan: ShardPlan, data_dir: Path, media: Iterator[dict] | None = 
 
     if media is None:
         media = read_clips_media(plan.clips)
-    features = dataset_features()
+    features = dataset_features() if features is None else features
     schema = features.arrow_schema
     final = data_dir / f"{plan.name}.parquet"
     partial = data_dir / f".{plan.name}.{os.getpid()}.partial"
@@ -181,6 +259,8 @@ def prepare_dataset(
     clips_per_shard: int = DEFAULT_CLIPS_PER_SHARD,
     overwrite: bool = False,
     progress: bool = True,
+    video_size: int | None = None,
+    keep_original_video: bool = False,
 ) -> PrepareResult:
     """Turn a download into a Hub-native folder that ``datasets.load_dataset(out_dir)`` reads offline.
 
@@ -188,13 +268,22 @@ def prepare_dataset(
     complete, so an interrupted run never leaves a folder that loads; rerunning reuses the finished shards.
     Nothing outside OUT and its two hidden siblings (staging and lock) is ever written or deleted: an OUT that is,
     holds or lies inside RAW is refused before anything is touched.
+
+    ``video_size`` (e.g. 256) stores a training copy of each video, re-encoded with its short side at that many
+    pixels (decoding it costs a fraction of decoding 720p or 1080p); ``keep_original_video`` keeps the original
+    file too, in an ``original_video`` column. Both are recorded in the card.
     """
+    if video_size is not None and video_size < 16:
+        raise BlemoreError(f"--video-size must be at least 16 pixels, got {video_size}")
+    if keep_original_video and video_size is None:
+        raise BlemoreError("--keep-original-video only makes sense with --video-size")
     out = Path(os.path.abspath(out_dir))  # `prepare . .`: a name to put the staging folder beside
     if clips_per_shard < 1:
         raise BlemoreError(f"--clips-per-shard {clips_per_shard}: a shard holds at least one clip")
     refuse_out_overlapping_raw(Path(raw_dir), out)
     with prepare_lock(out):
-        return _prepare_locked(raw_dir, out, num_workers, clips_per_shard, overwrite, progress)
+        return _prepare_locked(raw_dir, out, num_workers, clips_per_shard, overwrite, progress, video_size,
+                               keep_original_video)
 
 
 def refuse_out_overlapping_raw(raw: Path, out: Path) -> None:
@@ -332,7 +421,8 @@ def _check_replaceable(out: Path) -> None:
                            "--overwrite replaces only a folder written by `blemore prepare`")
 
 
-def _prepare_locked(raw_dir, out: Path, num_workers, clips_per_shard, overwrite, progress) -> PrepareResult:
+def _prepare_locked(raw_dir, out: Path, num_workers, clips_per_shard, overwrite, progress, video_size,
+                    keep_original_video) -> PrepareResult:
     if out.exists() or out.is_symlink():
         if not overwrite:
             raise BlemoreError(f"{out} already exists; pass --overwrite to replace it")
@@ -343,7 +433,9 @@ def _prepare_locked(raw_dir, out: Path, num_workers, clips_per_shard, overwrite,
     staging = out.parent / f".{out.name}.incomplete"
     data_dir, done_dir = staging / "data", staging / ".done"
     make_staging(staging)
-    fingerprints = {plan.name: plan.fingerprint() for plan in plans}
+    video = {"short_side": video_size, "originals": "kept in original_video" if keep_original_video else
+             "dropped"} if video_size else None
+    fingerprints = {plan.name: plan.fingerprint() + (f" video={video}" if video else "") for plan in plans}
     reusable = {
         name for name, fingerprint in fingerprints.items()
         if (data_dir / f"{name}.parquet").is_file() and (done_dir / name).is_file()
@@ -357,7 +449,7 @@ def _prepare_locked(raw_dir, out: Path, num_workers, clips_per_shard, overwrite,
 
     with tqdm(total=sum(len(p.clips) for p in plans), initial=sum(len(p.clips) for p in plans if p.name in reusable),
               unit="clip", desc="prepare", disable=not progress) as bar:
-        for plan in _run_shards(todo, data_dir, num_workers):
+        for plan in _run_shards(todo, data_dir, num_workers, video_size, keep_original_video):
             try:
                 (done_dir / plan.name).write_text(fingerprints[plan.name])
             except OSError as error:
@@ -366,7 +458,7 @@ def _prepare_locked(raw_dir, out: Path, num_workers, clips_per_shard, overwrite,
             bar.update(len(plan.clips))
 
     try:
-        write_dataset_card(staging, scan)
+        write_dataset_card(staging, scan, video=video, features=prepared_features(keep_original_video))
     except OSError as error:
         raise BlemoreError(f"{staging / 'README.md'}: cannot write the dataset card ({error.strerror or error}); "
                            f"{out} was not written, rerun to finish") from None
@@ -392,7 +484,8 @@ def _umask() -> int:
     return mask
 
 
-def _run_shards(plans: list[ShardPlan], data_dir: Path, num_workers: int | None) -> Iterator[ShardPlan]:
+def _run_shards(plans: list[ShardPlan], data_dir: Path, num_workers: int | None, video_size: int | None = None,
+                keep_original_video: bool = False) -> Iterator[ShardPlan]:
     """Write shards one after the other, the clips' media read by workers; yield each plan once its file is complete.
 
     Only this process writes into ``data_dir``: workers just read clips, so a killed prepare leaves at most one
@@ -401,10 +494,14 @@ def _run_shards(plans: list[ShardPlan], data_dir: Path, num_workers: int | None)
     num_clips = sum(len(p.clips) for p in plans)
     if num_workers is None:
         num_workers = (os.cpu_count() or 1) if num_clips >= _CLIPS_WORTH_WORKERS else 1
-    media = read_clips_media([clip for plan in plans for clip in plan.clips], min(num_workers, num_clips))
+    read = read_clip_media if video_size is None else functools.partial(
+        read_resized_media, video_size=video_size, keep_original=keep_original_video)
+    # Workers first: they decode while this process imports datasets and pyarrow for the features.
+    media = read_clips_media([clip for plan in plans for clip in plan.clips], min(num_workers, num_clips), read)
     try:
+        features = prepared_features(keep_original_video)
         for plan in plans:
-            write_shard(plan, data_dir, media)
+            write_shard(plan, data_dir, media, features)
             yield plan
     finally:
         media.close()

@@ -16,18 +16,17 @@ A clip is given either as a sequence of ``{"emotion": code, "salience": percent}
 format) or of ``(emotion, salience)`` pairs. Scoring does not validate: a prediction with an unknown code or a
 fraction for a salience is scored as the challenge would score it (wrong). ``check_clips`` is the strict check the
 evaluate module runs first by default (``strict=False`` skips it); the toolkit's
-``blemore_toolkit.evaluation.submission`` checks whole submission files. Only the standard library and numpy are
-used, so importing this is cheap.
+``blemore_toolkit.evaluation.submission`` checks whole submission files. Only the standard library is imported (no
+numpy), so ``blemore score`` starts fast.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
-
-import numpy as np
 
 # The label schema this arithmetic needs. The folder is a self-contained evaluate metric (publishable as a Hub metric
 # Space, loadable where the toolkit is not installed), so it states the schema itself; ``tests/test_layout.py``
@@ -60,8 +59,10 @@ class ClipScore(NamedTuple):
 
 def clip_pairs(clip: Sequence[Any]) -> list[tuple[Any, Any]]:
     """``[(emotion, salience), ...]`` from either accepted form of a clip (mappings or pairs)."""
-    return [(entry["emotion"], entry.get("salience")) if isinstance(entry, Mapping) else tuple(entry)
-            for entry in clip]
+    # Tuples (the references, checked submissions) first: an isinstance check against Mapping costs more than the
+    # rest of scoring a clip.
+    return [entry if type(entry) is tuple else (entry["emotion"], entry.get("salience")) if isinstance(entry, Mapping)
+            else tuple(entry) for entry in clip]
 
 
 def round_percent(value: Any) -> int | None:
@@ -194,7 +195,7 @@ def clip_problem(clip: Any) -> str | None:
     saliences = []
     for entry in clip:
         value = entry["salience"]
-        if isinstance(value, (str, bytes, bool)) or not isinstance(value, (int, float, np.number)):
+        if isinstance(value, (str, bytes, bool)) or not isinstance(value, numbers.Real):
             return f"salience {value!r} of {entry['emotion']!r} is not a number"
         if not math.isfinite(float(value)) or not 0 <= float(value) <= 100:
             return f"salience {value!r} of {entry['emotion']!r} is not a percentage between 0 and 100"
@@ -252,11 +253,12 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
       entries) and ``wrong_pair`` the blend clips whose presence was wrong.
     """
     n_outcomes, n_levels = len(PRESENCE_NAMES), len(SALIENCE_LEVELS)
-    presence_matrix = np.zeros((n_outcomes, n_outcomes), dtype=np.int64)
-    presence_other = np.zeros(n_outcomes, dtype=np.int64)
-    salience_matrix = np.zeros((n_levels, n_levels), dtype=np.int64)
-    salience_other = np.zeros(n_levels, dtype=np.int64)
-    salience_wrong_pair = np.zeros(n_levels, dtype=np.int64)
+    # Plain lists of counts, not numpy: importing numpy would cost `blemore score` more than the counting does.
+    presence_matrix = [[0] * n_outcomes for _ in range(n_outcomes)]
+    presence_other = [0] * n_outcomes
+    salience_matrix = [[0] * n_levels for _ in range(n_levels)]
+    salience_other = [0] * n_levels
+    salience_wrong_pair = [0] * n_levels
     # Per-emotion counts: clips, presence right, blends, salience right. Per pair and level: clips, salience right.
     emotion_counts = {e: [0, 0, 0, 0] for e in EMOTIONS}
     single_counts = {e: [0, 0] for e in EMOTIONS}
@@ -274,7 +276,7 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
         if column is None:
             presence_other[row] += 1
         else:
-            presence_matrix[row, column] += 1
+            presence_matrix[row][column] += 1
         for e in true_emotions:
             counts = emotion_counts[e]
             counts[0] += 1
@@ -302,7 +304,7 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
         if level_column is None:
             salience_other[level_row] += 1
         else:
-            salience_matrix[level_row, level_column] += 1
+            salience_matrix[level_row][level_column] += 1
 
     return {
         "per_emotion": {
@@ -326,13 +328,13 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
         },
         "presence_confusion": {
             "labels": list(PRESENCE_NAMES),
-            "matrix": presence_matrix.tolist(),
-            "other": presence_other.tolist(),
+            "matrix": presence_matrix,
+            "other": presence_other,
         },
         "salience_confusion": {
             "labels": list(SALIENCE_LEVEL_NAMES),
-            "matrix": salience_matrix.tolist(),
-            "other_level": salience_other.tolist(),
-            "wrong_pair": salience_wrong_pair.tolist(),
+            "matrix": salience_matrix,
+            "other_level": salience_other,
+            "wrong_pair": salience_wrong_pair,
         },
     }

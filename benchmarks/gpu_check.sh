@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Base-size training and inference speed of a BLEMORE model on one GPU, in bf16, and its peak GPU memory.
+#
+# VideoMAE-base + WavLM-base with random weights (their library default configs: nothing is downloaded), batch 8
+# and 32, with and without activation checkpointing: one JSON report per run from benchmarks/bench_model.py, then
+# a one-line summary per run. Run from the repository root:
+#
+#     bash benchmarks/gpu_check.sh                 # uses the python3 that has torch with CUDA
+#     WHEELS=wheels bash benchmarks/gpu_check.sh   # first installs the wheels in ./wheels into a scratch folder
+#
+# WHEELS: a folder of wheels carried beside the checkout (e.g. `pip download transformers==5.24.0 -d wheels` on a
+# machine with network) for a machine that cannot reach a registry; they go into a scratch folder put first on
+# PYTHONPATH, and nothing of the machine's own environment changes. STEPS (default 10) timed steps per run.
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+STEPS=${STEPS:-10}
+cd "$(dirname "$0")/.."
+
+if [[ -n "${WHEELS:-}" ]]; then
+    SCRATCH=$(mktemp -d -t blemore-gpu-check-XXXXXX)
+    "$PYTHON" -m pip install --quiet --no-index --no-deps --find-links "$WHEELS" --target "$SCRATCH" "$WHEELS"/*.whl
+    export PYTHONPATH="$SCRATCH${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+"$PYTHON" - <<'PY'
+import torch, transformers
+print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+      f"GPU {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+PY
+
+REPORTS=$(mktemp -d -t blemore-gpu-reports-XXXXXX)
+for batch in 8 32; do
+    for checkpointing in "" "--gradient-checkpointing"; do
+        name="batch${batch}${checkpointing:+-checkpointing}"
+        "$PYTHON" benchmarks/bench_model.py --video-model-type videomae --audio-model-type wavlm --device cuda \
+            --bf16 --batch-size "$batch" --steps "$STEPS" $checkpointing > "$REPORTS/$name.json"
+        cat "$REPORTS/$name.json"
+    done
+done
+
+echo "summary (bf16, VideoMAE-base 16x224x224 + WavLM-base 2 s, random weights):"
+"$PYTHON" - "$REPORTS" <<'PY'
+import json, pathlib, sys
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    r = json.loads(path.read_text())
+    print(f"  {path.stem:<26} train {r['train_clips_per_s']:8.1f} clips/s  inference {r['inference_clips_per_s']:8.1f}"
+          f" clips/s  peak GPU memory train {r['train_peak_memory_mb'] / 1024:6.1f} GiB, inference "
+          f"{r['inference_peak_memory_mb'] / 1024:6.1f} GiB  attention {r['attention']}")
+PY
