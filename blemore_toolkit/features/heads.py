@@ -582,13 +582,21 @@ def fit_head(train_x: np.ndarray, train_y: np.ndarray, feature_sizes: dict[str, 
              batch_size, seed, selection)
         if selection is not None:
             selection.restore()
+    return finished_head(model, selection, epochs, validation, lambda: predict_logits(model, validation.x))
+
+
+def finished_head(model, selection: _EpochSelection | None, epochs: int, validation: Validation | None,
+                  validation_logits) -> FittedHead:
+    """A trained model as a ``FittedHead``: eval mode, trainable again, the epoch it holds (the selected one, else
+    the last) and, with ``validation``, the probabilities and α/β search of the weights kept, as the saved model
+    computes them (``validation_logits()``)."""
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     fitted = FittedHead(model, selection.best_epoch if selection else epochs,
                         epoch_scores=selection.scores if selection else [])
-    if validation is not None:  # the figures of the weights kept, as the saved model computes them
-        logits = predict_logits(model, validation.x)
+    if validation is not None:
+        logits = validation_logits()
         fitted.probabilities, fitted.search = validation.probabilities(logits), validation.search(logits)
     return fitted
 

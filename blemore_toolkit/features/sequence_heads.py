@@ -49,6 +49,7 @@ from blemore_toolkit.features.heads import (
     _EpochSelection,
     _fit,
     clip_probabilities,
+    finished_head,
     load_feature_table,
     standardisation,
 )
@@ -223,15 +224,7 @@ def fit_sequence_head(train_x: SequenceInputs, train_y: np.ndarray, feature_size
          epochs, training.batch_size_for(settings.method), seed, selection)
     if selection is not None:
         selection.restore()
-    model.eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
-    fitted = FittedHead(model, selection.best_epoch if selection else epochs,
-                        epoch_scores=selection.scores if selection else [])
-    if validation is not None:  # the figures of the weights kept, as the saved model computes them
-        logits = sequence_logits(model, validation.x)
-        fitted.probabilities, fitted.search = validation.probabilities(logits), validation.search(logits)
-    return fitted
+    return finished_head(model, selection, epochs, validation, lambda: sequence_logits(model, validation.x))
 
 
 def train_sequence_head(train_x: SequenceInputs, train_y: np.ndarray, feature_sizes: dict[str, int] | None,
