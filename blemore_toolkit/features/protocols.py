@@ -138,20 +138,21 @@ TOOLKIT_FEATURES = FeatureProtocol(
 FEATURE_PROTOCOLS: dict[str, FeatureProtocol] = {"paper": PAPER_FEATURES, "toolkit": TOOLKIT_FEATURES}
 
 
-def head_protocol(name: str | HeadProtocol) -> HeadProtocol:
-    if isinstance(name, HeadProtocol):
+def _named(name, kind: type, by_name: dict):
+    """A protocol of ``kind`` given by name or as itself; ``BlemoreError`` for anything else."""
+    if isinstance(name, kind):
         return name
-    if name not in HEAD_PROTOCOLS:
+    if name not in by_name:
         raise BlemoreError(f"--protocol {name!r}: expected one of {', '.join(PROTOCOLS)}")
-    return HEAD_PROTOCOLS[name]
+    return by_name[name]
+
+
+def head_protocol(name: str | HeadProtocol) -> HeadProtocol:
+    return _named(name, HeadProtocol, HEAD_PROTOCOLS)
 
 
 def feature_protocol(name: str | FeatureProtocol) -> FeatureProtocol:
-    if isinstance(name, FeatureProtocol):
-        return name
-    if name not in FEATURE_PROTOCOLS:
-        raise BlemoreError(f"--protocol {name!r}: expected one of {', '.join(PROTOCOLS)}")
-    return FEATURE_PROTOCOLS[name]
+    return _named(name, FeatureProtocol, FEATURE_PROTOCOLS)
 
 
 def describe_head_protocols() -> str:
