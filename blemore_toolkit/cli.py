@@ -670,7 +670,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--real", metavar="RAW", help="your BLEMORE download instead of synthetic data")
     parser.add_argument("--workdir", default="runs/demo", help="where the demo writes (default: runs/demo)")
     parser.add_argument("--fold", type=int, default=0, choices=range(5), help="validation fold (default: 0)")
-    parser.add_argument("--epochs", type=float, default=12, help="training epochs (default: 12)")
+    parser.add_argument("--epochs", type=float, default=8,
+                        help="training epochs (default: 8; the tiny model has learnt the synthetic labels by then)")
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
     parser.add_argument("--seed", type=int, default=0)
 

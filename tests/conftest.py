@@ -19,6 +19,11 @@ os.environ["HF_DATASETS_CACHE"] = os.path.join(_HF_HOME, "datasets")
 os.environ["HF_MODULES_CACHE"] = os.path.join(_HF_HOME, "modules")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Under pytest-xdist (`bash run tests` starts one worker per core) each worker is already one of as many processes
+# as there are cores: torch's intra-op thread pool on top makes the tiny test models' threads wait on each other
+# (tens of times slower on two contended cores). One thread each, inherited by the processes the tests start.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -171,7 +171,7 @@ def test_sequence_heads_train_and_select_as_the_paper_protocol_says(order_table,
 def test_cross_modal_head_needs_both_modalities():
     outcomes, video, audio = cross_modal_task()
     table = sequence_table(outcomes, {"video": video, "audio": audio})
-    settings = HeadSettings(head="cross_modal", **FAST)
+    settings = HeadSettings(head="cross_modal", **{**FAST, "epochs": 40})  # measured: 0.976 together, <= 0.35 alone
     both = cross_validate(table, settings, recipe=SEQUENCE_RECIPE)
     assert both.pooled["acc_salience"] >= 0.9, heads.format_table(both)
     # Video alone cannot tell which block dominates, audio alone cannot tell which emotions: each stays well below.

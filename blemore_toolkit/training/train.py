@@ -453,6 +453,7 @@ def run_training(dataset_dir: str, fold: str, settings: TrainSettings, threshold
     """Train as ``fold`` says (``"0"``…``"4"``, ``"all"``, ``"none"``); returns (and writes) the run's summary."""
     folds = list(FOLDS) if fold == "all" else [] if fold == "none" else [int(fold)]
     _require_training_clips(dataset_dir, folds)
+    _require_loadable_init(settings)
     results = []
     for k in folds:
         train_split = load_split(dataset_dir, f"fold{k}", "train")
@@ -500,6 +501,14 @@ def _require_training_clips(dataset_dir: str, folds: list[int]) -> None:
         present = sorted(name for name in splits if name.startswith("fold"))
         raise BlemoreError(f"{dataset_dir}: no clips of fold {missing[0]} to validate on (fold configs here: "
                            f"{', '.join(present) or 'none'}); choose another --fold, or --fold none")
+
+
+def _require_loadable_init(settings: TrainSettings) -> None:
+    """One line, before any data is read, when the ``--init-from`` model cannot be loaded (damaged files, or code of
+    its own without ``--trust-remote-code``): loading it once costs a second or so, reading the dataset first
+    could cost minutes before the same error."""
+    if settings.init_from:
+        build_model(settings)
 
 
 def _is_main_process() -> bool:
