@@ -285,6 +285,8 @@ def _with_name_details(details: tuple, named: blemore.ClipLabel | None) -> tuple
             situation if situation is not None else named.situation)
 
 
+#: (actor, intensity, situation) of a row without any of their columns.
+_NO_DETAILS = (None, None, None)
 #: How a CSV cell spells "missing" (``blemore.metadata_cell``'s rule).
 _EMPTY_CELLS = frozenset(("", "nan", "none", "null"))
 #: The columns whose cells decide a row's label, fold and split (everything but the clip name).
@@ -372,13 +374,16 @@ def _read_clean_csv(path: Path) -> ReferenceSet | None:
         if emotions is None:
             unlabelled[split] += 1
             continue
-        cells = detail_cells(values)
-        row_details = known_details.get(cells)
-        if row_details is None:
-            row_details = known_details[cells] = _row_details(dict(zip(details, cells)))
+        described = _NO_DETAILS
+        if details:
+            cells = detail_cells(values)
+            described = known_details.get(cells)
+            if described is None:
+                described = known_details[cells] = _row_details(dict(zip(details, cells)))
         named = _parsed_name(clip_id) if clip_id.startswith("A") else None  # _parsed_name's test, as a base name
-        clips[clip_id] = _reference_clip(clip_id, emotions, salience, split, fold,
-                                         *_with_name_details(row_details, named), pairs)
+        if named is not None:
+            described = _with_name_details(described, named)
+        clips[clip_id] = _reference_clip(clip_id, emotions, salience, split, fold, *described, pairs)
     return ReferenceSet(str(path), clips, unlabelled)
 
 
