@@ -87,15 +87,19 @@ def _salience_key(pairs: Sequence[tuple[Any, Any]]) -> dict | None:
     return {emotion: round_percent(salience) for emotion, salience in pairs}
 
 
+#: Every ClipScore there can be, built once: a NamedTuple's constructor is a Python call, a tenth of scoring a clip.
+_CLIP_SCORES = {(presence, salience): ClipScore(presence, salience)
+                for presence in (False, True) for salience in (None, False, True)}
+
+
 def score_clip(reference: Sequence[Any], prediction: Sequence[Any]) -> ClipScore:
     """Presence and salience correctness of one clip (see the module docstring for the rules)."""
     truth, guess = clip_pairs(reference), clip_pairs(prediction)
-    presence = {e for e, _ in truth} == {e for e, _ in guess}
+    presence = {e for e, _ in truth} == {e for e, _ in guess}  # a bool, as is == between two dicts below
     if len(truth) != 2:
-        return ClipScore(presence, None)
+        return _CLIP_SCORES[presence, None]
     # The presence check first: when the sets differ the salience dicts differ too, and it spares the rounding.
-    salience = presence and _salience_key(guess) == _salience_key(truth)
-    return ClipScore(presence, salience)
+    return _CLIP_SCORES[presence, presence and _salience_key(guess) == _salience_key(truth)]
 
 
 def mean_score(acc_presence: float, acc_salience: float) -> float:
@@ -108,21 +112,10 @@ def _ratio(numerator: int, denominator: int) -> float:
 
 
 def score_clips(references: Sequence[Sequence[Any]], predictions: Sequence[Sequence[Any]]) -> list[ClipScore]:
-    """``score_clip`` over aligned lists of clips.
-
-    Each distinct pair of clips is scored once: 100,000 clips of a stress test hold a few thousand. ``score_clip``
-    compares emotions as sets and saliences rounded through ``float``, so clips that are equal (``==``) score the
-    same and can share a key. Clips that cannot be keys (entries as mappings or lists) are scored one by one.
-    """
+    """``score_clip`` over aligned lists of clips."""
     if len(references) != len(predictions):
         raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
-    scored: dict[tuple, ClipScore] = {}
-    try:
-        # A ClipScore is a non-empty tuple, so `or` only scores a clip not seen before.
-        return [scored.get(key) or scored.setdefault(key, score_clip(*key))
-                for key in zip(references, map(tuple, predictions))]
-    except TypeError:  # a clip that is no key (or a salience that is no number: raised again below)
-        return [score_clip(r, p) for r, p in zip(references, predictions)]
+    return [score_clip(r, p) for r, p in zip(references, predictions)]
 
 
 def summarize(scores: Sequence[ClipScore]) -> dict:
