@@ -1,6 +1,6 @@
 """The fast paths of scoring give exactly what the full paths give: the clean-CSV reader of references, the JSON
-reader without a hook per object, the remembered clean-clip verdicts of submission checks, ``clip_key``, the tuple
-shortcut of ``challenge.clip_pairs`` and the scores remembered per distinct clip."""
+reader without a hook per object, the written-out clean-clip check of submissions, ``clip_key``, the tuple
+shortcut of ``challenge.clip_pairs`` and the prebuilt scores of ``challenge.score_clip``."""
 
 import csv
 import dataclasses
@@ -139,13 +139,13 @@ CLIPS = [
     [],
     [{"emotion": "ang", "salience": 40}, {"emotion": "hap", "salience": 30}, {"emotion": "sad", "salience": 30}],
     "hap",
-    # Equal as keys but not alike (1 == True == 1.0, 0.0 == -0.0): each must get its own verdict and pairs.
+    # Equal but not alike (1 == True == 1.0, 0.0 == -0.0): each must keep its own verdict and pairs.
     [{"emotion": "ang", "salience": 99}, {"emotion": "hap", "salience": 1}],
     [{"emotion": "ang", "salience": 99}, {"emotion": "hap", "salience": True}],
     [{"emotion": "ang", "salience": 99.0}, {"emotion": "hap", "salience": 1.0}],
     [{"emotion": "ang", "salience": 100.0}, {"emotion": "hap", "salience": 0.0}],
     [{"emotion": "ang", "salience": 100.0}, {"emotion": "hap", "salience": -0.0}],
-    [{"emotion": "ang", "salience": 69.6}, {"emotion": "hap", "salience": 30.4}],  # repeated: a remembered verdict
+    [{"emotion": "ang", "salience": 69.6}, {"emotion": "hap", "salience": 30.4}],  # repeated
     [{"emotion": "neu", "salience": 50.0}, {"emotion": "hap", "salience": 50.0}],
     [{"emotion": "neu", "salience": 50.0}, {"emotion": "hap", "salience": 50.0}],
     [{"emotion": ["ang"], "salience": 70}, {"emotion": "hap", "salience": 30}],  # unhashable
@@ -185,7 +185,7 @@ def test_clip_pairs_tuple_shortcut():
     assert scores["score"] == 1.0
 
 
-def test_scores_remembered_per_distinct_clip_match_clip_by_clip():
+def test_score_clips_matches_clip_by_clip():
     nan = float("nan")
     references_ = [(("ang", 70), ("hap", 30))] * 6 + [(("hap", 100),)] * 4 + [(("ang", 50), ("hap", 50))] * 3
     predictions = [[("ang", 69.6), ("hap", 30.4)], [("ang", 70), ("hap", 30)], [("hap", 30.0), ("ang", 70.0)],
@@ -193,9 +193,13 @@ def test_scores_remembered_per_distinct_clip_match_clip_by_clip():
                    [("hap", 100)], [("hap", True)], [("hap", 1)], [("hap", 100.0), ("hap", 0)],
                    [("ang", 50), ("hap", 50)], [("ang", 50), ("hap", 50), ("sad", 0)], [("ang", nan), ("hap", nan)]]
     expected = [challenge.score_clip(r, p) for r, p in zip(references_, predictions)]
+    assert all(type(score) is challenge.ClipScore for score in expected)
+    assert [tuple(score) for score in expected] == [
+        (True, True), (True, True), (True, True), (True, False), (True, False), (True, True),
+        (True, None), (True, None), (True, None), (True, None), (True, True), (False, False), (True, False)]
     assert challenge.score_clips(references_, predictions) == expected
     assert challenge.challenge_scores(references_, predictions) == challenge.summarize(expected)
-    # Clips that cannot be keys are scored one by one, as are mixed ones
+    # Entries as mappings, or some as mappings
     as_mappings = [[{"emotion": e, "salience": s} for e, s in clip] for clip in predictions]
     assert challenge.score_clips(references_, as_mappings) == expected
     assert challenge.score_clips(references_, predictions[:5] + as_mappings[5:]) == expected
@@ -206,9 +210,9 @@ def test_scoring_a_salience_that_is_no_number_fails_as_clip_by_clip():
     predictions = [[("ang", 70), ("hap", 30)], [("ang", None), ("hap", 30)]]
     with pytest.raises(TypeError) as direct:
         challenge.score_clip(references_[1], predictions[1])
-    with pytest.raises(TypeError) as remembered:
+    with pytest.raises(TypeError) as listed:
         challenge.score_clips(references_, predictions)
-    assert str(remembered.value) == str(direct.value)
+    assert str(listed.value) == str(direct.value)
 
 
 # ---------------------------------------------------------------------------------------------------------------
