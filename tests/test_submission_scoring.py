@@ -420,6 +420,11 @@ def test_the_quick_check_accepts_exactly_what_the_full_check_finds_clean(value):
     assert (quick is not None) == (findings == [])
     if quick is not None:
         assert quick == pairs
+    # check_submission's written-out form of it, with never_right's test
+    quicker, may_warn = submission._quick_check(value)
+    assert repr(quicker) == repr(quick)
+    if quick is not None and len(quick) == 2:
+        assert may_warn == (submission.never_right("clip", quick) is not None)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import csv
 import gc
 import json
 import math
+import operator
 import os
 import re
 from collections import Counter
@@ -108,11 +109,18 @@ def score_submission(submission_path: str | Path, references_source: str | Path,
 def _score_submission(submission_path, references_source, split, lenient, details, interval=None):
     truth = references.load_references(references_source, split)
     raw = submission.read_submission(submission_path)
-    checked = submission.check_submission(raw, references={k: c.pairs for k, c in truth.items()}, lenient=lenient)
+    # Built with map and filter (loops in C), and with as few lookups by clip name as can be: over 100,000 clips
+    # the comprehensions they replace were a tenth of the scoring time.
+    truth_pairs = dict(zip(truth, map(operator.attrgetter("pairs"), truth.values())))
+    checked = submission.check_submission(raw, references=truth_pairs, lenient=lenient)
     checked.raise_for_problems(hint=_mismatch_hint(checked, truth) or _lenient_hint(checked))
-    clips = [clip for clip in truth if clip in checked.predictions]
-    reference_pairs = [truth[clip].pairs for clip in clips]
-    prediction_pairs = [checked.predictions[clip] for clip in clips]
+    predictions = checked.predictions
+    if len(predictions) == len(truth):  # predictions hold clips of the references only: here every one of them
+        clips, reference_pairs = list(truth), list(truth_pairs.values())
+    else:
+        clips = list(filter(predictions.__contains__, truth))
+        reference_pairs = list(map(truth_pairs.__getitem__, clips))
+    prediction_pairs = list(map(predictions.__getitem__, clips))
     result = challenge.challenge_scores(reference_pairs, prediction_pairs)
     result.update(
         n_references=len(truth),

@@ -87,15 +87,19 @@ def _salience_key(pairs: Sequence[tuple[Any, Any]]) -> dict | None:
     return {emotion: round_percent(salience) for emotion, salience in pairs}
 
 
+#: Every ClipScore there can be, built once: a NamedTuple's constructor is a Python call, a tenth of scoring a clip.
+_CLIP_SCORES = {(presence, salience): ClipScore(presence, salience)
+                for presence in (False, True) for salience in (None, False, True)}
+
+
 def score_clip(reference: Sequence[Any], prediction: Sequence[Any]) -> ClipScore:
     """Presence and salience correctness of one clip (see the module docstring for the rules)."""
     truth, guess = clip_pairs(reference), clip_pairs(prediction)
-    presence = {e for e, _ in truth} == {e for e, _ in guess}
+    presence = {e for e, _ in truth} == {e for e, _ in guess}  # a bool, as is == between two dicts below
     if len(truth) != 2:
-        return ClipScore(presence, None)
+        return _CLIP_SCORES[presence, None]
     # The presence check first: when the sets differ the salience dicts differ too, and it spares the rounding.
-    salience = presence and _salience_key(guess) == _salience_key(truth)
-    return ClipScore(presence, salience)
+    return _CLIP_SCORES[presence, presence and _salience_key(guess) == _salience_key(truth)]
 
 
 def mean_score(acc_presence: float, acc_salience: float) -> float:
