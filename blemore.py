@@ -540,7 +540,7 @@ def _decoder_reason(error: Exception) -> str:
 def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """``(type, payload start, box end)`` of each ISO/QuickTime box in ``data[start:end]``.
 
-    Raises ``ValueError`` at a box that is malformed or runs past ``end`` (as the last one does in a file cut short)."""
+    Raises ``ValueError`` at a box that is malformed or runs past ``end`` (the last one of a file cut short)."""
     pos = start
     while pos + 8 <= end:
         size, kind = struct.unpack_from(">I4s", data, pos)
