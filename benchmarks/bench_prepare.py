@@ -109,8 +109,16 @@ class Timer:
 
     @staticmethod
     def _cpu() -> float:
-        return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                     resource.getrusage(resource.RUSAGE_CHILDREN)))
+        finished = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                         resource.getrusage(resource.RUSAGE_CHILDREN)))
+        running = 0.0  # children still alive, e.g. the worker server of an in-process prepare (and its workers)
+        for child in psutil.Process().children():
+            try:
+                times = child.cpu_times()
+            except psutil.Error:
+                continue
+            running += times.user + times.system + times.children_user + times.children_system
+        return finished + running
 
     def __enter__(self):
         self._wall, self._cpu0, self.wall = time.perf_counter(), self._cpu(), None
