@@ -241,9 +241,9 @@ def prepared_features(keep_original_video: bool = False):
 
 def _row_encoder(features):
     """``features.encode_example``, except that the media columns (``{"bytes", "path"}`` from ``read_clip_media``)
-    are stored as they are. ``datasets``' Audio encoder imports torch on every call, only to handle arrays, which
-    prepare never has (and a worker server spares this process torch: seconds of start-up), and its Audio and Video
-    encoders would store the path instead of the bytes if a file of the clip's name lay in the working directory.
+    are stored as they are. ``datasets``' Audio encoder imports torch on every call (for arrays, which prepare never
+    has), seconds that the worker server otherwise spares this process; and its Audio and Video encoders would store
+    the path instead of the bytes if a file of the clip's name lay in the working directory.
     """
     import datasets
 
