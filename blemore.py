@@ -21,8 +21,9 @@ import io
 import itertools
 import os
 import re
+import struct
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 _CITATION = """\
@@ -536,6 +537,98 @@ def _decoder_reason(error: Exception) -> str:
     return text.rsplit(", ", 1)[-1] if "SingleStreamDecoder" in text or "decodeAVFrame" in text else text
 
 
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """``(type, payload start, box end)`` of each ISO/QuickTime box in ``data[start:end]``.
+
+    Raises ``ValueError`` at a box that is malformed or runs past ``end`` (the last one of a file cut short)."""
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:  # a 64-bit size follows the type
+            (size,), header = struct.unpack_from(">Q", data, pos + 8), 16
+        elif size == 0:  # runs to the end of its parent
+            size = end - pos
+        if size < header or pos + size > end:
+            raise ValueError(f"box {kind!r} at {pos} runs past {end}")
+        yield kind, pos + header, pos + size
+        pos += size
+
+
+def _descend(data: bytes, span: tuple[int, int], *path: bytes) -> tuple[int, int]:
+    """``(payload start, end)`` of the box reached from the box ``span`` through the first child of each type in
+    ``path`` (e.g. ``b"mdia", b"minf"``); ``ValueError`` where one is missing."""
+    for kind in path:
+        span = next(((payload, end) for found, payload, end in _boxes(data, *span) if found == kind), None)
+        if span is None:
+            raise ValueError(f"no {kind!r} box")
+    return span
+
+
+def _track_media_end(data: bytes, stbl: tuple[int, int]) -> int:
+    """Where the last sample of one track ends in the file, from its sample table (0 for a track without samples)."""
+    tables = {kind: payload for kind, payload, _ in _boxes(data, *stbl)}
+    if b"stsz" not in tables or b"stsc" not in tables or not {b"stco", b"co64"} & tables.keys():
+        raise ValueError("sample table without stsz, stsc and stco/co64 (e.g. compact sizes)")
+    uniform_size, num_samples = struct.unpack_from(">II", data, tables[b"stsz"] + 4)
+    if uniform_size:
+        def bytes_before(sample: int) -> int:  # the sizes of the track's samples before this one, summed
+            return uniform_size * sample
+    else:
+        bytes_before = [0, *itertools.accumulate(struct.unpack_from(f">{num_samples}I", data,
+                                                                    tables[b"stsz"] + 12))].__getitem__
+    wide = b"co64" in tables
+    offsets_at = tables[b"co64" if wide else b"stco"]
+    (num_chunks,) = struct.unpack_from(">I", data, offsets_at + 4)
+    offsets = struct.unpack_from(f">{num_chunks}{'Q' if wide else 'I'}", data, offsets_at + 8)
+    (num_runs,) = struct.unpack_from(">I", data, tables[b"stsc"] + 4)
+    runs = [struct.unpack_from(">II", data, tables[b"stsc"] + 8 + 12 * i) for i in range(num_runs)]
+    end, sample = 0, 0
+    # stsc: runs of chunks holding the same number of samples, each run given by its first chunk (1-based)
+    for (first_chunk, per_chunk), (next_first, _) in zip(runs, [*runs[1:], (num_chunks + 1, 0)]):
+        if not 1 <= first_chunk < next_first:
+            raise ValueError("stsc runs out of order")
+        for chunk in range(first_chunk - 1, min(next_first - 1, num_chunks)):
+            if sample + per_chunk > num_samples:
+                raise ValueError("the chunks hold more samples than stsz lists")
+            end = max(end, offsets[chunk] + bytes_before(sample + per_chunk) - bytes_before(sample))
+            sample += per_chunk
+    return end
+
+
+def _data_in_this_file(data: bytes, minf: tuple[int, int]) -> bool:
+    """Whether a track's samples lie in this file (its data references are all flagged self-contained), not in
+    another file that a QuickTime reference movie points to."""
+    dref, dref_end = _descend(data, minf, b"dinf", b"dref")
+    (count,) = struct.unpack_from(">I", data, dref + 4)
+    entries = list(itertools.islice(_boxes(data, dref + 8, dref_end), count))
+    return len(entries) == count and all(struct.unpack_from(">I", data, payload)[0] & 1 for _, payload, _ in entries)
+
+
+def _indexed_media_end(data: bytes) -> int | None:
+    """Where the last media sample that an MP4/QuickTime index (``moov``) lists ends in the file: beyond
+    ``len(data)`` when the file was cut short. ``None`` when there is no such index to read (another container,
+    a fragmented MP4, an index that does not parse): the caller then checks by decoding instead."""
+    moov = None
+    try:
+        for kind, payload, end in _boxes(data, 0, len(data)):
+            if kind == b"moof":
+                return None  # fragmented: samples are listed in fragments, not in moov
+            if kind == b"moov":
+                moov = (payload, end)
+    except (ValueError, struct.error):
+        pass  # the file ends inside a box (cut short): an index before the cut still says what is missing
+    if moov is None:
+        return None
+    try:
+        minfs = [_descend(data, (payload, end), b"mdia", b"minf")
+                 for kind, payload, end in _boxes(data, *moov) if kind == b"trak"]
+        return max((_track_media_end(data, _descend(data, minf, b"stbl")) for minf in minfs
+                    if _data_in_this_file(data, minf)), default=None)
+    except (ValueError, struct.error):
+        return None
+
+
 def read_clip_media(clip: RawClip) -> dict:
     """Read a clip once: its bytes, video properties and 16 kHz mono audio (FLAC). Raises BlemoreError if broken."""
     import io
@@ -558,15 +651,21 @@ def read_clip_media(clip: RawClip) -> dict:
     duration = float(meta.duration_seconds or 0.0)
     if duration <= 0 or not meta.num_frames:
         raise BlemoreError(f"{clip.clip_id}: {clip.path} has no video frames")
-    # A clip cut short behind an index written up front (faststart) still reports every frame: decode the last one
-    # (a seek, then at most one group of pictures) before calling the clip complete.
+    # A clip cut short behind an index written up front (faststart) still reports every frame. Where the index can
+    # be read, every sample it lists must lie inside the file (a cut of even a few bytes shows); elsewhere the last
+    # frame must decode (a seek, then up to a whole group of pictures: most of the cost of reading a clip).
     end = float(meta.end_stream_seconds or duration)
     last_at = max(float(meta.begin_stream_seconds or 0.0), end - 0.5 / float(meta.average_fps or 25.0))
-    try:
-        video.get_frame_played_at(last_at)
-    except Exception as error:
-        raise BlemoreError(f"{clip.clip_id}: {clip.path} looks truncated (its last frame, at {last_at:.2f} s, does "
-                           f"not decode: {_decoder_reason(error)})") from None
+    media_end = _indexed_media_end(data)
+    if media_end is not None and media_end > len(data):
+        raise BlemoreError(f"{clip.clip_id}: {clip.path} looks truncated (its last frames are missing: the file "
+                           f"ends {media_end - len(data)} bytes before the media its index lists)")
+    if media_end is None:
+        try:
+            video.get_frame_played_at(last_at)
+        except Exception as error:
+            raise BlemoreError(f"{clip.clip_id}: {clip.path} looks truncated (its last frame, at {last_at:.2f} s, "
+                               f"does not decode: {_decoder_reason(error)})") from None
     try:
         audio_decoder = AudioDecoder(data, sample_rate=AUDIO_SAMPLING_RATE, num_channels=1)
     except ValueError:

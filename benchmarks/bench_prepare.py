@@ -26,6 +26,7 @@ as the median and range of the per-pair ratios, beside its target (>= 3x).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import statistics
@@ -108,15 +109,32 @@ class Timer:
 
     @staticmethod
     def _cpu() -> float:
-        return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                     resource.getrusage(resource.RUSAGE_CHILDREN)))
+        finished = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                         resource.getrusage(resource.RUSAGE_CHILDREN)))
+        running = 0.0  # children still alive, e.g. the worker server of an in-process prepare (and its workers)
+        for child in psutil.Process().children():
+            try:
+                times = child.cpu_times()
+            except psutil.Error:
+                continue
+            running += times.user + times.system + times.children_user + times.children_system
+        return finished + running
 
     def __enter__(self):
-        self._wall, self._cpu0 = time.perf_counter(), self._cpu()
+        self._wall, self._cpu0, self.wall = time.perf_counter(), self._cpu(), None
         return self
 
+    def stop_wall(self) -> None:
+        """End the wall time here (CPU time goes on until the block ends)."""
+        self.wall = time.perf_counter() - self._wall
+
     def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self._wall, self._cpu() - self._cpu0
+        self.tree_wall, self.cpu = time.perf_counter() - self._wall, self._cpu() - self._cpu0
+        self.wall = self.tree_wall if self.wall is None else self.wall
+
+    @property
+    def cores(self) -> float:
+        return self.cpu / self.wall
 
 
 def naive_ffmpeg_loop(clips: list[Path], out_dir: Path) -> Timer:
@@ -128,8 +146,30 @@ def naive_ffmpeg_loop(clips: list[Path], out_dir: Path) -> Timer:
     return timer
 
 
-def prepare_command(raw: Path, out: Path, workers: int | None) -> tuple[Timer, PeakMemory]:
-    """`blemore prepare RAW OUT` in a fresh process: its times and the peak memory of its process tree."""
+def adopt_orphans() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux): the worker server that prepare starts
+    outlives it by the moment it takes to exit, and only a process that reaps it (and, through it, the workers)
+    gets their CPU time counted."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_orphans() -> None:
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def prepare_command(raw: Path, out: Path, workers: int | None) -> tuple[Timer, PeakMemory, float]:
+    """`blemore prepare RAW OUT` in a fresh process: its times (wall: until it exits, what a user waits for; CPU:
+    its whole process tree), the peak memory of its process tree, and the seconds until the last process of the
+    tree ended (a reader of its output pipe waits that long)."""
     command = [sys.executable, "-c", "import sys, blemore; sys.exit(blemore.main())", "prepare", str(raw), str(out),
                "--quiet"] + (["--workers", str(workers)] if workers else [])
     with Timer() as timer:
@@ -137,7 +177,9 @@ def prepare_command(raw: Path, out: Path, workers: int | None) -> tuple[Timer, P
         with PeakMemory(process.pid) as memory:
             if process.wait():
                 raise SystemExit(f"prepare failed ({process.returncode}): {' '.join(command)}")
-    return timer, memory
+        timer.stop_wall()
+        reap_orphans()
+    return timer, memory, timer.tree_wall
 
 
 def main() -> None:
@@ -161,14 +203,20 @@ def main() -> None:
         print(f"{len(clips)} clips at 1280x720 ({size_mb:.0f} MB, {min(args.distinct, args.clips)} distinct) ready "
               f"in {time.perf_counter() - t0:.0f} s")
 
-        wall_ratios, cpu_ratios = [], []
+        if not adopt_orphans():
+            print("note: cannot adopt orphaned processes here: the CPU time of prepare's worker server is not counted")
+        wall_ratios, cpu_ratios, peaks = [], [], []
         for pair in range(args.pairs):
             naive = naive_ffmpeg_loop(clips, tmp / f"naive{pair}")
-            prepare, memory = prepare_command(raw, tmp / f"prepared720-{pair}", args.workers)
+            prepare, memory, tree_wall = prepare_command(raw, tmp / f"prepared720-{pair}", args.workers)
             wall_ratios.append(naive.wall / prepare.wall)
             cpu_ratios.append(naive.cpu / prepare.cpu)
-            print(f"pair {pair + 1}: naive loop {naive.wall:.1f} s, prepare {prepare.wall:.1f} s wall: "
-                  f"{wall_ratios[-1]:.2f}x", flush=True)
+            peaks.append(memory.peak_pss)
+            print(f"pair {pair + 1}: naive loop {naive.wall:.1f} s wall, {naive.cpu:.1f} s CPU "
+                  f"({naive.cores:.2f} cores busy); prepare {prepare.wall:.1f} s wall (its last process ended at "
+                  f"{tree_wall:.1f} s), {prepare.cpu:.1f} s CPU ({prepare.cores:.2f} cores busy): "
+                  f"{wall_ratios[-1]:.2f}x; peak {memory}",
+                  flush=True)
             shutil.rmtree(tmp / f"naive{pair}")
             shutil.rmtree(tmp / f"prepared720-{pair}")
         # The first call loads the decoders; the second one is timed.
@@ -187,7 +235,8 @@ def main() -> None:
         print(f"speed-up over {args.pairs} paired runs: wall median {statistics.median(wall_ratios):.2f}x "
               f"(range {min(wall_ratios):.2f}-{max(wall_ratios):.2f}x)   target >= 3x; CPU median "
               f"{statistics.median(cpu_ratios):.2f}x (range {min(cpu_ratios):.2f}-{max(cpu_ratios):.2f}x)")
-        print(f"peak memory (720p):   {memory}")
+        print(f"peak memory (720p):   {memory} (last pair); highest of the pairs {max(peaks) / 2**20:.0f} MiB PSS "
+              "(target < 1024 MiB PSS)")
         print(f"prepare, warm:        {ms(warm)}  in-process, decoders already loaded: "
               f"{naive.wall / warm.wall:.2f}x the loop (wall), {naive.cpu / warm.cpu:.2f}x (CPU)")
 
@@ -197,7 +246,7 @@ def main() -> None:
             if not (full_raw / blemore.SYNTHETIC_MARKER).exists():
                 synthesize(full_raw, full=True, seed=0, overwrite=True, progress=False)
             print(f"full-size synthetic set ready in {time.perf_counter() - t0:.0f} s")
-            full, memory = prepare_command(full_raw, tmp / "prepared_full", args.workers)
+            full, memory, _ = prepare_command(full_raw, tmp / "prepared_full", args.workers)
             num_clips = len(blemore.find_clip_files(full_raw))
             print(f"full set: {num_clips} clips prepared in {full.wall:.0f} s ({full.wall / num_clips * 1000:.1f} "
                   f"ms/clip); peak memory {memory} (target < 1024 MiB PSS)")

@@ -279,3 +279,19 @@ def test_interrupted_prepare_then_rerun_equals_an_uninterrupted_run(synthetic_ra
     assert " reused" in result.stdout and "0 reused" not in result.stdout
     assert not staging.exists()
     assert dataset_digest(out) == dataset_digest(prepared_dataset)
+
+
+def test_clips_in_the_working_directory_are_still_embedded(tmp_path, monkeypatch):
+    """Run from inside the clips folder (``blemore prepare . ../out``): each video's file name is also a file in
+    the working directory, which must not make the shard store that name instead of the clip's bytes."""
+    raw = small_download(tmp_path / "raw")
+    monkeypatch.chdir(raw / "clips")
+    prepare_dataset(".", tmp_path / "out", num_workers=1, progress=False)
+    import pyarrow.parquet as pq
+
+    rows = [row for path in sorted((tmp_path / "out" / "data").glob("*.parquet"))
+            for row in pq.read_table(path, columns=["clip_id", "video", "audio"]).to_pylist()]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["video"]["bytes"] == (raw / "clips" / f"{row['clip_id']}.mov").read_bytes()
+        assert row["audio"]["bytes"]

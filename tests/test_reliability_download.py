@@ -346,6 +346,42 @@ def test_a_faststart_clip_cut_short_is_caught_by_its_last_frame(tmp_path, kept):
     assert blemore.read_clip_media(raw_clip(faststart))["num_frames"] == 100  # the whole clip passes
 
 
+@pytest.mark.parametrize("flags", ["+faststart", ""])
+def test_the_index_locates_the_end_of_the_media_and_a_cut_of_a_few_bytes_shows(tmp_path, flags):
+    """The check by the index (no decoding): the last sample ends where the media data ends, with the index (moov)
+    up front or behind; a faststart clip short of its last 16 bytes is caught though every frame is still listed."""
+    source = clip_for(tmp_path, "index", duration_s=4.0)
+    clip = tmp_path / "clip.mov"
+    ffmpeg("-i", source, "-c", "copy", *(["-movflags", flags] if flags else []), clip)
+    data = clip.read_bytes()
+    media_end = blemore._indexed_media_end(data)
+    if flags:
+        assert media_end == len(data)  # mdat comes last
+    else:
+        assert media_end == data.index(b"moov") - 4  # mdat ends where moov begins
+    cut = tmp_path / "cut.mov"
+    cut.write_bytes(data[:-16])
+    if flags:
+        with pytest.raises(blemore.BlemoreError, match=r"cut.mov looks truncated \(its last frames are missing: the "
+                                                       r"file ends 16 bytes before"):
+            blemore.read_clip_media(raw_clip(cut))
+
+
+def test_a_clip_without_a_readable_index_is_checked_by_decoding_its_last_frame(tmp_path):
+    """A fragmented MP4 lists its samples in fragments, not in moov: its last frame is decoded instead."""
+    fragmented = tmp_path / "frag.mp4"
+    ffmpeg("-i", clip_for(tmp_path, "frag", duration_s=4.0), "-c", "copy", "-movflags", "frag_keyframe+empty_moov",
+           fragmented)
+    data = fragmented.read_bytes()
+    assert blemore._indexed_media_end(data) is None
+    assert blemore._indexed_media_end(b"not a video at all") is None
+    assert blemore.read_clip_media(raw_clip(fragmented))["num_frames"] > 90
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.9)])
+    with pytest.raises(blemore.BlemoreError, match=r"cut.mp4 looks truncated \(its last frame, at"):
+        blemore.read_clip_media(raw_clip(cut))
+
+
 # --- metadata CSVs as spreadsheets save them -----------------------------------------------------------------------
 
 METADATA_HEADER = ["filename", "video_id", "mix", "emotion_1", "emotion_2", "emotion_1_salience",

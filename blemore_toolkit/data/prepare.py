@@ -35,7 +35,8 @@ CLIPS_PER_ROW_GROUP = 8
 _CLIPS_WORTH_WORKERS = 8
 #: Clips read ahead per worker: keeps workers busy while the writer encodes, and bounds what is held in memory.
 _READ_AHEAD_PER_WORKER = 3
-#: What reading a clip needs, loaded before workers are forked so that they inherit it.
+#: What reading a clip needs: imported once by the worker server, before it forks the workers, so they inherit it.
+#: Only libraries: the toolkit's own modules are imported by each worker (in milliseconds) from prepare's sys.path.
 _WORKER_MODULES = ["torchcodec.decoders", "soundfile"]
 #: The training copy (``--video-size``): H.264 at CRF 18 keeps faces intact at 256 px (visually lossless for
 #: x264), "fast" keeps prepare's cost near that of decoding; a keyframe a second keeps random access cheap.
@@ -83,7 +84,7 @@ def plan_shards(clips: Sequence[RawClip], clips_per_shard: int = DEFAULT_CLIPS_P
 
 
 def _worker_init() -> None:
-    """Worker initialiser: single-threaded torch, and no worker left behind by a killed prepare.
+    """Worker initialiser: the decoders loaded, single-threaded torch, and no worker left behind by a killed prepare.
 
     A thread waits on the pipe that prepare holds for each worker (``parent_process().sentinel``, readable once
     prepare is gone, however it died, even by SIGKILL) and ends the worker then.
@@ -92,8 +93,9 @@ def _worker_init() -> None:
     import multiprocessing.connection
     import threading
 
-    if "torch" in sys.modules:  # as PyTorch's own data-loader workers do: no thread pools in a forked child
-        sys.modules["torch"].set_num_threads(1)
+    for name in _WORKER_MODULES:  # already there when the worker server preloaded them
+        importlib.import_module(name)
+    sys.modules["torch"].set_num_threads(1)  # as PyTorch's own data-loader workers do: one thread per worker
     parent = multiprocessing.parent_process()
     if parent is None:
         return
@@ -105,18 +107,34 @@ def _worker_init() -> None:
     threading.Thread(target=exit_when_parent_dies, name="blemore-parent-watch", daemon=True).start()
 
 
-def _media_pool(num_workers: int):
-    """Worker processes that start in milliseconds: on Linux they are forked from this process once it has loaded
-    the decoders (a fresh interpreter would import torch and torchcodec again, ~4 s of CPU per worker, which
-    outweighed the work on anything under a few hundred clips). The workers only decode the clips handed to them
-    and touch nothing of this process's other threads; elsewhere (no safe fork) they are spawned."""
-    import concurrent.futures
+def _media_context():
+    """How workers start. On Linux, forked from a worker server (multiprocessing's forkserver) that imports the
+    decoders once, so each worker starts in milliseconds (a fresh interpreter would import torch and torchcodec
+    again, ~4 s of CPU per worker, which outweighed the work on anything under a few hundred clips). The server is
+    a process of its own, so this one never imports torch (seconds of start-up and of exit) and imports what it
+    needs meanwhile, on the other core. Elsewhere workers are spawned."""
     import multiprocessing
 
-    for name in _WORKER_MODULES:
-        importlib.import_module(name)
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    return concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context, initializer=_worker_init)
+    if not sys.platform.startswith("linux"):
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_WORKER_MODULES)  # no effect once a server runs: it is reused as it is
+    return context
+
+
+def start_worker_server() -> None:
+    """Start the worker server now, without waiting for it: it imports the decoders while the caller goes on."""
+    if _media_context().get_start_method() == "forkserver":
+        import multiprocessing.forkserver
+
+        multiprocessing.forkserver.ensure_running()
+
+
+def _media_pool(num_workers: int):
+    """Worker processes (see ``_media_context``) that only read the clips handed to them."""
+    import concurrent.futures
+
+    return concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=_media_context(), initializer=_worker_init)
 
 
 def resize_video(path: Path, short_side: int, fps: float) -> tuple[bytes, int, int] | None:
@@ -167,8 +185,8 @@ def read_clips_media(clips: Sequence[RawClip], num_workers: int = 1, read=read_c
 
     Work is handed out clip by clip (so a few large shards still use every worker) with a bounded read-ahead,
     so memory holds only a few clips whatever the dataset size. The first broken clip's BlemoreError is raised.
-    The workers start on this call, not on the first ``next``: they decode while the caller loads the rest of
-    its libraries (``datasets``, ``pyarrow``: a second or two of a short prepare). ``close()`` stops them.
+    The workers start on this call, not on the first ``next`` (calling ``start_worker_server`` earlier lets the
+    decoders load meanwhile). ``close()`` stops them.
     """
     if num_workers <= 1:
         return (read(clip) for clip in clips)
@@ -221,6 +239,25 @@ def prepared_features(keep_original_video: bool = False):
     return features
 
 
+def _row_encoder(features):
+    """``features.encode_example``, except that the media columns (``{"bytes", "path"}`` from ``read_clip_media``)
+    are stored as they are. ``datasets``' Audio encoder imports torch on every call (for arrays, which prepare never
+    has), seconds that the worker server otherwise spares this process; and its Audio and Video encoders would store
+    the path instead of the bytes if a file of the clip's name lay in the working directory.
+    """
+    import datasets
+
+    media = [name for name, feature in features.items() if isinstance(feature, (datasets.Audio, datasets.Video))]
+    others = datasets.Features({name: feature for name, feature in features.items() if name not in media})
+
+    def encode(example: dict) -> dict:
+        row = others.encode_example({name: value for name, value in example.items() if name not in media})
+        row.update({name: {"bytes": example[name]["bytes"], "path": example[name]["path"]} for name in media})
+        return row
+
+    return encode
+
+
 def write_shard(plan: ShardPlan, data_dir: Path, media: Iterator[dict] | None = None, features=None) -> int:
     """Write the shard's clips as one parquet file (atomically: a temporary file, then rename).
 
@@ -232,13 +269,14 @@ def write_shard(plan: ShardPlan, data_dir: Path, media: Iterator[dict] | None = 
     if media is None:
         media = read_clips_media(plan.clips)
     features = dataset_features() if features is None else features
+    encode = _row_encoder(features)
     schema = features.arrow_schema
     final = data_dir / f"{plan.name}.parquet"
     partial = data_dir / f".{plan.name}.{os.getpid()}.partial"
     try:
         with pq.ParquetWriter(partial, schema) as writer:
             for start in range(0, len(plan.clips), CLIPS_PER_ROW_GROUP):
-                rows = [features.encode_example(clip_example(clip, next(media)))
+                rows = [encode(clip_example(clip, next(media)))
                         for clip in plan.clips[start:start + CLIPS_PER_ROW_GROUP]]
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
         os.replace(partial, final)
@@ -494,12 +532,16 @@ def _run_shards(plans: list[ShardPlan], data_dir: Path, num_workers: int | None,
     num_clips = sum(len(p.clips) for p in plans)
     if num_workers is None:
         num_workers = (os.cpu_count() or 1) if num_clips >= _CLIPS_WORTH_WORKERS else 1
+    num_workers = min(num_workers, num_clips)
     read = read_clip_media if video_size is None else functools.partial(
         read_resized_media, video_size=video_size, keep_original=keep_original_video)
-    # Workers first: they decode while this process imports datasets and pyarrow for the features.
-    media = read_clips_media([clip for plan in plans for clip in plan.clips], min(num_workers, num_clips), read)
+    if num_workers > 1:  # the worker server imports the decoders while this process imports datasets and pyarrow
+        start_worker_server()
+    features = prepared_features(keep_original_video)
+    import pyarrow.parquet  # noqa: F401  (loaded here, before the workers take the cores)
+
+    media = read_clips_media([clip for plan in plans for clip in plan.clips], num_workers, read)
     try:
-        features = prepared_features(keep_original_video)
         for plan in plans:
             write_shard(plan, data_dir, media, features)
             yield plan
