@@ -190,8 +190,8 @@ class BlemoreProcessor(PushToHubMixin):
         if isinstance(waveform, torch.Tensor):
             waveform = waveform.detach().cpu().numpy()
         waveform = np.asarray(waveform, dtype=np.float32)
-        if waveform.ndim == 2:  # (channels, samples) → mono
-            waveform = waveform.mean(axis=0)
+        if waveform.ndim == 2:  # (channels, samples) → mono; a decoder's one channel as it is, not averaged anew
+            waveform = waveform[0] if waveform.shape[0] == 1 else waveform.mean(axis=0)
         if waveform.ndim != 1 or waveform.size == 0:
             raise ValueError(f"{_describe(source)}: expected a non-empty mono waveform, got shape {waveform.shape}")
         return waveform

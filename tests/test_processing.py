@@ -110,6 +110,17 @@ def test_audio_inputs_lengths_and_errors(clips):
         BlemoreProcessor()
 
 
+def test_load_audio_gives_the_decoders_samples_and_averages_channels(clips):
+    """A file gives exactly what torchcodec decodes at the encoder's rate (no extra resampling or averaging); only
+    a waveform with several channels is averaged to mono."""
+    processor = make_processor(video=False)
+    decoded = AudioDecoder(str(clips["blend"]), sample_rate=RATE, num_channels=1).get_all_samples().data[0].numpy()
+    waveform = processor.load_audio(str(clips["blend"]))
+    assert waveform.dtype == np.float32 and np.array_equal(waveform, decoded)
+    stereo = np.stack([np.ones(100, dtype=np.float32), np.zeros(100, dtype=np.float32)])
+    assert np.array_equal(processor.load_audio(stereo), np.full(100, 0.5, dtype=np.float32))
+
+
 def test_save_and_load(tmp_path, clips):
     for video, audio in ((True, True), (True, False), (False, True)):
         processor = make_processor(video, audio, max_audio_seconds=1.5 if audio else None)
