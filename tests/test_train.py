@@ -223,3 +223,18 @@ def test_validation_metrics_are_the_challenge_scores_of_the_tuned_decoder():
     expected = challenge_scores(outcomes_to_predictions(truth), outcomes_to_predictions(decoded))
     assert metrics["score"] == expected["score"] == pytest.approx(search.score)
     assert metrics["untuned_score"] <= metrics["score"]
+
+
+def test_cpu_threads_never_exceed_what_the_process_was_given():
+    import torch
+
+    from blemore_toolkit.training.batches import cpu_threads_beside_workers
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 (torchrun, test workers) leaves it
+    try:
+        with cpu_threads_beside_workers(0) as threads:
+            assert threads == torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
