@@ -118,7 +118,8 @@ def _media_context():
     if not sys.platform.startswith("linux"):
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_WORKER_MODULES)  # no effect once a server runs: it is reused as it is
+    # no effect once a server runs: it is reused as it is. worker_server last: it ends the server without teardown.
+    context.set_forkserver_preload([*_WORKER_MODULES, "blemore_toolkit.data.worker_server"])
     return context
 
 
