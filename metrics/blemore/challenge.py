@@ -65,6 +65,14 @@ def clip_pairs(clip: Sequence[Any]) -> list[tuple[Any, Any]]:
             else tuple(entry) for entry in clip]
 
 
+def _as_pairs(clip: Sequence[Any]) -> Sequence[tuple[Any, Any]]:
+    """``clip_pairs`` for scoring: a clip of one or two tuples (every reference and checked prediction) is already
+    in pair form and is read as it is, without a copy; anything else goes through ``clip_pairs``."""
+    if 0 < len(clip) <= 2 and type(clip[0]) is tuple and type(clip[-1]) is tuple:
+        return clip
+    return clip_pairs(clip)
+
+
 def round_percent(value: Any) -> int | None:
     """A salience rounded to a whole percent, half to even; ``None`` for NaN or infinity (never equal to a truth).
 
@@ -94,7 +102,7 @@ _CLIP_SCORES = {(presence, salience): ClipScore(presence, salience)
 
 def score_clip(reference: Sequence[Any], prediction: Sequence[Any]) -> ClipScore:
     """Presence and salience correctness of one clip (see the module docstring for the rules)."""
-    truth, guess = clip_pairs(reference), clip_pairs(prediction)
+    truth, guess = _as_pairs(reference), _as_pairs(prediction)
     presence = {e for e, _ in truth} == {e for e, _ in guess}  # a bool, as is == between two dicts below
     if len(truth) != 2:
         return _CLIP_SCORES[presence, None]
@@ -270,7 +278,7 @@ def challenge_details(references: Sequence[Sequence[Any]], predictions: Sequence
     level_counts = {(pair, level): [0, 0] for pair in BLEND_PAIRS for level in SALIENCE_LEVELS}
 
     for reference, prediction in zip(references, predictions, strict=True):
-        truth, guess = clip_pairs(reference), clip_pairs(prediction)
+        truth, guess = _as_pairs(reference), _as_pairs(prediction)
         result = score_clip(truth, guess)
         true_emotions = {e for e, _ in truth}
         row = presence_index(true_emotions)
