@@ -655,12 +655,12 @@ def read_clip_media(clip: RawClip) -> dict:
     # be read, every sample it lists must lie inside the file (a cut of even a few bytes shows); elsewhere the last
     # frame must decode (a seek, then up to a whole group of pictures: most of the cost of reading a clip).
     end = float(meta.end_stream_seconds or duration)
-    last_at = max(float(meta.begin_stream_seconds or 0.0), end - 0.5 / float(meta.average_fps or 25.0))
     media_end = _indexed_media_end(data)
     if media_end is not None and media_end > len(data):
         raise BlemoreError(f"{clip.clip_id}: {clip.path} looks truncated (its last frames are missing: the file "
                            f"ends {media_end - len(data)} bytes before the media its index lists)")
     if media_end is None:
+        last_at = max(float(meta.begin_stream_seconds or 0.0), end - 0.5 / float(meta.average_fps or 25.0))
         try:
             video.get_frame_played_at(last_at)
         except Exception as error:
