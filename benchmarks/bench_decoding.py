@@ -35,7 +35,7 @@ import blemore
 from blemore_toolkit.data import synth
 from blemore_toolkit.data.prepare import resize_video
 from blemore_toolkit.data.synth import write_clip
-from modeling.processing_blemore import BlemoreProcessor, frame_indices
+from blemore_toolkit.modeling.processing_blemore import BlemoreProcessor, frame_indices
 
 NUM_FRAMES = 16
 SIZES = {"1080p": (1920, 1080), "720p": (1280, 720)}

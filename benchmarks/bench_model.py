@@ -39,7 +39,7 @@ from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from modeling import BlemoreConfig, BlemoreForBlendedEmotionRecognition  # noqa: E402
+from blemore_toolkit.modeling import BlemoreConfig, BlemoreForBlendedEmotionRecognition  # noqa: E402
 
 GPU_COMMAND = (
     "python benchmarks/bench_model.py --video-backbone MCG-NJU/videomae-base "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import random
@@ -28,7 +29,7 @@ from pathlib import Path
 import blemore
 from blemore_toolkit.data import references
 from blemore_toolkit.evaluation import scoring, submission
-from metrics.blemore import challenge
+from blemore_toolkit.metrics.blemore import challenge
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +150,7 @@ def main() -> None:
             wall, cpu, raw = timed(submission.read_submission, path)
             print(f"read submission (JSON)  {n:>8,} clips  {wall:6.3f} s wall  {cpu:6.3f} s CPU  (collector paused)")
             pairs = {k: c.pairs for k, c in truth_set.items()}
-            wall, cpu, _ = timed(lambda: submission.check_submission(raw, references=pairs))
+            wall, cpu, _ = timed(functools.partial(submission.check_submission, raw, references=pairs))
             print(f"strict checks           {n:>8,} clips  {wall:6.3f} s wall  {cpu:6.3f} s CPU  (collector paused)")
         del truth_set, raw, pairs
 

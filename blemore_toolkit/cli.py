@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "baseline": "the paper's trivial most-frequent baselines per fold and test",
     "train": "fine-tune a video + audio model with the Trainer, one fold or all five",
     "predict": "write a challenge submission (json + zip) and probabilities from a model",
+    "convert": "convert a research checkpoint (VideoMAEv2, ImageBind, HiCMAE) into a transformers folder",
     "features": "extract encoder features into a dataset config beside the clips",
     "heads": "train the paper's heads on feature configs: 5-fold CV, α/β tuning, test fit",
     "ensemble": "late fusion of heads/train runs: weights on out-of-fold probabilities, nested CV, submission",
@@ -510,6 +511,36 @@ def run_predict(args: argparse.Namespace) -> int:
 
         summary.update({key: value for key, value in outcome_scores(truth, result["outcomes"]).items()})
     print(json.dumps(summary))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# conversion: research checkpoints -> transformers folders
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    from blemore_toolkit.conversion import FAMILIES, family_module
+
+    families = parser.add_subparsers(dest="family", metavar="FAMILY", required=True,
+                                     help="; ".join(f"{name}: {help_}" for name, help_ in FAMILIES.items()))
+    for name, help_ in FAMILIES.items():
+        try:
+            module = family_module(name)
+        except BlemoreError:
+            continue
+        sub = families.add_parser(name, help=help_, description=help_)
+        sub.add_argument("checkpoint", metavar="CHECKPOINT", type=Path, help="the original checkpoint file (.pth)")
+        sub.add_argument("out", metavar="OUT", type=Path, help="folder to write (must not exist yet)")
+        module.add_arguments(sub)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from blemore_toolkit.conversion import convert_checkpoint
+
+    options = {key: value for key, value in vars(args).items() if key not in ("family", "checkpoint", "out")}
+    out = convert_checkpoint(args.family, args.checkpoint, args.out, **options)
+    print(f"converted {args.checkpoint} into {out}; load it with from_pretrained({str(out)!r})")
     return 0
 
 

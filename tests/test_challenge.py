@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import blemore
-from metrics.blemore import challenge
-from metrics.blemore.challenge import ClipScore, score_clip
+from blemore_toolkit.metrics.blemore import challenge
+from blemore_toolkit.metrics.blemore.challenge import ClipScore, score_clip
 
 
 def entries(*pairs):

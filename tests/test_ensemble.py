@@ -18,7 +18,7 @@ import blemore
 from blemore_toolkit.evaluation.probabilities import write_probabilities
 from blemore_toolkit.evaluation.tuning import outcome_scores
 from blemore_toolkit.features import ensemble as ens
-from modeling.decoding_blemore import decode, decode_outcomes
+from blemore_toolkit.modeling.decoding_blemore import decode, decode_outcomes
 
 TARGETS = ens.TARGETS
 TRAIN, TEST = 500, 60

@@ -5,7 +5,6 @@ shortcut of ``challenge.clip_pairs`` and the prebuilt scores of ``challenge.scor
 import csv
 import dataclasses
 import json
-import math
 import os
 import sys
 
@@ -14,7 +13,7 @@ import pytest
 import blemore
 from blemore_toolkit.data import references
 from blemore_toolkit.evaluation import submission
-from metrics.blemore import challenge
+from blemore_toolkit.metrics.blemore import challenge
 
 
 def _write(path, header, rows):

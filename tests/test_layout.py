@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import blemore
-from metrics.blemore import challenge
+from blemore_toolkit.metrics.blemore import challenge
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLKIT = REPO_ROOT / "blemore_toolkit"
@@ -20,8 +20,9 @@ ALLOWED = {
     "evaluation": {"data"},
     "features": {"data", "evaluation"},
     "training": {"data", "evaluation", "features"},
+    "conversion": {"data"},
     "demo": {"data", "evaluation", "features", "training"},
-    "cli": {"data", "evaluation", "features", "training", "demo"},
+    "cli": {"data", "evaluation", "features", "training", "conversion", "demo"},
 }
 
 

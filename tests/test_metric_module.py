@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import blemore
-from metrics.blemore import challenge
+from blemore_toolkit.metrics.blemore import challenge
 
 REPO = Path(__file__).resolve().parents[1]
 CARD = REPO / "metrics" / "blemore" / "README.md"

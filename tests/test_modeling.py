@@ -26,13 +26,13 @@ from transformers import (
 )
 
 import blemore
-from modeling import (
+from blemore_toolkit.modeling import (
     BlemoreConfig,
     BlemoreForBlendedEmotionRecognition,
     BlemoreModel,
     decoding_blemore,
 )
-from modeling.decoding_blemore import (
+from blemore_toolkit.modeling.decoding_blemore import (
     EMOTIONS,
     OUTCOMES,
     decode,
@@ -358,7 +358,7 @@ def test_from_pretrained_backbones(tmp_path):
 def test_auto_classes_without_remote_code():
     """AutoModel is the base model (the transformers convention); the task classes give the classifier, and the
     audio one only for a model that runs on audio alone."""
-    from modeling import BlemoreForAudioClassification
+    from blemore_toolkit.modeling import BlemoreForAudioClassification
 
     config = tiny_config()
     assert isinstance(AutoConfig.for_model("blemore"), BlemoreConfig)
@@ -451,7 +451,7 @@ print(json.dumps({
 def test_save_and_load_in_a_fresh_process(tmp_path):
     from transformers import VideoMAEImageProcessorPil, Wav2Vec2FeatureExtractor
 
-    from modeling import BlemoreProcessor
+    from blemore_toolkit.modeling import BlemoreProcessor
 
     torch.manual_seed(0)
     config = tiny_config(
@@ -675,7 +675,7 @@ def test_model_decodes_with_its_config(objective, decoder):
 
 def test_feature_inputs_keep_their_order_through_saving(tmp_path):
     """config.json sorts keys: the model must split a concatenated ``features`` tensor the same way after reloading."""
-    from modeling import BlemoreForBlendedEmotionRecognition as Model
+    from blemore_toolkit.modeling import BlemoreForBlendedEmotionRecognition as Model
 
     torch.manual_seed(0)
     model = Model(BlemoreConfig(feature_sizes={"video_clip": 3, "audio_clip": 5}, fusion="gated")).eval()

@@ -176,8 +176,8 @@ def test_finetune_trains_predicts_and_scores(finetune):
 def test_own_trainer_script_trains_scores_predicts_and_pushes(own_trainer, prepared_dataset):
     from datasets import load_dataset
 
-    from metrics.blemore.challenge import challenge_scores
-    from modeling.decoding_blemore import outcomes_to_predictions
+    from blemore_toolkit.metrics.blemore.challenge import challenge_scores
+    from blemore_toolkit.modeling.decoding_blemore import outcomes_to_predictions
 
     notebook, work, card = own_trainer
     source = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")

@@ -12,10 +12,10 @@ import torch
 from local_hub import run_client
 
 import blemore
+from blemore_toolkit.metrics.blemore.challenge import challenge_scores
+from blemore_toolkit.modeling.decoding_blemore import OUTCOME_TARGETS, decode_outcomes, outcomes_to_predictions
 from blemore_toolkit.training.batches import ClipCollator
 from blemore_toolkit.training.tiny import tiny_config, tiny_model, tiny_processor
-from metrics.blemore.challenge import challenge_scores
-from modeling.decoding_blemore import OUTCOME_TARGETS, decode_outcomes, outcomes_to_predictions
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_the_train_card_says_what_happened(tmp_path):
 
 
 def test_the_card_cites_the_dataset_paper():
-    from modeling.model_card_blemore import CITATION
+    from blemore_toolkit.modeling.model_card_blemore import CITATION
 
     assert CITATION.strip() == blemore._CITATION.strip()
 
@@ -164,7 +164,7 @@ def test_push_to_hub_writes_the_blemore_card_and_the_pipeline_loads_from_the_hub
 
 LOAD_AND_RUN = """
 import sys, torch
-from modeling import BlemoreProcessor
+from blemore_toolkit.modeling import BlemoreProcessor
 from blemore_toolkit.training.tiny import tiny_model
 processor = BlemoreProcessor.from_pretrained(sys.argv[1])
 batch = processor(videos=sys.argv[2:4], audio=sys.argv[2:4])  # two clips of different lengths: padded audio

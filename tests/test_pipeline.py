@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from metrics.blemore.challenge import check_clips
-from modeling.decoding_blemore import EMOTIONS, OUTCOME_NAMES
+from blemore_toolkit.metrics.blemore.challenge import check_clips
+from blemore_toolkit.modeling.decoding_blemore import EMOTIONS, OUTCOME_NAMES
 
 
 @pytest.fixture(scope="module")

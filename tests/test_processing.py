@@ -7,7 +7,12 @@ from torchcodec.decoders import AudioDecoder, VideoDecoder
 from transformers import VideoMAEImageProcessorPil, Wav2Vec2FeatureExtractor
 
 from blemore_toolkit.data.synth import write_clip
-from modeling import BlemoreConfig, BlemoreForBlendedEmotionRecognition, BlemoreProcessor, frame_indices
+from blemore_toolkit.modeling import (
+    BlemoreConfig,
+    BlemoreForBlendedEmotionRecognition,
+    BlemoreProcessor,
+    frame_indices,
+)
 
 NUM_FRAMES, SIZE, RATE = 8, 32, 16_000
 

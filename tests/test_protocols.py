@@ -27,7 +27,7 @@ from blemore_toolkit.features.extraction import (
     feature_columns,
 )
 from blemore_toolkit.features.protocols import PAPER_FEATURES, PAPER_HEADS, feature_protocol
-from modeling.decoding_blemore import OUTCOMES
+from blemore_toolkit.modeling.decoding_blemore import OUTCOMES
 
 EMOTIONS = blemore.EMOTIONS
 HIDDEN = 4
@@ -417,7 +417,7 @@ def test_subsampling_trains_on_every_window_with_the_clips_target(dataset, table
     test = np.flatnonzero(table.split == "test")[0]
     with torch.no_grad():
         logits = model(features=torch.from_numpy(design.x[design.clip == test])).logits.double().numpy()
-    from modeling.decoding_blemore import decode
+    from blemore_toolkit.modeling.decoding_blemore import decode
 
     config = json.loads((tmp_path / "config.json").read_text())
     expected = decode(heads.clip_probabilities(logits, np.zeros(len(logits), int), 1), "thresholds",

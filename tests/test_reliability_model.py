@@ -60,9 +60,9 @@ def test_a_blemore_model_loads_with_the_local_classes_and_its_shipped_code_does_
     marker = tmp_path / "ran"
     arm_tripwire(model_copy, marker)
     model, processor = load_model(str(model_copy))
-    assert type(model).__module__ == "modeling.modeling_blemore" and processor is not None
+    assert type(model).__module__ == "blemore_toolkit.modeling.modeling_blemore" and processor is not None
     model, _ = build_model(TrainSettings(init_from=str(model_copy)))
-    assert type(model).__module__ == "modeling.modeling_blemore"
+    assert type(model).__module__ == "blemore_toolkit.modeling.modeling_blemore"
     assert not marker.exists()
 
 
@@ -84,7 +84,7 @@ def test_the_flag_lets_the_shipped_code_run(model_copy, tmp_path):
     marker = tmp_path / "ran"
     arm_tripwire(model_copy, marker, foreign=True)
     model, _ = load_model(str(model_copy), trust_remote_code=True)
-    assert marker.exists() and type(model).__module__ != "modeling.modeling_blemore"
+    assert marker.exists() and type(model).__module__ != "blemore_toolkit.modeling.modeling_blemore"
 
 
 def test_both_commands_offer_the_flag_off_by_default():

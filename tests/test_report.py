@@ -14,7 +14,7 @@ from blemore_toolkit.data.references import ReferenceClip
 from blemore_toolkit.evaluation import report
 from blemore_toolkit.evaluation.predictions import AlignedPredictions
 from blemore_toolkit.evaluation.probabilities import write_probabilities
-from metrics.blemore import challenge
+from blemore_toolkit.metrics.blemore import challenge
 
 # (clip name, prediction): eight hand-made cases, each landing in a known cell.
 CASES = [
@@ -94,7 +94,7 @@ def random_probabilities(rng, outcomes, noise=0.5):
 
 
 def test_threshold_grid_cells_are_the_challenge_scores_of_that_decoding():
-    from modeling.decoding_blemore import decode
+    from blemore_toolkit.modeling.decoding_blemore import decode
 
     rng = np.random.default_rng(0)
     outcomes = rng.integers(0, 36, 200)

@@ -111,7 +111,7 @@ def order_table() -> SequenceTable:
 
 
 def test_head_names_agree_with_the_model():
-    from modeling.sequence_heads_blemore import SEQUENCE_HEADS
+    from blemore_toolkit.modeling.sequence_heads_blemore import SEQUENCE_HEADS
 
     assert heads.SEQUENCE_HEADS == SEQUENCE_HEADS and set(SEQUENCE_HEADS) <= set(heads.HEADS)
     from blemore_toolkit.features.sequence_heads import head_recipe

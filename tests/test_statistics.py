@@ -13,7 +13,7 @@ import blemore
 from blemore_toolkit.evaluation import statistics
 from blemore_toolkit.evaluation.probabilities import write_probabilities
 from blemore_toolkit.evaluation.statistics import ClipCorrectness
-from metrics.blemore import challenge
+from blemore_toolkit.metrics.blemore import challenge
 
 POPULATION_MEAN, ACTOR_SPREAD = 0.6, 0.15
 

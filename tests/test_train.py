@@ -207,10 +207,15 @@ def test_push_to_hub_with_a_card_then_load_it_elsewhere(fold_run, hub, tmp_path)
 
 def test_validation_metrics_are_the_challenge_scores_of_the_tuned_decoder():
     from blemore_toolkit.evaluation.tuning import tune_thresholds
+    from blemore_toolkit.metrics.blemore.challenge import challenge_scores
+    from blemore_toolkit.modeling import BlemoreConfig
+    from blemore_toolkit.modeling.decoding_blemore import (
+        OUTCOME_TARGETS,
+        outcomes_to_predictions,
+        softmax,
+        threshold_outcomes,
+    )
     from blemore_toolkit.training.train import validation_scores
-    from metrics.blemore.challenge import challenge_scores
-    from modeling import BlemoreConfig
-    from modeling.decoding_blemore import OUTCOME_TARGETS, outcomes_to_predictions, softmax, threshold_outcomes
 
     rng = np.random.default_rng(3)
     truth = rng.integers(0, 36, 300)

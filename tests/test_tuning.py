@@ -3,8 +3,8 @@
 import numpy as np
 
 from blemore_toolkit.evaluation.tuning import DEFAULT_THRESHOLDS, outcome_scores, tune_thresholds
-from metrics.blemore.challenge import challenge_scores
-from modeling.decoding_blemore import OUTCOME_TARGETS, outcomes_to_predictions, threshold_outcomes
+from blemore_toolkit.metrics.blemore.challenge import challenge_scores
+from blemore_toolkit.modeling.decoding_blemore import OUTCOME_TARGETS, outcomes_to_predictions, threshold_outcomes
 
 
 def _noisy_probs(truth: np.ndarray, noise: float, seed: int) -> np.ndarray:

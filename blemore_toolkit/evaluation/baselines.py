@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import blemore
 from blemore_toolkit.data import references
 from blemore_toolkit.data.references import ReferenceClip
-from metrics.blemore import challenge
+from blemore_toolkit.metrics.blemore import challenge
 
 COUNT_ON = ("partition", "train")
 

@@ -20,8 +20,8 @@ import dataclasses
 import numpy as np
 
 from blemore_toolkit.evaluation.tuning import outcome_scores, tune_thresholds
-from metrics.blemore.challenge import METRICS
-from modeling.decoding_blemore import OUTCOME_IS_BLEND, decode_outcomes
+from blemore_toolkit.metrics.blemore.challenge import METRICS
+from blemore_toolkit.modeling.decoding_blemore import OUTCOME_IS_BLEND, decode_outcomes
 
 DECODER_CHOICES: tuple[str, ...] = ("thresholds", "expected_score")
 #: Temperatures tried for the expected-score decoder (emotion probabilities → outcome distribution).

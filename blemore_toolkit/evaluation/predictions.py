@@ -23,7 +23,7 @@ from blemore_toolkit.data import references as reference_io
 from blemore_toolkit.evaluation import submission
 from blemore_toolkit.evaluation.probabilities import PROBABILITY_COLUMNS, read_probabilities
 from blemore_toolkit.evaluation.statistics import ClipCorrectness
-from metrics.blemore.challenge import clip_pairs
+from blemore_toolkit.metrics.blemore.challenge import clip_pairs
 
 
 @dataclasses.dataclass
@@ -112,7 +112,7 @@ def _from_submission(path: Path, truth: dict, lenient: bool) -> AlignedPredictio
 
 
 def _from_probabilities(path: Path, truth: dict, thresholds: tuple[float, float]) -> AlignedPredictions:
-    from modeling.decoding_blemore import decode_outcomes, outcomes_to_predictions
+    from blemore_toolkit.modeling.decoding_blemore import decode_outcomes, outcomes_to_predictions
 
     try:
         clip_ids, probabilities, _ = read_probabilities(path)

@@ -28,7 +28,7 @@ import blemore
 from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.evaluation import statistics
 from blemore_toolkit.evaluation.predictions import AlignedPredictions
-from metrics.blemore import challenge
+from blemore_toolkit.metrics.blemore import challenge
 
 #: Salience levels in the order the report shows them (ordinal: first emotion dominant → second dominant).
 LEVEL_ORDER: tuple[str, ...] = ("70/30", "50/50", "30/70")
@@ -120,7 +120,7 @@ def threshold_grid(probabilities: np.ndarray, true_outcomes: np.ndarray, step: f
                    maximum: float = GRID_MAX) -> dict:
     """acc_presence, acc_salience and score of the α/β threshold decoder over a grid (rows α, columns β)."""
     from blemore_toolkit.evaluation.tuning import outcome_scores
-    from modeling.decoding_blemore import threshold_outcomes
+    from blemore_toolkit.modeling.decoding_blemore import threshold_outcomes
 
     grid = np.round(np.arange(0.0, maximum + step / 2, step), 4)
     shape = (len(grid), len(grid))

@@ -23,7 +23,7 @@ from typing import Any
 import blemore
 from blemore_toolkit.data import references
 from blemore_toolkit.evaluation import submission
-from metrics.blemore import challenge
+from blemore_toolkit.metrics.blemore import challenge
 
 _SCORE_EPILOG = """\
 REF is a prepared dataset folder (choose the split with --split; default: test), the organisers' metadata CSV,

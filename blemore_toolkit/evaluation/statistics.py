@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 import blemore
-from metrics.blemore import challenge
+from blemore_toolkit.metrics.blemore import challenge
 
 #: Resamples of the bootstrap (and random sign patterns of the permutation test) unless told otherwise.
 DEFAULT_RESAMPLES = 2000
@@ -83,7 +83,7 @@ class ClipCorrectness:
     @classmethod
     def from_outcomes(cls, true_outcomes, predicted_outcomes) -> ClipCorrectness:
         """Correctness of predicted against true outcome indices (``blemore.OUTCOMES``), e.g. decoded predictions."""
-        from modeling.decoding_blemore import outcomes_to_predictions
+        from blemore_toolkit.modeling.decoding_blemore import outcomes_to_predictions
 
         return cls.from_clips(outcomes_to_predictions(true_outcomes), outcomes_to_predictions(predicted_outcomes))
 
@@ -245,7 +245,7 @@ def decoded_with_interval(probabilities, true_outcomes, clip_ids: Sequence[str],
     What ``train --fold all`` and ``heads`` report as the pooled out-of-fold figure: every training clip predicted by
     the fold model that did not see its actor, all decoded with the thresholds the final fit uses.
     """
-    from modeling.decoding_blemore import threshold_outcomes
+    from blemore_toolkit.modeling.decoding_blemore import threshold_outcomes
 
     decoded = threshold_outcomes(probabilities, presence_threshold, salience_threshold)
     correctness = ClipCorrectness.from_outcomes(true_outcomes, decoded)

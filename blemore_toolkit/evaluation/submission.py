@@ -554,7 +554,7 @@ def check_submission(
 
 def submission_document(predictions: Mapping[str, Sequence]) -> dict:
     """The challenge's JSON document: keys as ``<clip>.mov`` (the template's spelling), saliences as floats."""
-    from metrics.blemore.challenge import clip_pairs
+    from blemore_toolkit.metrics.blemore.challenge import clip_pairs
 
     return {
         "predictions": {

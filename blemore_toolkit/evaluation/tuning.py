@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from modeling.decoding_blemore import (
+from blemore_toolkit.modeling.decoding_blemore import (
     _PAIR_TABLE,
     NEUTRAL_INDEX,
     OUTCOME_IS_BLEND,

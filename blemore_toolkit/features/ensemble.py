@@ -229,7 +229,7 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], dataset_dir: str | os.Pa
         if unknown:
             raise BlemoreError(f"{unknown[0]}: not a test clip of {dataset_dir}")
         from blemore_toolkit.evaluation.submission import write_submission
-        from modeling.decoding_blemore import decode
+        from blemore_toolkit.modeling.decoding_blemore import decode
 
         predictions = decode(result.test_probabilities, **result.decoding)
         report["submission"] = str(write_submission(dict(zip(result.test_clip_ids, predictions)), submission))

@@ -21,7 +21,7 @@ Heads (``--head``):
 * ``linear``, ``mlp256``, ``mlp512`` — the paper's: a linear map, or one hidden layer of 256/512 units (the
   protocol's activation), on the concatenated, standardised features (configs concatenated in alphabetical order);
 * ``concat``, ``gated``, ``cross_attention`` — the model's fusion heads with one feature input per feature config
-  (each projected to ``--hidden`` units, then fused; see ``modeling.BlemoreConfig.fusion``);
+  (each projected to ``--hidden`` units, then fused; see ``blemore_toolkit.modeling.BlemoreConfig.fusion``);
 * ``attention_pool``, ``temporal_transformer``, ``cross_modal`` — sequence heads on the stored per-window sequences
   rather than the statistics (``features/sequence_heads.py``; aggregation method only). They plug into the CV,
   α/β tuning, test fit, saving and submission here through a ``HeadRecipe`` (``sequence_heads.head_recipe(head)``
@@ -79,11 +79,12 @@ from blemore import BlemoreError
 from blemore_toolkit.evaluation.tuning import ThresholdGrid, ThresholdSearch, outcome_scores, tune_thresholds
 from blemore_toolkit.features.extraction import FEATURES_DIR, PROVENANCE_FILE, feature_configs
 from blemore_toolkit.features.protocols import METHODS, HeadProtocol, head_protocol
-from metrics.blemore.challenge import METRICS
+from blemore_toolkit.metrics.blemore.challenge import METRICS
 
 PAPER_HEADS: dict[str, int | None] = {"linear": None, "mlp256": 256, "mlp512": 512}
 FUSION_HEADS: tuple[str, ...] = ("concat", "gated", "cross_attention")
-#: Heads on the per-window sequences (``modeling.sequence_heads_blemore.SEQUENCE_HEADS``; a test checks they agree).
+#: Heads on the per-window sequences (``modeling/sequence_heads_blemore.py``'s ``SEQUENCE_HEADS``; a test checks
+#: they agree).
 SEQUENCE_HEADS: tuple[str, ...] = ("attention_pool", "temporal_transformer", "cross_modal")
 HEADS: tuple[str, ...] = tuple(PAPER_HEADS) + FUSION_HEADS + SEQUENCE_HEADS
 #: Width of the projection that stores a linear head exactly (2 × 6 emotions; see the module docstring).
@@ -289,7 +290,7 @@ def model_inputs(head: str, feature_sizes: dict[str, int]) -> dict[str, int]:
 
 def head_config(settings: HeadSettings, feature_sizes: dict[str, int]):
     """The ``BlemoreConfig`` of a head on features of these sizes (see the module docstring)."""
-    from modeling import BlemoreConfig
+    from blemore_toolkit.modeling import BlemoreConfig
 
     training = settings.training
     inputs = model_inputs(settings.head, feature_sizes)
@@ -542,7 +543,7 @@ def fit_head(train_x: np.ndarray, train_y: np.ndarray, feature_sizes: dict[str, 
     """
     import torch
 
-    from modeling import BlemoreForBlendedEmotionRecognition
+    from blemore_toolkit.modeling import BlemoreForBlendedEmotionRecognition
 
     training = settings.training
     epochs = training.epochs_for(settings.method) if epochs is None else epochs
@@ -649,7 +650,7 @@ def clip_probabilities(row_logits, clip: np.ndarray, num_clips: int) -> np.ndarr
     With one row per clip (aggregation) this is the softmax of its logits; with windows (subsampling) the
     paper's rule: logits averaged over the clip's windows before the softmax.
     """
-    from modeling.decoding_blemore import softmax, to_numpy
+    from blemore_toolkit.modeling.decoding_blemore import softmax, to_numpy
 
     logits = to_numpy(row_logits)
     if len(clip) == num_clips and np.array_equal(clip, np.arange(num_clips)):
@@ -768,7 +769,7 @@ def cross_validate(table: FeatureTable, settings: HeadSettings, groups: Sequence
     """
     from tqdm.auto import tqdm
 
-    from modeling.decoding_blemore import threshold_outcomes
+    from blemore_toolkit.modeling.decoding_blemore import threshold_outcomes
 
     training = settings.training
     start_time = time.perf_counter()
@@ -1086,7 +1087,7 @@ def run_heads_pipeline(
     if submission is not None:
         if probs is None:
             raise BlemoreError(f"{dataset_dir}: the feature configs hold no test clips to predict")
-        from modeling.decoding_blemore import decode
+        from blemore_toolkit.modeling.decoding_blemore import decode
 
         predictions = decode(probs, "thresholds", presence_threshold=thresholds[0], salience_threshold=thresholds[1])
         from blemore_toolkit.evaluation.submission import write_submission

@@ -170,7 +170,7 @@ def sequence_inputs(table: FeatureTable, group: Sequence[str]) -> SequenceInputs
 
 def sequence_head_config(settings: HeadSettings, widths: dict[str, int]):
     """The ``BlemoreConfig`` of a sequence head on inputs of these window widths."""
-    from modeling import BlemoreConfig
+    from blemore_toolkit.modeling import BlemoreConfig
 
     return BlemoreConfig(feature_sizes=dict(widths), sequence_head=settings.head, fusion="concat",
                          fusion_hidden_size=settings.hidden, fusion_num_heads=SEQUENCE_NUM_HEADS,
@@ -204,7 +204,7 @@ def fit_sequence_head(train_x: SequenceInputs, train_y: np.ndarray, feature_size
     """
     import torch
 
-    from modeling import BlemoreForBlendedEmotionRecognition
+    from blemore_toolkit.modeling import BlemoreForBlendedEmotionRecognition
 
     training = settings.training
     if settings.method != "aggregation":

@@ -7,5 +7,5 @@ model of the demo and the tests.
 Building blocks for a Trainer script of your own (see ``notebooks/03_your_own_trainer.ipynb``):
 ``batches.ClipCollator`` (plain dataset rows + the model's processor → batches), ``train.challenge_metrics``
 (a ``compute_metrics`` reporting the challenge accuracies) and, for each clip's reference in the metric's form,
-``modeling.decoding_blemore.outcomes_to_predictions(ds["outcome"])``.
+``blemore_toolkit.modeling.decoding_blemore.outcomes_to_predictions(ds["outcome"])``.
 """

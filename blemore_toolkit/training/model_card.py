@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modeling.model_card_blemore import metric_name
+from blemore_toolkit.modeling.model_card_blemore import metric_name
 
 
 def training_paragraph(summary: dict, dataset_repo: str | None = None) -> str:
@@ -48,13 +48,13 @@ def training_paragraph(summary: dict, dataset_repo: str | None = None) -> str:
 def render_model_card(summary: dict, repo_id: str, revision: str | None = None, dataset_repo: str | None = None):
     """A ``huggingface_hub.ModelCard`` for the run ``summary`` that ``blemore train`` returns (and writes).
 
-    The same card ``model.push_to_hub`` writes (``modeling.model_card_blemore``), with the run's validation table
-    and what happened in training.
+    The same card ``model.push_to_hub`` writes (``blemore_toolkit.modeling.model_card_blemore``), with the run's
+    validation table and what happened in training.
     """
     from huggingface_hub import ModelCard
 
-    from modeling import BlemoreConfig
-    from modeling.model_card_blemore import render_model_card as render_from_config
+    from blemore_toolkit.modeling import BlemoreConfig
+    from blemore_toolkit.modeling.model_card_blemore import render_model_card as render_from_config
 
     config = BlemoreConfig.from_pretrained(Path(summary["model_dir"]))
     return ModelCard(render_from_config(

@@ -42,7 +42,7 @@ def emotion_probabilities(predictions) -> np.ndarray:
     For both objectives the softmax of ``logits`` is the predicted salience proportion of each emotion (an
     ``"outcome"`` model's ``logits`` are the log of the proportions its 36-way distribution implies).
     """
-    from modeling.decoding_blemore import softmax
+    from blemore_toolkit.modeling.decoding_blemore import softmax
 
     logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
     return softmax(logits)
@@ -50,7 +50,7 @@ def emotion_probabilities(predictions) -> np.ndarray:
 
 def outcome_probabilities(predictions) -> np.ndarray | None:
     """(N, 36) outcome probabilities when the model has a 36-way head (its second output), else None."""
-    from modeling.decoding_blemore import softmax
+    from blemore_toolkit.modeling.decoding_blemore import softmax
 
     if isinstance(predictions, (tuple, list)) and len(predictions) > 1 and predictions[1] is not None:
         return softmax(predictions[1])
@@ -89,7 +89,7 @@ def load_blemore_model(model: str, *, revision: str | None = None, trust_remote_
     from safetensors import SafetensorError
     from transformers import AutoModelForVideoClassification
 
-    from modeling import register_auto_classes
+    from blemore_toolkit.modeling import register_auto_classes
 
     register_auto_classes()  # BLEMORE configs then load with the local classes, without running shipped code
     try:
@@ -112,7 +112,7 @@ def load_blemore_processor(model: str, *, revision: str | None = None):
     """``BlemoreProcessor.from_pretrained``, a damaged ``processor_config.json`` named in one line."""
     import json
 
-    from modeling import BlemoreProcessor
+    from blemore_toolkit.modeling import BlemoreProcessor
 
     try:
         return BlemoreProcessor.from_pretrained(model, revision=revision)
@@ -158,7 +158,7 @@ def write_predictions(result: dict, output_dir: str | os.PathLike, truth=None) -
         submission_document,
         write_submission,
     )
-    from modeling.decoding_blemore import outcomes_to_predictions
+    from blemore_toolkit.modeling.decoding_blemore import outcomes_to_predictions
 
     output_dir = Path(output_dir)
     predictions = dict(zip(result["clip_ids"], outcomes_to_predictions(result["outcomes"])))

@@ -14,7 +14,7 @@ def tiny_processor(num_frames: int = 4, image_size: int = 32, max_audio_seconds:
     """The processor matching ``tiny_model``: resize + centre crop to ``image_size``, 16 kHz audio, normalised."""
     from transformers import VideoMAEImageProcessorPil, Wav2Vec2FeatureExtractor
 
-    from modeling import BlemoreProcessor
+    from blemore_toolkit.modeling import BlemoreProcessor
 
     video_processor = VideoMAEImageProcessorPil(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
@@ -30,7 +30,7 @@ def tiny_config(num_frames: int = 4, image_size: int = 32, hidden_size: int = 48
     """A ``BlemoreConfig`` with tiny VideoMAE and WavLM encoders; ``settings`` override BlemoreConfig fields."""
     from transformers import VideoMAEConfig, WavLMConfig
 
-    from modeling import BlemoreConfig
+    from blemore_toolkit.modeling import BlemoreConfig
 
     video = VideoMAEConfig(
         image_size=image_size, patch_size=4, num_frames=num_frames, tubelet_size=2, hidden_size=hidden_size,
@@ -52,7 +52,7 @@ def tiny_model(num_frames: int = 4, image_size: int = 32, seed: int = 0, **setti
     """A freshly initialised ``BlemoreForBlendedEmotionRecognition`` on ``tiny_config`` (deterministic by seed)."""
     import torch
 
-    from modeling import BlemoreForBlendedEmotionRecognition
+    from blemore_toolkit.modeling import BlemoreForBlendedEmotionRecognition
 
     torch.manual_seed(seed)
     return BlemoreForBlendedEmotionRecognition(tiny_config(num_frames, image_size, **settings))

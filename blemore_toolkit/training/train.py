@@ -42,6 +42,7 @@ from blemore import BlemoreError
 from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.data.loading import card_splits, load_split
 from blemore_toolkit.evaluation.tuning import PAPER_GRID, TOOLKIT_GRID, ThresholdGrid, tune_thresholds
+from blemore_toolkit.metrics.blemore.challenge import METRICS
 from blemore_toolkit.training.batches import (
     LABEL_KEY,
     ClipCollator,
@@ -50,7 +51,6 @@ from blemore_toolkit.training.batches import (
     labelled_outcomes,
 )
 from blemore_toolkit.training.predict import emotion_probabilities, outcome_probabilities
-from metrics.blemore.challenge import METRICS
 
 FOLDS = tuple(range(5))
 
@@ -115,7 +115,7 @@ def build_model(settings: TrainSettings):
     """A fresh model and its processor, as the settings say (the same weights for every fold: seeded)."""
     import torch
 
-    from modeling import BlemoreForBlendedEmotionRecognition, BlemoreProcessor
+    from blemore_toolkit.modeling import BlemoreForBlendedEmotionRecognition, BlemoreProcessor
 
     torch.manual_seed(settings.seed)
     if settings.init_from:
@@ -153,8 +153,8 @@ def validation_scores(config, predictions, truth, grid: ThresholdGrid = TOOLKIT_
     ``blemore score`` and the evaluate module. Returns them with the thresholds found (``presence_threshold``,
     ``salience_threshold``) and the score with the config's current parameters (``untuned_score``).
     """
-    from metrics.blemore.challenge import challenge_scores
-    from modeling.decoding_blemore import decode_outcomes, outcomes_to_predictions
+    from blemore_toolkit.metrics.blemore.challenge import challenge_scores
+    from blemore_toolkit.modeling.decoding_blemore import decode_outcomes, outcomes_to_predictions
 
     references = outcomes_to_predictions(truth)
 
@@ -203,8 +203,8 @@ def challenge_metrics(config, tune_thresholds: bool = True, grid: ThresholdGrid 
 
 def untuned_scores(config, predictions, truth) -> dict:
     """Challenge accuracies of the predictions decoded with the config's own decoder and thresholds."""
-    from metrics.blemore.challenge import challenge_scores
-    from modeling.decoding_blemore import decode_outcomes, outcomes_to_predictions
+    from blemore_toolkit.metrics.blemore.challenge import challenge_scores
+    from blemore_toolkit.modeling.decoding_blemore import decode_outcomes, outcomes_to_predictions
 
     probabilities = outcome_probabilities(predictions)
     if probabilities is None:
