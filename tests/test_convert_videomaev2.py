@@ -149,19 +149,6 @@ def test_the_head_count_comes_from_the_width_or_must_be_given(tmp_path):
                            **CASES["giant_like"])
 
 
-def _shapes_of(model_name: str, num_classes: int) -> dict:
-    """The state dict layout of one of the reference's registered models, as empty meta tensors."""
-    width, depth, patch, hidden = {"vit_base_patch16_224": (768, 12, 16, 3072),
-                                   "vit_giant_patch14_224": (1408, 40, 14, int(1408 * 48 / 11))}[model_name]
-    state = {"patch_embed.proj.weight": (width, 3, 2, patch, patch), "patch_embed.proj.bias": (width,),
-             "fc_norm.weight": (width,), "fc_norm.bias": (width,), "head.weight": (num_classes, width),
-             "head.bias": (num_classes,)}
-    for i in range(depth):
-        state.update({f"blocks.{i}.attn.qkv.weight": (3 * width, width), f"blocks.{i}.attn.q_bias": (width,),
-                      f"blocks.{i}.attn.v_bias": (width,), f"blocks.{i}.mlp.fc1.weight": (hidden, width)})
-    return {key: torch.empty(shape, device="meta") for key, shape in state.items()}
-
-
 @pytest.mark.parametrize("model_name, expected", [
     ("vit_giant_patch14_224", {"hidden_size": 1408, "num_hidden_layers": 40, "num_attention_heads": 16,
                                "intermediate_size": 6144, "patch_size": 14, "num_labels": 710}),
@@ -169,9 +156,25 @@ def _shapes_of(model_name: str, num_classes: int) -> dict:
                               "intermediate_size": 3072, "patch_size": 16, "num_labels": 710}),
 ])
 def test_the_papers_giant_and_the_base_size_get_the_references_configuration(model_name, expected):
-    config = conversion.config_from_state(_shapes_of(model_name, 710), model_name)
+    layout = {key: torch.empty(shape, device="meta") for key, shape in conversion.reference_layout(model_name).items()}
+    config = conversion.config_from_state(layout, model_name)
     assert {key: getattr(config, key) for key in expected} == expected
     assert (config.image_size, config.num_frames, config.tubelet_size, config.layer_norm_eps) == (224, 16, 2, 1e-6)
+
+
+@pytest.mark.parametrize("model_name", list(conversion.REFERENCE_MODELS))
+def test_every_size_the_reference_builds_maps_onto_every_weight(model_name):
+    """A real checkpoint's layout (shapes only, on the meta device) fills VideoMAE exactly, at every size."""
+    from transformers import VideoMAEForVideoClassification
+
+    from blemore_toolkit.conversion.checkpoints import load_into, rename_state_dict
+
+    layout = {key: torch.empty(shape, device="meta") for key, shape in conversion.reference_layout(model_name).items()}
+    config = conversion.config_from_state(layout, model_name)
+    with torch.device("meta"):
+        model = VideoMAEForVideoClassification(config)
+    converted = rename_state_dict(conversion.split_qkv(conversion.fold_layer_scale(layout)), conversion.RENAME_TABLE)
+    load_into(model, converted, source=model_name)  # strict: every weight filled, with its shape
 
 
 def test_the_command_line(tmp_path, capsys):

@@ -37,9 +37,17 @@ from blemore_toolkit.conversion.checkpoints import load_into, load_original_chec
 REFERENCE_REPOSITORY = "OpenGVLab/VideoMAEv2"
 REFERENCE_COMMIT = "29eab1e8a588d1b3ec0cdec7b03a86cca491b74b"
 
-#: Attention heads of the reference's registered models, by embedding width (``vit_*_patch*_224``).
-HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16}
-SIZE_NAMES = {384: "small", 768: "base", 1024: "large", 1280: "huge", 1408: "giant"}
+#: The reference's registered models: width, blocks, heads, patch, mlp ratio (models/modeling_finetune.py).
+REFERENCE_MODELS = {
+    "vit_small_patch16_224": (384, 12, 6, 16, 4.0),
+    "vit_base_patch16_224": (768, 12, 12, 16, 4.0),
+    "vit_large_patch16_224": (1024, 24, 16, 16, 4.0),
+    "vit_huge_patch16_224": (1280, 32, 16, 16, 4.0),
+    "vit_giant_patch14_224": (1408, 40, 16, 14, 48 / 11),
+}
+#: Attention heads of the reference's registered models, by embedding width.
+HEADS_BY_WIDTH = {width: heads for width, _, heads, _, _ in REFERENCE_MODELS.values()}
+SIZE_NAMES = {width: name.split("_")[1] for name, (width, *_) in REFERENCE_MODELS.items()}
 #: LayerNorm eps of every registered model (``partial(nn.LayerNorm, eps=1e-6)``).
 LAYER_NORM_EPS = 1e-6
 #: The reference's fine-tuning normalisation (dataset/datasets.py: ImageNet mean and std).
@@ -94,6 +102,29 @@ def split_qkv(state: dict) -> dict:
         query, key_, value = state.pop(key).chunk(3, dim=0)
         state.update({f"{prefix}q.weight": query, f"{prefix}k.weight": key_, f"{prefix}v.weight": value})
     return state
+
+
+def reference_layout(model_name: str, num_classes: int = 710, tubelet: int = 2) -> dict[str, tuple[int, ...]]:
+    """Key → shape of the state dict a fine-tuned ``model_name`` of the reference saves (``qkv_bias=True``, mean
+    pooling, no layer scale): what a real checkpoint of that size holds, without its numbers."""
+    width, depth, _, patch, mlp_ratio = REFERENCE_MODELS[model_name]
+    hidden = int(width * mlp_ratio)
+    layout = {"patch_embed.proj.weight": (width, 3, tubelet, patch, patch), "patch_embed.proj.bias": (width,)}
+    for i in range(depth):
+        block = f"blocks.{i}"
+        layout.update({
+            f"{block}.norm1.weight": (width,), f"{block}.norm1.bias": (width,),
+            f"{block}.attn.q_bias": (width,), f"{block}.attn.v_bias": (width,),
+            f"{block}.attn.qkv.weight": (3 * width, width),
+            f"{block}.attn.proj.weight": (width, width), f"{block}.attn.proj.bias": (width,),
+            f"{block}.norm2.weight": (width,), f"{block}.norm2.bias": (width,),
+            f"{block}.mlp.fc1.weight": (hidden, width), f"{block}.mlp.fc1.bias": (hidden,),
+            f"{block}.mlp.fc2.weight": (width, hidden), f"{block}.mlp.fc2.bias": (width,),
+        })
+    layout.update({"fc_norm.weight": (width,), "fc_norm.bias": (width,)})
+    if num_classes:
+        layout.update({"head.weight": (num_classes, width), "head.bias": (num_classes,)})
+    return layout
 
 
 # ---------------------------------------------------------------------------------------------------------------
