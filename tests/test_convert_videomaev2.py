@@ -170,7 +170,8 @@ def test_every_size_the_reference_builds_maps_onto_every_weight(model_name):
     from blemore_toolkit.conversion.checkpoints import load_into, rename_state_dict
 
     layout = {key: torch.empty(shape, device="meta") for key, shape in conversion.reference_layout(model_name).items()}
-    config = conversion.config_from_state(layout, model_name)
+    patch = layout["patch_embed.proj.weight"].shape[-1]  # one patch per frame pair: a tiny position table to build
+    config = conversion.config_from_state(layout, model_name, image_size=patch, num_frames=2)
     with torch.device("meta"):
         model = VideoMAEForVideoClassification(config)
     converted = rename_state_dict(conversion.split_qkv(conversion.fold_layer_scale(layout)), conversion.RENAME_TABLE)
