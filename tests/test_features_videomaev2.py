@@ -118,3 +118,19 @@ def test_the_toolkit_protocol_gives_rgb_frames_through_the_processor(dataset, en
     paper = _organisers_window(frames[:16], 28, 16)
     with torch.no_grad():
         assert not np.allclose(expected[0], reference_feature(model, paper)[0].numpy(), atol=1e-3)
+
+
+def test_other_video_encoders_keep_their_processor_under_the_paper_protocol(tmp_path, encoder):
+    """The organisers' pixels are a VideoMAEv2 quirk: a plain VideoMAE folder still gets its processor's input."""
+    from blemore_toolkit.features.extraction import ExtractionSettings, FeatureEncoder
+    from blemore_toolkit.training.tiny import save_tiny_encoders
+
+    plain = save_tiny_encoders(tmp_path, 16)["videomae"]
+    settings = ExtractionSettings(encoder=str(plain), kind="auto", pixels="bgr_unnormalised")
+    model = FeatureEncoder(settings, local_files_only=True)
+    assert (model.videomaev2, settings.pixels, "pixels" in settings.fingerprint_data()) == (False, "processor", False)
+    settings = ExtractionSettings(encoder=str(encoder), kind="auto", pixels="bgr_unnormalised")
+    model = FeatureEncoder(settings, local_files_only=True)
+    assert (model.videomaev2, settings.pixels, settings.fingerprint_data()["pixels"]) == (
+        True, "bgr_unnormalised", "bgr_unnormalised")
+    assert model.probe() == 22
