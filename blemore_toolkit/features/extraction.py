@@ -20,6 +20,11 @@ and ``blemore push`` ships it with the clips:
 zero-padded), ``--protocol toolkit`` (the default) as above with 4 frames/s (≤ 64) and a stride of 4, end-aligned;
 both are defined in ``protocols.py`` and any explicit option overrides the protocol's value.
 
+A folder written by ``blemore convert videomaev2`` (``converted_from: videomaev2`` in its config) gives the
+reference's ``forward_features`` per window (``fc_norm`` of the token mean); under ``--protocol paper`` it sees the
+organisers' pixels (``bgr_unnormalised``: BGR, [0, 1], a square bilinear resize, no normalisation), under
+``--protocol toolkit`` RGB frames through its processor.
+
 Each clip gets the **seven statistics** (mean, std, 10th, 25th, 50th, 75th, 90th percentile, in that order, each
 over the frames or windows, concatenated statistic by statistic: ``features[k*H:(k+1)*H]`` is statistic ``k``) and
 the **per-window sequence**. Rows also carry ``clip_id``, ``split``, ``fold`` and the training labels
