@@ -179,10 +179,15 @@ def test_every_size_the_reference_builds_maps_onto_every_weight(model_name):
 
 
 def test_the_command_line(tmp_path, capsys):
+    from transformers import AutoConfig
+
     out = tmp_path / "converted"
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"class {i}\n" for i in range(7)))
     argv = ["convert", "videomaev2", str(FIXTURES / "giant_like.pth"), str(out), "--num-heads", "2",
-            "--image-size", "28"]
+            "--image-size", "28", "--labels", str(labels)]
     assert blemore.main(argv) == 0
     assert (out / "model.safetensors").is_file() and str(out) in capsys.readouterr().out
+    assert AutoConfig.from_pretrained(out, local_files_only=True).id2label[6] == "class 6"
     assert blemore.main(argv) == 1  # the folder exists now: refused, one line
     assert re.search(r"already exists", capsys.readouterr().err)
