@@ -258,10 +258,12 @@ def convert(checkpoint: str | os.PathLike, out: str | os.PathLike, *, num_heads:
         reference=f"{REFERENCE_REPOSITORY} (models/modeling_finetune.py at {REFERENCE_COMMIT[:12]})",
         usage=_USAGE.format(out=out.name),
         notes=[
-            "Licence: OpenGVLab publishes the VideoMAEv2 weights in transformers form (OpenGVLab/VideoMAEv2-Base, "
-            "-Large, -Huge, -giant on the Hugging Face Hub) under CC BY-NC 4.0 (non-commercial use), after first "
-            "releasing them through a download request form (docs/MODEL_ZOO.md of the reference repository); "
-            "the reference code itself is MIT. Check the terms under which you obtained your checkpoint.",
+            "Licence: OpenGVLab first released the VideoMAEv2 checkpoints through a download request form "
+            "(docs/MODEL_ZOO.md of the reference repository), later on the Hugging Face Hub: the repository of the "
+            "original .pth files (OpenGVLab/VideoMAE2) declares Apache-2.0, OpenGVLab's transformers releases of "
+            "the same models (OpenGVLab/VideoMAEv2-Base, -Large, -Huge, -giant) CC BY-NC 4.0. This card states "
+            "the stricter, non-commercial one; the reference code itself is MIT. Check the terms under which you "
+            "obtained your checkpoint.",
             "The feature the reference calls forward_features is fc_norm(mean of the last tokens). transformers "
             "builds fc_norm with eps 1e-5, the reference with 1e-6 (config.layer_norm_eps): apply it as in the "
             "snippet above for the reference's numbers; the logits of model(...) use eps 1e-5.",
