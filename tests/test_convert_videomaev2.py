@@ -82,6 +82,7 @@ def test_the_folder_loads_offline_with_its_processor_and_card(tmp_path):
     assert tuple(processor(frames, return_tensors="pt").pixel_values.shape) == (1, 16, 3, 28, 28)
     card = (out / "README.md").read_text()
     assert "license: cc-by-nc-4.0" in card and "giant_like.pth" in card and "eps" in card
+    assert ".converting" not in card  # the staging folder's name never leaks into the card
 
 
 @pytest.mark.parametrize("mistake", ["q_and_v_bias_swapped", "qkv_split_as_kqv", "layer_scale_not_folded"])

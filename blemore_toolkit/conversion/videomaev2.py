@@ -256,7 +256,7 @@ def convert(checkpoint: str | os.PathLike, out: str | os.PathLike, *, num_heads:
         source=checkpoint, licence="cc-by-nc-4.0",
         licence_url="https://creativecommons.org/licenses/by-nc/4.0/",
         reference=f"{REFERENCE_REPOSITORY} (models/modeling_finetune.py at {REFERENCE_COMMIT[:12]})",
-        usage=_USAGE.format(out=out.name),
+        usage=_USAGE,
         notes=[
             "Licence: OpenGVLab first released the VideoMAEv2 checkpoints through a download request form "
             "(docs/MODEL_ZOO.md of the reference repository), later on the Hugging Face Hub: the repository of the "
@@ -269,7 +269,7 @@ def convert(checkpoint: str | os.PathLike, out: str | os.PathLike, *, num_heads:
             "snippet above for the reference's numbers; the logits of model(...) use eps 1e-5.",
             "Layer scale (gamma_1/gamma_2), where the checkpoint has it, is folded into the attention output and "
             "the second MLP layer; the fused qkv projection is split into query/key/value.",
-            "The video processor resizes the short side to the model's input size, crops the centre and "
+            "The processor resizes the short side to the model's input size, crops the centre and "
             "normalises with ImageNet's mean and std, as the reference's validation transform does. The "
             "BLEMORE organisers fed this model differently (BGR frames in [0, 1], resized to a square, no "
             "normalisation): `blemore features --protocol paper` reproduces that.",
@@ -283,8 +283,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoImageProcessor, VideoMAEForVideoClassification
 
-model = VideoMAEForVideoClassification.from_pretrained("{out}").eval()
-processor = AutoImageProcessor.from_pretrained("{out}")
+model_dir = "path/to/this/folder"
+model = VideoMAEForVideoClassification.from_pretrained(model_dir).eval()
+processor = AutoImageProcessor.from_pretrained(model_dir)
 pixel_values = processor(list_of_16_rgb_frames, return_tensors="pt").pixel_values
 with torch.no_grad():
     tokens = model.videomae(pixel_values).last_hidden_state
