@@ -7,6 +7,12 @@ encoders (ViT frames, VideoMAE windows, WavLM audio; saved locally, nothing down
 figure is clips per second for the whole run, decoding included. Tiny encoders measure the pipeline (decoding,
 preprocessing, batching, writing), not a real encoder's arithmetic; the GPU commands for real encoders are printed
 at the end.
+
+VideoMAEv2 at real sizes (``--videomaev2 base,giant``, the default; ``--videomaev2 ''`` skips it): a random-weight
+folder of the reference's ``vit_base_patch16_224`` / ``vit_giant_patch14_224`` (the paper's encoder) in the layout
+``blemore convert videomaev2`` writes, run under ``--protocol paper`` (every frame, 16-frame windows, the organisers'
+pixels) on the first ``--videomaev2-clips`` clips. On a CPU the giant takes minutes per clip (about 4 TFLOP per
+16-frame window) and ~4.5 GB of memory and disk.
 """
 
 from __future__ import annotations
@@ -24,9 +30,54 @@ from blemore_toolkit.data.prepare import prepare_dataset
 GPU_COMMANDS = """\
 Real encoders on a GPU (one command each; add --revision COMMIT to pin a Hub checkpoint):
   blemore features blemore --encoder MCG-NJU/videomae-base --device cuda --dtype float16 --batch-size 64
+  blemore features blemore --encoder vit-g-k710 --protocol paper --device cuda --batch-size 16  # convert videomaev2
   blemore features blemore --encoder openai/clip-vit-large-patch14 --device cuda --dtype float16 --batch-size 256
   blemore features blemore --encoder microsoft/wavlm-large --layers 6-12 --device cuda --batch-size 16
   blemore features blemore --encoder facebook/hubert-large-ll60k --device cuda --batch-size 16"""
+
+
+def videomaev2_folder(root: Path, size: str) -> Path:
+    """A random-weight converted VideoMAEv2 folder of the reference's ``size`` (as ``blemore convert`` writes it)."""
+    import torch
+    from transformers import VideoMAEForVideoClassification, VideoMAEImageProcessorPil
+
+    from blemore_toolkit.conversion import videomaev2
+
+    name = next(n for n in videomaev2.REFERENCE_MODELS if n.split("_")[1] == size)
+    layout = {k: torch.empty(shape, device="meta") for k, shape in videomaev2.reference_layout(name).items()}
+    config = videomaev2.config_from_state(layout, name)
+    out = root / f"videomaev2-{size}"
+    VideoMAEForVideoClassification(config).save_pretrained(out)
+    processor = VideoMAEImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    processor.save_pretrained(out)
+    return out
+
+
+def bench_videomaev2(dataset: Path, work: Path, size: str, clips: int, batch_size: int, device: str,
+                     dtype: str = "float32") -> None:
+    """Clips/s of the paper's VideoMAEv2 features (``--protocol paper``) on the first ``clips`` clips."""
+    import pyarrow.parquet as pq
+
+    from blemore_toolkit.features.extraction import extract_features
+
+    subset = work / f"videomaev2-{size}-data"
+    (subset / "data").mkdir(parents=True)
+    shutil.copy(dataset / "README.md", subset / "README.md")
+    shard = sorted((dataset / "data").glob("*.parquet"))[0]
+    table = pq.read_table(shard).slice(0, clips)
+    pq.write_table(table, subset / "data" / shard.name)
+    video_s = sum(float(d) for d in table.column("duration_s").to_pylist())
+    folder = videomaev2_folder(work, size)
+    start = time.perf_counter()
+    result = extract_features(subset, str(folder), protocol="paper", batch_size=batch_size, device=device,
+                              dtype=dtype, progress=False)
+    seconds = time.perf_counter() - start
+    windows = sum(pq.read_table(p, columns=["num_windows"]).column(0).to_numpy().sum()
+                  for p in (subset / "features" / result.config).glob("*.parquet"))
+    print(f"videomaev2-{size} (--protocol paper, {device}, {dtype}): {clips / seconds:7.3f} clips/s, "
+          f"{windows / seconds:6.3f} windows/s ({seconds:.1f} s for {clips} clips, {video_s:.1f} s of video, "
+          f"{windows} windows, hidden {result.hidden_size})")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
@@ -34,6 +85,12 @@ def main() -> None:
     parser.add_argument("--dataset", default=None, help="a prepared dataset folder (default: make a synthetic one)")
     parser.add_argument("--actors-per-fold", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--videomaev2", default="base,giant",
+                        help="VideoMAEv2 sizes to time (comma-separated: small base large huge giant; '' for none)")
+    parser.add_argument("--videomaev2-clips", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="device of the VideoMAEv2 runs (the tiny encoders: cpu)")
+    parser.add_argument("--dtype", default="float32", help="dtype of the VideoMAEv2 runs (float32, bfloat16, ...)")
+    parser.add_argument("--no-tiny", action="store_true", help="skip the tiny encoders")
     args = parser.parse_args()
 
     from blemore_toolkit.features.extraction import extract_features
@@ -53,12 +110,14 @@ def main() -> None:
         encoders = save_tiny_encoders(work / "encoders")
         clips = len(read_label_table(dataset))
         print(f"{clips} clips, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}")
-        for name, path in encoders.items():
+        for name, path in ({} if args.no_tiny else encoders).items():
             start = time.perf_counter()
             result = extract_features(dataset, str(path), batch_size=args.batch_size, device="cpu", progress=False)
             seconds = time.perf_counter() - start
             print(f"{name:>9} ({result.config}): {clips / seconds:7.1f} clips/s ({seconds:.1f} s, hidden "
                   f"{result.hidden_size})")
+        for size in filter(None, args.videomaev2.split(",")):
+            bench_videomaev2(dataset, work, size, args.videomaev2_clips, args.batch_size, args.device, args.dtype)
         print(f"load average after {os.getloadavg()[0]:.2f}")
         print(GPU_COMMANDS)
     finally:

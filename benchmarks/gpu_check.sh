@@ -49,3 +49,9 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
           f" clips/s  peak GPU memory train {r['train_peak_memory_mb'] / 1024:6.1f} GiB, inference "
           f"{r['inference_peak_memory_mb'] / 1024:6.1f} GiB  attention {r['attention']}")
 PY
+
+# The paper's VideoMAEv2 encoder (vit_giant_patch14_224) and the base size, random weights in the layout
+# `blemore convert videomaev2` writes, extracting features under --protocol paper (every frame, 16-frame windows) from
+# a few synthetic clips: clips/s and windows/s. Needs the toolkit's own dependencies (pip install -e .) and ffmpeg.
+"$PYTHON" benchmarks/bench_features.py --no-tiny --videomaev2 base,giant --videomaev2-clips "${VIDEOMAEV2_CLIPS:-8}" \
+    --device cuda --dtype bfloat16 --batch-size 16

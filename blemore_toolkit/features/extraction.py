@@ -20,6 +20,11 @@ and ``blemore push`` ships it with the clips:
 zero-padded), ``--protocol toolkit`` (the default) as above with 4 frames/s (≤ 64) and a stride of 4, end-aligned;
 both are defined in ``protocols.py`` and any explicit option overrides the protocol's value.
 
+A folder written by ``blemore convert videomaev2`` (``converted_from: videomaev2`` in its config) gives the
+reference's ``forward_features`` per window (``fc_norm`` of the token mean); under ``--protocol paper`` it sees the
+organisers' pixels (``bgr_unnormalised``: BGR, [0, 1], a square bilinear resize, no normalisation), under
+``--protocol toolkit`` RGB frames through its processor.
+
 Each clip gets the **seven statistics** (mean, std, 10th, 25th, 50th, 75th, 90th percentile, in that order, each
 over the frames or windows, concatenated statistic by statistic: ``features[k*H:(k+1)*H]`` is statistic ``k``) and
 the **per-window sequence**. Rows also carry ``clip_id``, ``split``, ``fold`` and the training labels
@@ -141,12 +146,17 @@ class ExtractionSettings:
     dtype: str = "float32"
     #: ``end_aligned`` or ``zero_pad`` (see the module docstring).
     last_window: str = "end_aligned"
+    #: ``processor`` or, for a converted VideoMAEv2 folder under the paper's protocol, ``bgr_unnormalised``
+    #: (``protocols.FeatureProtocol.videomaev2_pixels``).
+    pixels: str = "processor"
 
     def fingerprint_data(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("dtype")  # a storage/computation detail that hardly moves the numbers; keep shards reusable
         if data["last_window"] == "end_aligned":  # the only rule before it was a setting: old shards stay valid
             data.pop("last_window")
+        if data["pixels"] == "processor":  # likewise
+            data.pop("pixels")
         return data
 
 
@@ -183,7 +193,7 @@ class FeatureEncoder:
     def __init__(self, settings: ExtractionSettings, device: str = "cpu", batch_size: int = 32,
                  local_files_only: bool = False, trust_remote_code: bool = False):
         import torch
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
 
         self.settings, self.batch_size = settings, batch_size
         source = os.path.expanduser(settings.encoder)
@@ -194,7 +204,10 @@ class FeatureEncoder:
                 "trust_remote_code": trust_remote_code}
         try:
             config = AutoConfig.from_pretrained(source, **load)
-            self.model = AutoModel.from_pretrained(source, **load)
+            # A converted VideoMAEv2 folder (blemore convert videomaev2): its feature needs the classifier's fc_norm.
+            self.videomaev2 = getattr(config, "converted_from", None) == "videomaev2"
+            loader = AutoModelForVideoClassification if self.videomaev2 else AutoModel
+            self.model = loader.from_pretrained(source, **load)
         except (OSError, ValueError, KeyError) as error:
             raise BlemoreError(f"--encoder {settings.encoder}: cannot load it with transformers AutoModel "
                                f"({' '.join(str(error).split())[:300]})") from None
@@ -214,7 +227,11 @@ class FeatureEncoder:
         if self.module is None and self.kind == "audio" and getattr(config, "is_encoder_decoder", False):
             self.module = self.model.get_encoder()
         if self.module is None:
-            self.module = self.model
+            self.module = self.model.videomae if self.videomaev2 else self.model
+        if not self.videomaev2:
+            settings.pixels = "processor"
+        if settings.pixels not in ("processor", "bgr_unnormalised"):
+            raise BlemoreError(f"pixels {settings.pixels!r}: expected processor or bgr_unnormalised")
         self.layers = self._resolve_layers(config)
         if self.kind == "video":
             window = settings.window or getattr(config, "num_frames", None) or getattr(config, "frames_per_clip", 16)
@@ -261,6 +278,10 @@ class FeatureEncoder:
         """Token states → one vector per item (masked mean over tokens, or the model's pooled output)."""
         import torch
 
+        if self.layers is None and self.videomaev2:  # the reference's forward_features: fc_norm (eps 1e-6) of the mean
+            norm = self.model.fc_norm
+            return torch.nn.functional.layer_norm(output.last_hidden_state.mean(1), norm.normalized_shape,
+                                                  norm.weight, norm.bias, self.model.config.layer_norm_eps)
         if self.layers is None:
             pooled = getattr(output, "pooler_output", None) if self.kind == "image" else None
             if pooled is not None:
@@ -300,7 +321,11 @@ class FeatureEncoder:
 
         outputs = []
         for start in range(0, len(windows), self.batch_size):
-            processed = self.processor(windows[start:start + self.batch_size], return_tensors="pt")
+            if self.settings.pixels == "bgr_unnormalised":
+                processed = {"pixel_values": bgr_unnormalised(windows[start:start + self.batch_size],
+                                                              self.model.config.image_size)}
+            else:
+                processed = self.processor(windows[start:start + self.batch_size], return_tensors="pt")
             with torch.inference_mode():
                 output = self.module(**self._pixel_inputs(processed), output_hidden_states=self.layers is not None)
                 outputs.append(self._pool(output).float().cpu().numpy())
@@ -353,6 +378,24 @@ class FeatureEncoder:
                                "check --kind") from None
         self._hidden_size = int(width)
         return self._hidden_size
+
+
+def bgr_unnormalised(windows: list[list[np.ndarray]], image_size):
+    """The organisers' VideoMAEv2 input (VideoMAEv2_features.py) from windows of RGB HWC uint8 frames.
+
+    Their frames came from OpenCV, in BGR order, and were never converted; each was scaled to [0, 1] and resized
+    bilinearly (``interpolate``, no antialiasing, ``align_corners=False``) to a square, with no crop and no mean/std
+    normalisation. Returns (windows, frames, 3, size, size) float32.
+    """
+    import torch
+
+    size = tuple(image_size) if isinstance(image_size, (list, tuple)) else (image_size, image_size)
+    clips = []
+    for window in windows:
+        frames = torch.from_numpy(np.stack(window)).flip(-1)  # RGB → BGR
+        frames = frames.permute(0, 3, 1, 2).to(torch.float32) / 255
+        clips.append(torch.nn.functional.interpolate(frames, size=size, mode="bilinear", align_corners=False))
+    return torch.stack(clips)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -660,7 +703,7 @@ def extract_features(
                                   frames_per_second=frames_per_second or None, max_frames=max_frames or None,
                                   window=window or sampling.window, frame_stride=frame_stride or sampling.frame_stride,
                                   audio_window_s=audio_window_s, max_audio_s=max_audio_s, dtype=dtype,
-                                  last_window=last_window)
+                                  last_window=last_window, pixels=sampling.videomaev2_pixels)
     model = FeatureEncoder(settings, device=device, batch_size=batch_size, local_files_only=local_files_only,
                            trust_remote_code=trust_remote_code)
     hidden_size = model.probe()
@@ -718,6 +761,7 @@ def extract_features(
         "window": settings.window,
         "frame_stride": settings.frame_stride,
         "last_window": settings.last_window if settings.kind == "video" else None,
+        "pixels": settings.pixels if settings.kind == "video" else None,
         "protocol": getattr(sampling, "name", protocol),
         "audio_window_s": settings.audio_window_s,
         "max_audio_s": settings.max_audio_s,

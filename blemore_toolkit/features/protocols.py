@@ -117,6 +117,11 @@ class FeatureProtocol:
     last_window: str
     #: The CLIP checkpoint the recipes use for the "CLIP" row.
     clip_encoder: str
+    #: Pixels a converted VideoMAEv2 encoder (``blemore convert videomaev2``) sees: ``processor``: RGB through the
+    #: folder's video processor (resize, centre crop, ImageNet mean/std); ``bgr_unnormalised``: the organisers'
+    #: input (VideoMAEv2_features.py): channels in BGR order as OpenCV delivers them, scaled to [0, 1], resized
+    #: bilinearly to the model's square input size with no crop and no mean/std normalisation.
+    videomaev2_pixels: str = "processor"
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,14 +130,15 @@ class FeatureProtocol:
 PAPER_FEATURES = FeatureProtocol(
     # window None: the encoder's own clip length, 16 frames for VideoMAEv2 and Video Swin as in the paper
     name="paper", image_sampling="every_frame", frames_per_second=None, max_frames=None, window=None, frame_stride=1,
-    last_window="zero_pad", clip_encoder="openai/clip-vit-base-patch32",
+    last_window="zero_pad", clip_encoder="openai/clip-vit-base-patch32", videomaev2_pixels="bgr_unnormalised",
 )
 
 TOOLKIT_FEATURES = FeatureProtocol(
     # 4 frames/s (≤ 64) costs a fraction of every frame for statistics over a few seconds of acting; a stride of 4
     # lets a 16-frame window see 64 frames (~2.5 s) of motion; an end-aligned last window holds real frames only.
     name="toolkit", image_sampling="fps", frames_per_second=4.0, max_frames=64, window=None, frame_stride=4,
-    last_window="end_aligned", clip_encoder="openai/clip-vit-large-patch14",
+    # RGB and the processor's normalisation: the input the encoder was trained on.
+    last_window="end_aligned", clip_encoder="openai/clip-vit-large-patch14", videomaev2_pixels="processor",
 )
 
 FEATURE_PROTOCOLS: dict[str, FeatureProtocol] = {"paper": PAPER_FEATURES, "toolkit": TOOLKIT_FEATURES}
