@@ -52,6 +52,7 @@ import blemore
 from blemore import BlemoreError
 from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.data.card import config_info, join_card, split_card
+from blemore_toolkit.features import imagebind_frames
 
 #: The seven per-clip statistics, in storage order.
 STATISTICS: tuple[str, ...] = ("mean", "std", "p10", "p25", "p50", "p75", "p90")
@@ -141,10 +142,14 @@ class ExtractionSettings:
     dtype: str = "float32"
     #: ``end_aligned`` or ``zero_pad`` (see the module docstring).
     last_window: str = "end_aligned"
+    #: A converted ImageBind's frame preprocessing (``imagebind_frames.py``); None for every other encoder.
+    imagebind_frames: str | None = None
 
     def fingerprint_data(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("dtype")  # a storage/computation detail that hardly moves the numbers; keep shards reusable
+        if data["imagebind_frames"] is None:  # not an ImageBind folder: fingerprints as before the setting existed
+            data.pop("imagebind_frames")
         if data["last_window"] == "end_aligned":  # the only rule before it was a setting: old shards stay valid
             data.pop("last_window")
         return data
@@ -164,6 +169,17 @@ def _weights_digest(folder: Path) -> dict[str, str]:
                 digest.update(block)
         digests[path.name] = digest.hexdigest()
     return digests
+
+
+def _model_class(config, auto_class):
+    """The class to load: a vision tower saved with its projection (``CLIPVisionModelWithProjection``, e.g. a
+    converted ImageBind) as itself, since AutoModel would drop the projection; anything else through ``auto_class``."""
+    import transformers
+
+    architecture = (getattr(config, "architectures", None) or [""])[0]
+    if architecture.endswith("VisionModelWithProjection") and hasattr(transformers, architecture):
+        return getattr(transformers, architecture)
+    return auto_class
 
 
 def detect_kind(config) -> str:
@@ -194,7 +210,7 @@ class FeatureEncoder:
                 "trust_remote_code": trust_remote_code}
         try:
             config = AutoConfig.from_pretrained(source, **load)
-            self.model = AutoModel.from_pretrained(source, **load)
+            self.model = _model_class(config, AutoModel).from_pretrained(source, **load)
         except (OSError, ValueError, KeyError) as error:
             raise BlemoreError(f"--encoder {settings.encoder}: cannot load it with transformers AutoModel "
                                f"({' '.join(str(error).split())[:300]})") from None
@@ -205,6 +221,14 @@ class FeatureEncoder:
         self.kind = settings.kind
         self.commit = getattr(config, "_commit_hash", None)
         self.processor = self._load_processor(source, load)
+        if imagebind_frames.is_imagebind(config) and self.kind == "image":
+            settings.imagebind_frames = settings.imagebind_frames or imagebind_frames.PROCESSOR
+            if settings.imagebind_frames == imagebind_frames.ORGANISERS_VIDEO:
+                self.processor = imagebind_frames.OrganisersImageBindFrames(config.image_size)
+        else:
+            settings.imagebind_frames = None
+        #: ImageBind's vision postprocessor (L2 normalisation of the embedding), recorded by its conversion.
+        self.normalize = getattr(config, "embedding_normalization", None) == "l2" and settings.layers == "last"
         dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
         self.device = torch.device(device)
         self.model.to(self.device, dtype=dtypes[settings.dtype]).eval()
@@ -288,9 +312,13 @@ class FeatureEncoder:
                     vectors = self.model.get_image_features(**inputs)
                     if not isinstance(vectors, torch.Tensor):  # a model output rather than the projected tensor
                         vectors = vectors.pooler_output
+                elif self.layers is None and hasattr(self.model, "visual_projection"):  # a vision tower + projection
+                    vectors = self.model(**inputs).image_embeds
                 else:
                     output = self.module(**inputs, output_hidden_states=self.layers is not None)
                     vectors = self._pool(output)
+                if self.normalize:
+                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
             outputs.append(vectors.float().cpu().numpy())
         return np.concatenate(outputs)
 
@@ -660,7 +688,7 @@ def extract_features(
                                   frames_per_second=frames_per_second or None, max_frames=max_frames or None,
                                   window=window or sampling.window, frame_stride=frame_stride or sampling.frame_stride,
                                   audio_window_s=audio_window_s, max_audio_s=max_audio_s, dtype=dtype,
-                                  last_window=last_window)
+                                  last_window=last_window, imagebind_frames=sampling.imagebind_frames)
     model = FeatureEncoder(settings, device=device, batch_size=batch_size, local_files_only=local_files_only,
                            trust_remote_code=trust_remote_code)
     hidden_size = model.probe()
@@ -719,6 +747,7 @@ def extract_features(
         "frame_stride": settings.frame_stride,
         "last_window": settings.last_window if settings.kind == "video" else None,
         "protocol": getattr(sampling, "name", protocol),
+        "imagebind_frames": settings.imagebind_frames,
         "audio_window_s": settings.audio_window_s,
         "max_audio_s": settings.max_audio_s,
         "aggregation": {"statistics": list(STATISTICS), "layout": "statistic-major: features[k*H:(k+1)*H] is "

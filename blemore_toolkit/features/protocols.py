@@ -117,6 +117,10 @@ class FeatureProtocol:
     last_window: str
     #: The CLIP checkpoint the recipes use for the "CLIP" row.
     clip_encoder: str
+    #: Frames of a converted ImageBind (``blemore convert imagebind``): ``organisers_video`` = the organisers' video
+    #: transform (bilinear short-side resize without antialiasing, CLIP mean/std, centre crop; see
+    #: ``imagebind_frames.py``), ``processor`` = the folder's image processor (ImageBind's own image transform).
+    imagebind_frames: str
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,14 +129,15 @@ class FeatureProtocol:
 PAPER_FEATURES = FeatureProtocol(
     # window None: the encoder's own clip length, 16 frames for VideoMAEv2 and Video Swin as in the paper
     name="paper", image_sampling="every_frame", frames_per_second=None, max_frames=None, window=None, frame_stride=1,
-    last_window="zero_pad", clip_encoder="openai/clip-vit-base-patch32",
+    last_window="zero_pad", clip_encoder="openai/clip-vit-base-patch32", imagebind_frames="organisers_video",
 )
 
 TOOLKIT_FEATURES = FeatureProtocol(
     # 4 frames/s (≤ 64) costs a fraction of every frame for statistics over a few seconds of acting; a stride of 4
     # lets a 16-frame window see 64 frames (~2.5 s) of motion; an end-aligned last window holds real frames only.
     name="toolkit", image_sampling="fps", frames_per_second=4.0, max_frames=64, window=None, frame_stride=4,
-    last_window="end_aligned", clip_encoder="openai/clip-vit-large-patch14",
+    # ImageBind's frames through its own image transform: antialiased bicubic resizing, as the model was trained.
+    last_window="end_aligned", clip_encoder="openai/clip-vit-large-patch14", imagebind_frames="processor",
 )
 
 FEATURE_PROTOCOLS: dict[str, FeatureProtocol] = {"paper": PAPER_FEATURES, "toolkit": TOOLKIT_FEATURES}
