@@ -136,7 +136,7 @@ TOOLKIT_FEATURES = FeatureProtocol(
     # 4 frames/s (≤ 64) costs a fraction of every frame for statistics over a few seconds of acting; a stride of 4
     # lets a 16-frame window see 64 frames (~2.5 s) of motion; an end-aligned last window holds real frames only.
     name="toolkit", image_sampling="fps", frames_per_second=4.0, max_frames=64, window=None, frame_stride=4,
-    # ImageBind's frames through its own image transform: antialiased bicubic resizing, as the model was trained.
+    # ImageBind's frames through its own image transform (imagebind/data.py): antialiased bicubic resizing.
     last_window="end_aligned", clip_encoder="openai/clip-vit-large-patch14", imagebind_frames="processor",
 )
 
