@@ -1,12 +1,18 @@
 """Feature-extraction speed of `blemore features` with tiny random encoders on this machine (clips per second).
 
     python benchmarks/bench_features.py [--dataset PREPARED] [--actors-per-fold 1] [--batch-size 32]
+        [--imagebind base,huge] [--imagebind-clips 2] [--imagebind-protocol toolkit] [--device cpu]
 
 Without ``--dataset`` a small synthetic download is made and prepared in a temporary folder. Three tiny random
 encoders (ViT frames, VideoMAE windows, WavLM audio; saved locally, nothing downloaded) each embed every clip; the
 figure is clips per second for the whole run, decoding included. Tiny encoders measure the pipeline (decoding,
 preprocessing, batching, writing), not a real encoder's arithmetic; the GPU commands for real encoders are printed
 at the end.
+
+``--imagebind SIZES`` adds converted ImageBind vision encoders at real sizes (``base``: a ViT-B/14 of width 768, 12
+blocks, for scale; ``huge``: ``imagebind_huge``'s vision branch, width 1280, 32 blocks, 632M parameters): a random
+checkpoint in the original layout, ``blemore convert imagebind``, then ``features`` on the first
+``--imagebind-clips`` clips (the time to convert is printed too; huge needs ~5 GB of memory and disk).
 """
 
 from __future__ import annotations
@@ -21,12 +27,85 @@ from pathlib import Path
 from blemore_toolkit.data.loading import read_label_table
 from blemore_toolkit.data.prepare import prepare_dataset
 
+#: ImageBind vision sizes: width, blocks, heads, embedding (huge: ``imagebind_huge`` in imagebind_model.py).
+IMAGEBIND_SIZES = {"base": (768, 12, 12, 768), "huge": (1280, 32, 16, 1024)}
+
 GPU_COMMANDS = """\
 Real encoders on a GPU (one command each; add --revision COMMIT to pin a Hub checkpoint):
   blemore features blemore --encoder MCG-NJU/videomae-base --device cuda --dtype float16 --batch-size 64
   blemore features blemore --encoder openai/clip-vit-large-patch14 --device cuda --dtype float16 --batch-size 256
   blemore features blemore --encoder microsoft/wavlm-large --layers 6-12 --device cuda --batch-size 16
-  blemore features blemore --encoder facebook/hubert-large-ll60k --device cuda --batch-size 16"""
+  blemore features blemore --encoder facebook/hubert-large-ll60k --device cuda --batch-size 16
+  blemore convert imagebind imagebind_huge.pth imagebind-huge
+  blemore features blemore --encoder imagebind-huge --protocol paper --device cuda --dtype float16 --batch-size 256"""
+
+
+def random_imagebind_checkpoint(path: Path, size: str) -> Path:
+    """A random ``ImageBindModel`` vision branch saved as ``imagebind_huge.pth`` is (a flat state dict)."""
+    import torch
+
+    width, blocks, _, embed = IMAGEBIND_SIZES[size]
+    generator = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator) * 0.02
+
+    state = {"modality_preprocessors.vision.cls_token": rand(1, 1, width),
+             "modality_preprocessors.vision.rgbt_stem.proj.1.weight": rand(width, 3, 2, 14, 14),
+             "modality_preprocessors.vision.pos_embedding_helper.pos_embed": rand(1, 257, width),
+             "modality_trunks.vision.pre_transformer_layer.0.weight": 1 + rand(width),
+             "modality_trunks.vision.pre_transformer_layer.0.bias": rand(width),
+             "modality_heads.vision.0.weight": 1 + rand(width), "modality_heads.vision.0.bias": rand(width),
+             "modality_heads.vision.2.weight": rand(embed, width)}
+    for i in range(blocks):
+        block = f"modality_trunks.vision.blocks.{i}."
+        state.update({block + "attn.in_proj_weight": rand(3 * width, width),
+                      block + "attn.in_proj_bias": rand(3 * width),
+                      block + "attn.out_proj.weight": rand(width, width), block + "attn.out_proj.bias": rand(width),
+                      block + "mlp.fc1.weight": rand(4 * width, width), block + "mlp.fc1.bias": rand(4 * width),
+                      block + "mlp.fc2.weight": rand(width, 4 * width), block + "mlp.fc2.bias": rand(width)})
+        for norm in ("norm_1", "norm_2"):
+            state.update({block + f"{norm}.weight": 1 + rand(width), block + f"{norm}.bias": rand(width)})
+    torch.save(state, path)
+    return path
+
+
+def first_clips(dataset: Path, out: Path, clips: int) -> Path:
+    """A copy of ``dataset`` that holds only the first ``clips`` clips of its first shard."""
+    import pyarrow.parquet as pq
+
+    (out / "data").mkdir(parents=True)
+    shutil.copy(dataset / "README.md", out / "README.md")
+    shard = sorted((dataset / "data").glob("*.parquet"))[0]
+    pq.write_table(pq.read_table(shard).slice(0, clips), out / "data" / shard.name)
+    return out
+
+
+def bench_imagebind(dataset: Path, work: Path, sizes: list[str], clips: int, protocol: str, device: str,
+                    dtype: str, batch_size: int) -> None:
+    from blemore_toolkit.conversion import convert_checkpoint
+    from blemore_toolkit.features.extraction import extract_features
+
+    few = first_clips(dataset, work / "imagebind-clips", clips)
+    for size in sizes:
+        start = time.perf_counter()
+        checkpoint = random_imagebind_checkpoint(work / f"imagebind_{size}.pth", size)
+        folder = convert_checkpoint("imagebind", checkpoint, work / f"imagebind-{size}",
+                                    num_attention_heads=IMAGEBIND_SIZES[size][2])
+        checkpoint.unlink()
+        converted = time.perf_counter() - start
+        start = time.perf_counter()
+        result = extract_features(few, str(folder), protocol=protocol, device=device, dtype=dtype,
+                                  batch_size=batch_size, progress=False, workers=1)
+        seconds = time.perf_counter() - start
+        import pyarrow.parquet as pq
+
+        frames = sum(pq.read_table(p, columns=["num_windows"]).column(0).to_numpy().sum()
+                     for p in result.out_dir.glob("*.parquet"))
+        print(f"imagebind-{size:<5} ({protocol}, {device}, {dtype}): {result.num_clips / seconds:7.3f} clips/s, "
+              f"{frames / seconds:6.2f} frames/s ({result.num_clips} clips, {frames} frames, {seconds:.1f} s; "
+              f"random checkpoint + convert {converted:.1f} s)")
+        shutil.rmtree(folder)
 
 
 def main() -> None:
@@ -34,7 +113,17 @@ def main() -> None:
     parser.add_argument("--dataset", default=None, help="a prepared dataset folder (default: make a synthetic one)")
     parser.add_argument("--actors-per-fold", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--imagebind", default="none",
+                        help="comma-separated ImageBind sizes to add (base, huge), or none (default)")
+    parser.add_argument("--imagebind-clips", type=int, default=2, help="clips the ImageBind encoders embed")
+    parser.add_argument("--imagebind-protocol", default="toolkit", choices=("toolkit", "paper"))
+    parser.add_argument("--imagebind-only", action="store_true", help="skip the tiny encoders")
+    parser.add_argument("--device", default="cpu", help="device of the ImageBind encoders")
+    parser.add_argument("--dtype", default="float32", help="dtype of the ImageBind encoders")
     args = parser.parse_args()
+    sizes = [] if args.imagebind == "none" else args.imagebind.split(",")
+    if any(size not in IMAGEBIND_SIZES for size in sizes):
+        parser.error(f"--imagebind {args.imagebind!r}: choose from {', '.join(IMAGEBIND_SIZES)} or none")
 
     from blemore_toolkit.features.extraction import extract_features
 
@@ -53,12 +142,15 @@ def main() -> None:
         encoders = save_tiny_encoders(work / "encoders")
         clips = len(read_label_table(dataset))
         print(f"{clips} clips, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}")
-        for name, path in encoders.items():
+        for name, path in ({} if args.imagebind_only else encoders).items():
             start = time.perf_counter()
             result = extract_features(dataset, str(path), batch_size=args.batch_size, device="cpu", progress=False)
             seconds = time.perf_counter() - start
             print(f"{name:>9} ({result.config}): {clips / seconds:7.1f} clips/s ({seconds:.1f} s, hidden "
                   f"{result.hidden_size})")
+        if sizes:
+            bench_imagebind(dataset, work, sizes, args.imagebind_clips, args.imagebind_protocol, args.device,
+                            args.dtype, args.batch_size)
         print(f"load average after {os.getloadavg()[0]:.2f}")
         print(GPU_COMMANDS)
     finally:

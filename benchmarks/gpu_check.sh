@@ -11,6 +11,11 @@
 # WHEELS: a folder of wheels carried beside the checkout (e.g. `pip download transformers==5.24.0 -d wheels` on a
 # machine with network) for a machine that cannot reach a registry; they go into a scratch folder put first on
 # PYTHONPATH, and nothing of the machine's own environment changes. STEPS (default 10) timed steps per run.
+#
+# Then feature extraction with ImageBind's vision encoder at base size and at the paper's size (imagebind_huge,
+# 632M parameters; random weights in the original checkpoint layout, converted by `blemore convert imagebind`),
+# float16, every frame (--protocol paper) of IMAGEBIND_CLIPS (default 8) synthetic clips: benchmarks/bench_features.py
+# --imagebind. It needs what `blemore features` needs (ffmpeg's libraries for torchcodec, datasets, pyarrow).
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
@@ -49,3 +54,7 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
           f" clips/s  peak GPU memory train {r['train_peak_memory_mb'] / 1024:6.1f} GiB, inference "
           f"{r['inference_peak_memory_mb'] / 1024:6.1f} GiB  attention {r['attention']}")
 PY
+
+echo "ImageBind features (float16, every frame, random weights):"
+"$PYTHON" benchmarks/bench_features.py --imagebind base,huge --imagebind-only --imagebind-protocol paper \
+    --imagebind-clips "${IMAGEBIND_CLIPS:-8}" --device cuda --dtype float16 --batch-size 256

@@ -93,6 +93,7 @@ def test_the_folder_is_complete_and_loads_offline(converted):
     assert processor.size == {"shortest_edge": 224} and processor.resample == 3  # bicubic
     card = (converted / "README.md").read_text()
     assert "license: cc-by-nc-sa-4.0" in card and "CC-BY-NC 4.0" in card and "imagebind_tiny.pth" in card
+    assert "converting" not in card  # nothing of the staging folder
 
 
 def test_the_3d_patch_kernel_over_a_repeated_frame_is_the_summed_2d_kernel():

@@ -192,8 +192,8 @@ def convert(checkpoint: str | os.PathLike, out: str | os.PathLike,
         source=checkpoint,
         licence="cc-by-nc-sa-4.0",
         licence_url="https://github.com/facebookresearch/ImageBind/blob/main/LICENSE",
-        reference="facebookresearch/ImageBind (the vision branch of `ImageBindModel`, e.g. `imagebind_huge`)",
-        usage=_USAGE.format(out=out.name),
+        reference="facebookresearch/ImageBind's `ImageBindModel`, e.g. `imagebind_huge`; its vision branch",
+        usage=_USAGE,
         notes=[
             f"Size: {size}.",
             "ImageBind's README says its code and weights are released under CC-BY-NC 4.0; the LICENSE file of "
@@ -220,8 +220,9 @@ from PIL import Image
 from transformers import CLIPVisionModelWithProjection
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-model = CLIPVisionModelWithProjection.from_pretrained("{out}").eval()
-processor = CLIPImageProcessorPil.from_pretrained("{out}")
+folder = "path/to/this/folder"
+model = CLIPVisionModelWithProjection.from_pretrained(folder).eval()
+processor = CLIPImageProcessorPil.from_pretrained(folder)
 pixels = processor(Image.open("frame.png"), return_tensors="pt").pixel_values
 with torch.no_grad():
     embedding = torch.nn.functional.normalize(model(pixel_values=pixels).image_embeds, dim=-1)  # ImageBind's
