@@ -9,10 +9,9 @@ figure is clips per second for the whole run, decoding included. Tiny encoders m
 preprocessing, batching, writing), not a real encoder's arithmetic; the GPU commands for real encoders are printed
 at the end.
 
-``--imagebind SIZES`` adds converted ImageBind vision encoders at real sizes (``base``: a ViT-B/14 of width 768, 12
-blocks, for scale; ``huge``: ``imagebind_huge``'s vision branch, width 1280, 32 blocks, 632M parameters): a random
-checkpoint in the original layout, ``blemore convert imagebind``, then ``features`` on the first
-``--imagebind-clips`` clips (the time to convert is printed too; huge needs ~5 GB of memory and disk).
+``--imagebind SIZES`` adds converted ImageBind vision encoders at real sizes (``base``, ``huge``; see
+bench_imagebind.py, which makes them: a random checkpoint in the original layout, ``blemore convert imagebind``),
+then ``features`` on the first ``--imagebind-clips`` clips, decoding and the frame transform included.
 """
 
 from __future__ import annotations
@@ -24,11 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_imagebind import IMAGEBIND_SIZES, converted_imagebind
+
 from blemore_toolkit.data.loading import read_label_table
 from blemore_toolkit.data.prepare import prepare_dataset
-
-#: ImageBind vision sizes: width, blocks, heads, embedding (huge: ``imagebind_huge`` in imagebind_model.py).
-IMAGEBIND_SIZES = {"base": (768, 12, 12, 768), "huge": (1280, 32, 16, 1024)}
 
 GPU_COMMANDS = """\
 Real encoders on a GPU (one command each; add --revision COMMIT to pin a Hub checkpoint):
@@ -38,36 +36,6 @@ Real encoders on a GPU (one command each; add --revision COMMIT to pin a Hub che
   blemore features blemore --encoder facebook/hubert-large-ll60k --device cuda --batch-size 16
   blemore convert imagebind imagebind_huge.pth imagebind-huge
   blemore features blemore --encoder imagebind-huge --protocol paper --device cuda --dtype float16 --batch-size 256"""
-
-
-def random_imagebind_checkpoint(path: Path, size: str) -> Path:
-    """A random ``ImageBindModel`` vision branch saved as ``imagebind_huge.pth`` is (a flat state dict)."""
-    import torch
-
-    width, blocks, _, embed = IMAGEBIND_SIZES[size]
-    generator = torch.Generator().manual_seed(0)
-
-    def rand(*shape):
-        return torch.randn(*shape, generator=generator) * 0.02
-
-    state = {"modality_preprocessors.vision.cls_token": rand(1, 1, width),
-             "modality_preprocessors.vision.rgbt_stem.proj.1.weight": rand(width, 3, 2, 14, 14),
-             "modality_preprocessors.vision.pos_embedding_helper.pos_embed": rand(1, 257, width),
-             "modality_trunks.vision.pre_transformer_layer.0.weight": 1 + rand(width),
-             "modality_trunks.vision.pre_transformer_layer.0.bias": rand(width),
-             "modality_heads.vision.0.weight": 1 + rand(width), "modality_heads.vision.0.bias": rand(width),
-             "modality_heads.vision.2.weight": rand(embed, width)}
-    for i in range(blocks):
-        block = f"modality_trunks.vision.blocks.{i}."
-        state.update({block + "attn.in_proj_weight": rand(3 * width, width),
-                      block + "attn.in_proj_bias": rand(3 * width),
-                      block + "attn.out_proj.weight": rand(width, width), block + "attn.out_proj.bias": rand(width),
-                      block + "mlp.fc1.weight": rand(4 * width, width), block + "mlp.fc1.bias": rand(4 * width),
-                      block + "mlp.fc2.weight": rand(width, 4 * width), block + "mlp.fc2.bias": rand(width)})
-        for norm in ("norm_1", "norm_2"):
-            state.update({block + f"{norm}.weight": 1 + rand(width), block + f"{norm}.bias": rand(width)})
-    torch.save(state, path)
-    return path
 
 
 def first_clips(dataset: Path, out: Path, clips: int) -> Path:
@@ -83,17 +51,11 @@ def first_clips(dataset: Path, out: Path, clips: int) -> Path:
 
 def bench_imagebind(dataset: Path, work: Path, sizes: list[str], clips: int, protocol: str, device: str,
                     dtype: str, batch_size: int) -> None:
-    from blemore_toolkit.conversion import convert_checkpoint
     from blemore_toolkit.features.extraction import extract_features
 
     few = first_clips(dataset, work / "imagebind-clips", clips)
     for size in sizes:
-        start = time.perf_counter()
-        checkpoint = random_imagebind_checkpoint(work / f"imagebind_{size}.pth", size)
-        folder = convert_checkpoint("imagebind", checkpoint, work / f"imagebind-{size}",
-                                    num_attention_heads=IMAGEBIND_SIZES[size][2])
-        checkpoint.unlink()
-        converted = time.perf_counter() - start
+        folder, converted = converted_imagebind(work, size)
         start = time.perf_counter()
         result = extract_features(few, str(folder), protocol=protocol, device=device, dtype=dtype,
                                   batch_size=batch_size, progress=False, workers=1)

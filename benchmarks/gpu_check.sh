@@ -12,10 +12,10 @@
 # machine with network) for a machine that cannot reach a registry; they go into a scratch folder put first on
 # PYTHONPATH, and nothing of the machine's own environment changes. STEPS (default 10) timed steps per run.
 #
-# Then feature extraction with ImageBind's vision encoder at base size and at the paper's size (imagebind_huge,
-# 632M parameters; random weights in the original checkpoint layout, converted by `blemore convert imagebind`),
-# float16, every frame (--protocol paper) of IMAGEBIND_CLIPS (default 8) synthetic clips: benchmarks/bench_features.py
-# --imagebind. It needs what `blemore features` needs (ffmpeg's libraries for torchcodec, datasets, pyarrow).
+# Then ImageBind's vision encoder at base size and at the paper's size (imagebind_huge, 632M parameters; random
+# weights in the original checkpoint layout, converted by `blemore convert imagebind`) on random 224x224 frames in
+# float16: frames/s, clips/s when every frame of a 3 s clip is embedded, peak GPU memory (bench_imagebind.py; torch
+# and transformers only).
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
@@ -55,6 +55,5 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
           f"{r['inference_peak_memory_mb'] / 1024:6.1f} GiB  attention {r['attention']}")
 PY
 
-echo "ImageBind features (float16, every frame, random weights):"
-"$PYTHON" benchmarks/bench_features.py --imagebind base,huge --imagebind-only --imagebind-protocol paper \
-    --imagebind-clips "${IMAGEBIND_CLIPS:-8}" --device cuda --dtype float16 --batch-size 256
+echo "ImageBind vision encoder (float16, random weights, random frames):"
+"$PYTHON" benchmarks/bench_imagebind.py --size base,huge --device cuda --dtype float16 --batch-size 256 --batches 5
