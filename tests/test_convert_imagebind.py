@@ -240,3 +240,14 @@ def test_toolkit_protocol_features_use_imagebinds_image_transform(small_dataset,
     expected = _embed(converted, processor([frames[i] for i in indices], return_tensors="pt").pixel_values)
     assert np.abs(stored[clip_id] - expected).max() <= TOLERANCE
     np.testing.assert_allclose(np.linalg.norm(np.concatenate(list(stored.values())), axis=1), 1.0, atol=1e-5)
+
+
+def test_other_encoders_keep_their_fingerprints_and_protocols_name_the_transform():
+    """Only a converted ImageBind records a frame transform, so features of other encoders stay resumable."""
+    from blemore_toolkit.features.extraction import ExtractionSettings
+    from blemore_toolkit.features.protocols import PAPER_FEATURES, TOOLKIT_FEATURES
+
+    assert "imagebind_frames" not in ExtractionSettings(encoder="x", kind="image").fingerprint_data()
+    settings = ExtractionSettings(encoder="x", kind="image", imagebind_frames="organisers_video")
+    assert settings.fingerprint_data()["imagebind_frames"] == "organisers_video"
+    assert (PAPER_FEATURES.imagebind_frames, TOOLKIT_FEATURES.imagebind_frames) == ("organisers_video", "processor")
