@@ -17,6 +17,8 @@ Fixture (tests/fixtures/imagebind/, recorded once in a scratch environment, neve
   ``feature_extraction/video_encoding/ImageBind_data.py``: pytorchvideo 0.1.5 ``ShortSideScale(224)``,
   ``NormalizeVideo`` with CLIP's mean/std, their ``SpatialCrop(224, num_crops=1)``; ``ImageBind_features.py``: one
   (1, 3, 224, 224) frame at a time); ``paper_pixels_checksum``: the sum of each transformed frame's pixels.
+* ``imagebind_huge_layout.json.gz``: every key of ``imagebind_huge()``'s state dict with its shape (1,311 keys, all
+  six modalities), the layout ``imagebind_huge.pth`` loads into.
 """
 
 from __future__ import annotations
@@ -152,6 +154,27 @@ def test_other_modalities_are_dropped_by_name_and_unknown_weights_refused(tmp_pa
 
     with pytest.raises(BlemoreError, match="does not divide"):
         convert_checkpoint("imagebind", CHECKPOINT, tmp_path / "heads", num_attention_heads=3)
+
+
+def test_the_whole_imagebind_huge_layout_converts_to_the_huge_clip_vision_model():
+    """Every key of the real checkpoint is mapped or dropped by name, and the sizes read from it are imagebind_huge's
+    (shapes only: meta tensors, nothing allocated)."""
+    import gzip
+    import json
+
+    from transformers import CLIPVisionModelWithProjection
+
+    layout = json.loads(gzip.decompress((FIXTURES / "imagebind_huge_layout.json.gz").read_bytes()))
+    state = {key: torch.empty(shape, device="meta") for key, shape in layout.items()}
+    converted = imagebind.convert_state_dict(state, "imagebind_huge.pth")
+    config = imagebind.vision_config(converted)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size,
+            config.projection_dim, config.patch_size, config.image_size) == (1280, 32, 16, 5120, 1024, 14, 224)
+    with torch.device("meta"):
+        model = CLIPVisionModelWithProjection(config)
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    assert {key: tuple(value.shape) for key, value in converted.items()} == expected
+    assert sum(value.numel() for value in converted.values()) == 632_076_800  # 632.8M less the folded kernel half
 
 
 # ---------------------------------------------------------------------------------------------------------------
