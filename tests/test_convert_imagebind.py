@@ -81,6 +81,14 @@ def test_the_organisers_frame_transform_and_model_reproduce_their_per_frame_feat
     assert np.abs(_embed(converted, pixels) - reference["frame_embeds"]).max() <= TOLERANCE
 
 
+def test_frames_of_several_sizes_and_long_clips_transform_frame_by_frame(reference):
+    transform = OrganisersImageBindFrames(224)
+    frames = list(reference["frames"]) * 7 + [reference["images"][0]] + list(reference["frames"])  # 25 frames
+    together = transform(frames)["pixel_values"]
+    alone = torch.cat([transform([frame])["pixel_values"] for frame in frames])
+    assert tuple(together.shape) == (25, 3, 224, 224) and torch.equal(together, alone)
+
+
 def test_the_folder_is_complete_and_loads_offline(converted):
     from transformers import AutoConfig, AutoImageProcessor
 

@@ -40,6 +40,9 @@ def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
 class OrganisersImageBindFrames:
     """HWC uint8 RGB frames → ``{"pixel_values": (N, 3, size, size)}`` as the organisers' ImageBind loader did."""
 
+    #: Frames transformed together: bounds the float copy of full-size frames (the result does not depend on it).
+    CHUNK = 16
+
     def __init__(self, size: int = 224, mean=CLIP_MEAN, std=CLIP_STD):
         self.size, self.mean, self.std = size, tuple(mean), tuple(std)
 
@@ -63,8 +66,10 @@ class OrganisersImageBindFrames:
 
         images = [np.asarray(image) for image in images]
         parts, start = [], 0
-        for end in range(1, len(images) + 1):  # frames of one size together (one clip's frames share a size)
-            if end == len(images) or images[end].shape != images[start].shape:
+        # Frames of one size together, at most CHUNK at a time: float copies of full-size frames are large, and
+        # every step is per frame, so the grouping does not change the result.
+        for end in range(1, len(images) + 1):
+            if end == len(images) or images[end].shape != images[start].shape or end - start == self.CHUNK:
                 parts.append(self._clip(images[start:end]))
                 start = end
         return {"pixel_values": torch.cat(parts).contiguous()}
