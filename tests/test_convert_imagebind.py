@@ -163,6 +163,12 @@ def test_other_modalities_are_dropped_by_name_and_unknown_weights_refused(tmp_pa
     with pytest.raises(BlemoreError, match="does not divide"):
         convert_checkpoint("imagebind", CHECKPOINT, tmp_path / "heads", num_attention_heads=3)
 
+    truncated = tmp_path / "truncated.pth"
+    torch.save({k: v for k, v in state.items() if not k.startswith("modality_heads.vision.")}, truncated)
+    with pytest.raises(BlemoreError, match=r"truncated\.pth: the ImageBind vision branch is incomplete"):
+        convert_checkpoint("imagebind", truncated, tmp_path / "truncated")
+    assert not (tmp_path / "truncated").exists()
+
 
 def test_the_whole_imagebind_huge_layout_converts_to_the_huge_clip_vision_model():
     """Every key of the real checkpoint is mapped or dropped by name, and the sizes read from it are imagebind_huge's

@@ -111,7 +111,7 @@ def vision_config(state: Mapping, num_attention_heads: int = DEFAULT_NUM_HEADS, 
     if positions != (IMAGE_SIZE // patch) ** 2 + 1:
         raise BlemoreError(f"{source}: {positions} vision position embeddings, but a {IMAGE_SIZE}-pixel image in "
                            f"{patch}-pixel patches has {(IMAGE_SIZE // patch) ** 2} patches and a class token")
-    if hidden % num_attention_heads:
+    if num_attention_heads < 1 or hidden % num_attention_heads:
         raise BlemoreError(f"--num-attention-heads {num_attention_heads} does not divide the width {hidden}")
     return CLIPVisionConfig(
         hidden_size=hidden,
@@ -139,6 +139,12 @@ def convert_state_dict(original: Mapping, source="checkpoint") -> dict:
                            "ImageBind checkpoint such as imagebind_huge.pth?")
     state = rename_state_dict(original, RENAME_TABLE, source)
     embeddings = "vision_model.embeddings."
+    needed = [embeddings + "class_embedding", embeddings + "patch_embedding.weight",
+              embeddings + "position_embedding.weight", "vision_model.encoder.layers.0.mlp.fc1.weight",
+              "visual_projection.weight"]
+    if missing := [key for key in needed if key not in state]:
+        raise BlemoreError(f"{source}: the ImageBind vision branch is incomplete ({len(missing)} of its parts "
+                           f"missing, e.g. what becomes {missing[0]!r})")
     state[embeddings + "patch_embedding.weight"] = fold_repeated_frame_kernel(
         state[embeddings + "patch_embedding.weight"], source)
     state[embeddings + "class_embedding"] = state[embeddings + "class_embedding"].reshape(-1)
