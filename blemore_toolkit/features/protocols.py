@@ -120,7 +120,7 @@ class FeatureProtocol:
     #: Frames of a converted ImageBind (``blemore convert imagebind``): ``organisers_video`` = the organisers' video
     #: transform (bilinear short-side resize without antialiasing, CLIP mean/std, centre crop; see
     #: ``imagebind_frames.py``), ``processor`` = the folder's image processor (ImageBind's own image transform).
-    imagebind_frames: str
+    imagebind_frames: str = "processor"
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
