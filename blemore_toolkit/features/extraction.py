@@ -135,6 +135,8 @@ class ExtractionSettings:
     frames_per_second: float | None = 4.0
     #: None: no cap.
     max_frames: int | None = 64
+    #: A converted ImageBind's frame preprocessing (``imagebind_frames.py``); None for every other encoder.
+    imagebind_frames: str | None = None
     window: int | None = None
     frame_stride: int = 4
     audio_window_s: float = 0.5
@@ -142,8 +144,6 @@ class ExtractionSettings:
     dtype: str = "float32"
     #: ``end_aligned`` or ``zero_pad`` (see the module docstring).
     last_window: str = "end_aligned"
-    #: A converted ImageBind's frame preprocessing (``imagebind_frames.py``); None for every other encoder.
-    imagebind_frames: str | None = None
 
     def fingerprint_data(self) -> dict:
         data = dataclasses.asdict(self)
@@ -685,10 +685,11 @@ def extract_features(
     if last_window not in ("end_aligned", "zero_pad"):
         raise BlemoreError(f"--last-window {last_window!r}: expected end_aligned or zero_pad")
     settings = ExtractionSettings(encoder=encoder, kind=kind, revision=revision, layers=layers,
+                                  imagebind_frames=sampling.imagebind_frames,
                                   frames_per_second=frames_per_second or None, max_frames=max_frames or None,
                                   window=window or sampling.window, frame_stride=frame_stride or sampling.frame_stride,
                                   audio_window_s=audio_window_s, max_audio_s=max_audio_s, dtype=dtype,
-                                  last_window=last_window, imagebind_frames=sampling.imagebind_frames)
+                                  last_window=last_window)
     model = FeatureEncoder(settings, device=device, batch_size=batch_size, local_files_only=local_files_only,
                            trust_remote_code=trust_remote_code)
     hidden_size = model.probe()
@@ -743,11 +744,11 @@ def extract_features(
         "hidden_size": hidden_size,
         "frames_per_second": settings.frames_per_second,
         "max_frames": settings.max_frames,
+        "imagebind_frames": settings.imagebind_frames,
         "window": settings.window,
         "frame_stride": settings.frame_stride,
         "last_window": settings.last_window if settings.kind == "video" else None,
         "protocol": getattr(sampling, "name", protocol),
-        "imagebind_frames": settings.imagebind_frames,
         "audio_window_s": settings.audio_window_s,
         "max_audio_s": settings.max_audio_s,
         "aggregation": {"statistics": list(STATISTICS), "layout": "statistic-major: features[k*H:(k+1)*H] is "
