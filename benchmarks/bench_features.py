@@ -79,9 +79,9 @@ def main() -> None:
                         help="comma-separated ImageBind sizes to add (base, huge), or none (default)")
     parser.add_argument("--imagebind-clips", type=int, default=2, help="clips the ImageBind encoders embed")
     parser.add_argument("--imagebind-protocol", default="toolkit", choices=("toolkit", "paper"))
-    parser.add_argument("--imagebind-only", action="store_true", help="skip the tiny encoders")
-    parser.add_argument("--device", default="cpu", help="device of the ImageBind encoders")
-    parser.add_argument("--dtype", default="float32", help="dtype of the ImageBind encoders")
+    parser.add_argument("--no-tiny", action="store_true", help="skip the tiny encoders")
+    parser.add_argument("--device", default="cpu", help="device of the converted encoders (the tiny encoders: cpu)")
+    parser.add_argument("--dtype", default="float32", help="dtype of the converted encoders (float32, float16, ...)")
     args = parser.parse_args()
     sizes = [] if args.imagebind == "none" else args.imagebind.split(",")
     if any(size not in IMAGEBIND_SIZES for size in sizes):
@@ -104,7 +104,7 @@ def main() -> None:
         encoders = save_tiny_encoders(work / "encoders")
         clips = len(read_label_table(dataset))
         print(f"{clips} clips, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}")
-        for name, path in ({} if args.imagebind_only else encoders).items():
+        for name, path in ({} if args.no_tiny else encoders).items():
             start = time.perf_counter()
             result = extract_features(dataset, str(path), batch_size=args.batch_size, device="cpu", progress=False)
             seconds = time.perf_counter() - start
