@@ -12,7 +12,7 @@
 # machine with network) for a machine that cannot reach a registry; they go into a scratch folder put first on
 # PYTHONPATH, and nothing of the machine's own environment changes. STEPS (default 10) timed steps per run.
 #
-# Then ImageBind's vision encoder at base size and at the paper's size (imagebind_huge, 632M parameters; random
+# First ImageBind's vision encoder at base size and at the paper's size (imagebind_huge, 632M parameters; random
 # weights in the original checkpoint layout, converted by `blemore convert imagebind`) on random 224x224 frames in
 # float16: frames/s, clips/s when every frame of a 3 s clip is embedded, peak GPU memory (bench_imagebind.py; torch
 # and transformers only).
@@ -35,6 +35,9 @@ print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
       f"GPU {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
 PY
 
+echo "ImageBind vision encoder (float16, random weights, random frames):"
+"$PYTHON" benchmarks/bench_imagebind.py --size base,huge --device cuda --dtype float16 --batch-size 256 --batches 5
+
 REPORTS=$(mktemp -d -t blemore-gpu-reports-XXXXXX)
 for batch in 8 32; do
     for checkpointing in "" "--gradient-checkpointing"; do
@@ -54,6 +57,3 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
           f" clips/s  peak GPU memory train {r['train_peak_memory_mb'] / 1024:6.1f} GiB, inference "
           f"{r['inference_peak_memory_mb'] / 1024:6.1f} GiB  attention {r['attention']}")
 PY
-
-echo "ImageBind vision encoder (float16, random weights, random frames):"
-"$PYTHON" benchmarks/bench_imagebind.py --size base,huge --device cuda --dtype float16 --batch-size 256 --batches 5
