@@ -1,6 +1,7 @@
 """Feature-extraction speed of `blemore features` with tiny random encoders on this machine (clips per second).
 
     python benchmarks/bench_features.py [--dataset PREPARED] [--actors-per-fold 1] [--batch-size 32]
+        [--imagebind base,huge] [--imagebind-clips 2] [--imagebind-protocol toolkit] [--device cpu]
 
 Without ``--dataset`` a small synthetic download is made and prepared in a temporary folder. Three tiny random
 encoders (ViT frames, VideoMAE windows, WavLM audio; saved locally, nothing downloaded) each embed every clip; the
@@ -13,6 +14,10 @@ folder of the reference's ``vit_base_patch16_224`` / ``vit_giant_patch14_224`` (
 ``blemore convert videomaev2`` writes, run under ``--protocol paper`` (every frame, 16-frame windows, the organisers'
 pixels) on the first ``--videomaev2-clips`` clips. On a CPU the giant takes minutes per clip (about 4 TFLOP per
 16-frame window) and ~4.5 GB of memory and disk.
+
+``--imagebind SIZES`` adds converted ImageBind vision encoders at real sizes (``base``, ``huge``; see
+bench_imagebind.py, which makes them: a random checkpoint in the original layout, ``blemore convert imagebind``),
+then ``features`` on the first ``--imagebind-clips`` clips, decoding and the frame transform included.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_imagebind import IMAGEBIND_SIZES, converted_imagebind
+
 from blemore_toolkit.data.loading import read_label_table
 from blemore_toolkit.data.prepare import prepare_dataset
 
@@ -33,7 +40,41 @@ Real encoders on a GPU (one command each; add --revision COMMIT to pin a Hub che
   blemore features blemore --encoder vit-g-k710 --protocol paper --device cuda --batch-size 16  # convert videomaev2
   blemore features blemore --encoder openai/clip-vit-large-patch14 --device cuda --dtype float16 --batch-size 256
   blemore features blemore --encoder microsoft/wavlm-large --layers 6-12 --device cuda --batch-size 16
-  blemore features blemore --encoder facebook/hubert-large-ll60k --device cuda --batch-size 16"""
+  blemore features blemore --encoder facebook/hubert-large-ll60k --device cuda --batch-size 16
+  blemore convert imagebind imagebind_huge.pth imagebind-huge
+  blemore features blemore --encoder imagebind-huge --protocol paper --device cuda --dtype float16 --batch-size 256"""
+
+
+def first_clips(dataset: Path, out: Path, clips: int) -> Path:
+    """A copy of ``dataset`` that holds only the first ``clips`` clips of its first shard."""
+    import pyarrow.parquet as pq
+
+    (out / "data").mkdir(parents=True)
+    shutil.copy(dataset / "README.md", out / "README.md")
+    shard = sorted((dataset / "data").glob("*.parquet"))[0]
+    pq.write_table(pq.read_table(shard).slice(0, clips), out / "data" / shard.name)
+    return out
+
+
+def bench_imagebind(dataset: Path, work: Path, sizes: list[str], clips: int, protocol: str, device: str,
+                    dtype: str, batch_size: int) -> None:
+    from blemore_toolkit.features.extraction import extract_features
+
+    few = first_clips(dataset, work / "imagebind-clips", clips)
+    for size in sizes:
+        folder, converted = converted_imagebind(work, size)
+        start = time.perf_counter()
+        result = extract_features(few, str(folder), protocol=protocol, device=device, dtype=dtype,
+                                  batch_size=batch_size, progress=False, workers=1)
+        seconds = time.perf_counter() - start
+        import pyarrow.parquet as pq
+
+        frames = sum(pq.read_table(p, columns=["num_windows"]).column(0).to_numpy().sum()
+                     for p in result.out_dir.glob("*.parquet"))
+        print(f"imagebind-{size:<5} ({protocol}, {device}, {dtype}): {result.num_clips / seconds:7.3f} clips/s, "
+              f"{frames / seconds:6.2f} frames/s ({result.num_clips} clips, {frames} frames, {seconds:.1f} s; "
+              f"random checkpoint + convert {converted:.1f} s)")
+        shutil.rmtree(folder)
 
 
 def videomaev2_folder(root: Path, size: str) -> Path:
@@ -88,10 +129,17 @@ def main() -> None:
     parser.add_argument("--videomaev2", default="base,giant",
                         help="VideoMAEv2 sizes to time (comma-separated: small base large huge giant; '' for none)")
     parser.add_argument("--videomaev2-clips", type=int, default=1)
-    parser.add_argument("--device", default="cpu", help="device of the VideoMAEv2 runs (the tiny encoders: cpu)")
-    parser.add_argument("--dtype", default="float32", help="dtype of the VideoMAEv2 runs (float32, bfloat16, ...)")
+    parser.add_argument("--device", default="cpu", help="device of the converted encoders (the tiny encoders: cpu)")
+    parser.add_argument("--dtype", default="float32", help="dtype of the converted encoders (float32, bfloat16, ...)")
     parser.add_argument("--no-tiny", action="store_true", help="skip the tiny encoders")
+    parser.add_argument("--imagebind", default="none",
+                        help="comma-separated ImageBind sizes to add (base, huge), or none (default)")
+    parser.add_argument("--imagebind-clips", type=int, default=2, help="clips the ImageBind encoders embed")
+    parser.add_argument("--imagebind-protocol", default="toolkit", choices=("toolkit", "paper"))
     args = parser.parse_args()
+    sizes = [] if args.imagebind == "none" else args.imagebind.split(",")
+    if any(size not in IMAGEBIND_SIZES for size in sizes):
+        parser.error(f"--imagebind {args.imagebind!r}: choose from {', '.join(IMAGEBIND_SIZES)} or none")
 
     from blemore_toolkit.features.extraction import extract_features
 
@@ -118,6 +166,9 @@ def main() -> None:
                   f"{result.hidden_size})")
         for size in filter(None, args.videomaev2.split(",")):
             bench_videomaev2(dataset, work, size, args.videomaev2_clips, args.batch_size, args.device, args.dtype)
+        if sizes:
+            bench_imagebind(dataset, work, sizes, args.imagebind_clips, args.imagebind_protocol, args.device,
+                            args.dtype, args.batch_size)
         print(f"load average after {os.getloadavg()[0]:.2f}")
         print(GPU_COMMANDS)
     finally:

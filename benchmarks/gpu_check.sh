@@ -11,6 +11,11 @@
 # WHEELS: a folder of wheels carried beside the checkout (e.g. `pip download transformers==5.24.0 -d wheels` on a
 # machine with network) for a machine that cannot reach a registry; they go into a scratch folder put first on
 # PYTHONPATH, and nothing of the machine's own environment changes. STEPS (default 10) timed steps per run.
+#
+# First ImageBind's vision encoder at base size and at the paper's size (imagebind_huge, 632M parameters; random
+# weights in the original checkpoint layout, converted by `blemore convert imagebind`) on random 224x224 frames in
+# float16: frames/s, clips/s when every frame of a 3 s clip is embedded, peak GPU memory (bench_imagebind.py; torch
+# and transformers only).
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
@@ -29,6 +34,9 @@ import torch, transformers
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
       f"GPU {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
 PY
+
+echo "ImageBind vision encoder (float16, random weights, random frames):"
+"$PYTHON" benchmarks/bench_imagebind.py --size base,huge --device cuda --dtype float16 --batch-size 256 --batches 5
 
 REPORTS=$(mktemp -d -t blemore-gpu-reports-XXXXXX)
 for batch in 8 32; do

@@ -57,6 +57,7 @@ import blemore
 from blemore import BlemoreError
 from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.data.card import config_info, join_card, split_card
+from blemore_toolkit.features import imagebind_frames
 
 #: The seven per-clip statistics, in storage order.
 STATISTICS: tuple[str, ...] = ("mean", "std", "p10", "p25", "p50", "p75", "p90")
@@ -139,6 +140,8 @@ class ExtractionSettings:
     frames_per_second: float | None = 4.0
     #: None: no cap.
     max_frames: int | None = 64
+    #: A converted ImageBind's frame preprocessing (``imagebind_frames.py``); None for every other encoder.
+    imagebind_frames: str | None = None
     window: int | None = None
     frame_stride: int = 4
     audio_window_s: float = 0.5
@@ -153,6 +156,8 @@ class ExtractionSettings:
     def fingerprint_data(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("dtype")  # a storage/computation detail that hardly moves the numbers; keep shards reusable
+        if data["imagebind_frames"] is None:  # not an ImageBind folder: fingerprints as before the setting existed
+            data.pop("imagebind_frames")
         if data["last_window"] == "end_aligned":  # the only rule before it was a setting: old shards stay valid
             data.pop("last_window")
         if data["pixels"] == "processor":  # likewise
@@ -174,6 +179,17 @@ def _weights_digest(folder: Path) -> dict[str, str]:
                 digest.update(block)
         digests[path.name] = digest.hexdigest()
     return digests
+
+
+def _model_class(config, auto_class):
+    """The class to load: a vision tower saved with its projection (``CLIPVisionModelWithProjection``, e.g. a
+    converted ImageBind) as itself, since AutoModel would drop the projection; anything else through ``auto_class``."""
+    import transformers
+
+    architecture = (getattr(config, "architectures", None) or [""])[0]
+    if architecture.endswith("VisionModelWithProjection") and hasattr(transformers, architecture):
+        return getattr(transformers, architecture)
+    return auto_class
 
 
 def detect_kind(config) -> str:
@@ -206,7 +222,7 @@ class FeatureEncoder:
             config = AutoConfig.from_pretrained(source, **load)
             # A converted VideoMAEv2 folder (blemore convert videomaev2): its feature needs the classifier's fc_norm.
             self.videomaev2 = getattr(config, "converted_from", None) == "videomaev2"
-            loader = AutoModelForVideoClassification if self.videomaev2 else AutoModel
+            loader = AutoModelForVideoClassification if self.videomaev2 else _model_class(config, AutoModel)
             self.model = loader.from_pretrained(source, **load)
         except (OSError, ValueError, KeyError) as error:
             raise BlemoreError(f"--encoder {settings.encoder}: cannot load it with transformers AutoModel "
@@ -218,6 +234,14 @@ class FeatureEncoder:
         self.kind = settings.kind
         self.commit = getattr(config, "_commit_hash", None)
         self.processor = self._load_processor(source, load)
+        if imagebind_frames.is_imagebind(config) and self.kind == "image":
+            settings.imagebind_frames = settings.imagebind_frames or imagebind_frames.PROCESSOR
+            if settings.imagebind_frames == imagebind_frames.ORGANISERS_VIDEO:
+                self.processor = imagebind_frames.OrganisersImageBindFrames(config.image_size)
+        else:
+            settings.imagebind_frames = None
+        #: ImageBind's vision postprocessor (L2 normalisation of the embedding), recorded by its conversion.
+        self.normalize = getattr(config, "embedding_normalization", None) == "l2" and settings.layers == "last"
         dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
         self.device = torch.device(device)
         self.model.to(self.device, dtype=dtypes[settings.dtype]).eval()
@@ -309,9 +333,13 @@ class FeatureEncoder:
                     vectors = self.model.get_image_features(**inputs)
                     if not isinstance(vectors, torch.Tensor):  # a model output rather than the projected tensor
                         vectors = vectors.pooler_output
+                elif self.layers is None and hasattr(self.model, "visual_projection"):  # a vision tower + projection
+                    vectors = self.model(**inputs).image_embeds
                 else:
                     output = self.module(**inputs, output_hidden_states=self.layers is not None)
                     vectors = self._pool(output)
+                if self.normalize:
+                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
             outputs.append(vectors.float().cpu().numpy())
         return np.concatenate(outputs)
 
@@ -700,6 +728,7 @@ def extract_features(
     if last_window not in ("end_aligned", "zero_pad"):
         raise BlemoreError(f"--last-window {last_window!r}: expected end_aligned or zero_pad")
     settings = ExtractionSettings(encoder=encoder, kind=kind, revision=revision, layers=layers,
+                                  imagebind_frames=sampling.imagebind_frames,
                                   frames_per_second=frames_per_second or None, max_frames=max_frames or None,
                                   window=window or sampling.window, frame_stride=frame_stride or sampling.frame_stride,
                                   audio_window_s=audio_window_s, max_audio_s=max_audio_s, dtype=dtype,
@@ -758,6 +787,7 @@ def extract_features(
         "hidden_size": hidden_size,
         "frames_per_second": settings.frames_per_second,
         "max_frames": settings.max_frames,
+        "imagebind_frames": settings.imagebind_frames,
         "window": settings.window,
         "frame_stride": settings.frame_stride,
         "last_window": settings.last_window if settings.kind == "video" else None,

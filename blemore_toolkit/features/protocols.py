@@ -115,6 +115,10 @@ class FeatureProtocol:
     window: int | None
     frame_stride: int
     last_window: str
+    #: Frames of a converted ImageBind (``blemore convert imagebind``): ``organisers_video`` = the organisers' video
+    #: transform (bilinear short-side resize without antialiasing, CLIP mean/std, centre crop; see
+    #: ``imagebind_frames.py``), ``processor`` = the folder's image processor (ImageBind's own image transform).
+    imagebind_frames: str
     #: The CLIP checkpoint the recipes use for the "CLIP" row.
     clip_encoder: str
     #: Pixels a converted VideoMAEv2 encoder (``blemore convert videomaev2``) sees: ``processor``: RGB through the
@@ -128,12 +132,15 @@ class FeatureProtocol:
 
 
 PAPER_FEATURES = FeatureProtocol(
+    imagebind_frames="organisers_video",  # ImageBind_data.py's transform, quirks included
     # window None: the encoder's own clip length, 16 frames for VideoMAEv2 and Video Swin as in the paper
     name="paper", image_sampling="every_frame", frames_per_second=None, max_frames=None, window=None, frame_stride=1,
     last_window="zero_pad", clip_encoder="openai/clip-vit-base-patch32", videomaev2_pixels="bgr_unnormalised",
 )
 
 TOOLKIT_FEATURES = FeatureProtocol(
+    # ImageBind's frames through its own image transform (imagebind/data.py): antialiased bicubic resizing.
+    imagebind_frames="processor",
     # 4 frames/s (≤ 64) costs a fraction of every frame for statistics over a few seconds of acting; a stride of 4
     # lets a 16-frame window see 64 frames (~2.5 s) of motion; an end-aligned last window holds real frames only.
     name="toolkit", image_sampling="fps", frames_per_second=4.0, max_frames=64, window=None, frame_stride=4,
