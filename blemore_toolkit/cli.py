@@ -115,7 +115,11 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (default: ./blemore, which loads as load_dataset('blemore'))")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--clips-per-shard", type=int, default=DEFAULT_CLIPS_PER_SHARD)
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT if prepare wrote it (its features configs are kept when the clips are "
+                             "unchanged)")
+    parser.add_argument("--drop-features", action="store_true",
+                        help="with --overwrite: delete OUT's features configs even when the clips changed")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--video-size", type=int, default=None, metavar="PIXELS",
                         help="store a training copy of each video with its short side at PIXELS (e.g. 256; aspect "
@@ -130,7 +134,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     result = prepare_dataset(args.raw, args.out, num_workers=args.workers, clips_per_shard=args.clips_per_shard,
                              overwrite=args.overwrite, progress=not args.quiet, video_size=args.video_size,
-                             keep_original_video=args.keep_original_video)
+                             keep_original_video=args.keep_original_video, drop_features=args.drop_features)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"prepared {result.num_clips} clips into {result.out_dir} ({result.shards_written} shards written, "

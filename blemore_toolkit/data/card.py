@@ -20,6 +20,7 @@ from blemore import (
     dataset_features,
     is_test_clip,
 )
+from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.data.loading import read_label_table
 
 DATASET_CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "dataset_card.md"
@@ -185,6 +186,6 @@ def write_dataset_card(dataset_dir: Path, scan: DownloadScan, video: dict | None
     parts = {p.name.split("-", 1)[0] for p in (dataset_dir / "data").glob("*.parquet")}
     card = render_dataset_card(dataset_statistics(table), _card_configs(parts), scan.notes, scan.synthetic,
                                dataset_dir, video, features)
-    (dataset_dir / "README.md").write_text(card)
+    write_text_atomically(dataset_dir / "README.md", card)  # a link at README.md is replaced, never written through
 
 
