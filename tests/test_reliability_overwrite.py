@@ -199,3 +199,99 @@ def test_a_name_too_long_for_the_staging_sibling_blames_the_name(download, tmp_p
     line = one_line_error(prepare(download, out), "name of OUT", "at most")
     assert "cannot write here" not in line
     assert list(tmp_path.iterdir()) == []
+
+
+# --- 5. synth --overwrite replaces only a synthetic download ------------------------------------------------------
+
+
+SYNTH_SMALL = ["--actors-per-fold", "1", "--test-actors", "0", "--width", "32", "--height", "16", "--durations",
+               "0.2", "0.3", "--quiet"]
+
+
+def test_synth_overwrite_refuses_a_folder_whose_synthetic_json_synth_did_not_write(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "synthetic.json").write_text('{"my": "experiment"}')
+    (mine / "results.csv").write_text("years of work")
+    before = snapshot(tmp_path)
+    one_line_error(run_cli("synth", mine, "--overwrite", *SYNTH_SMALL), "not written by blemore synth")
+    assert snapshot(tmp_path) == before
+
+
+def test_synth_overwrite_keeps_a_synthetic_download_with_files_added(tmp_path):
+    raw = tmp_path / "raw"
+    assert run_cli("synth", raw, *SYNTH_SMALL).returncode == 0
+    (raw / "train" / "my_notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    one_line_error(run_cli("synth", raw, "--overwrite", *SYNTH_SMALL), "train/my_notes.txt")
+    assert snapshot(tmp_path) == before
+    (raw / "train" / "my_notes.txt").unlink()
+    result = run_cli("synth", raw, "--overwrite", *SYNTH_SMALL)  # a synthetic download, as synth wrote it
+    assert result.returncode == 0, result.stderr
+
+
+def test_synth_overwrite_through_a_symlink_is_one_line_and_deletes_nothing(tmp_path):
+    raw = tmp_path / "raw"
+    assert run_cli("synth", raw, *SYNTH_SMALL).returncode == 0
+    (tmp_path / "alias").symlink_to(raw)
+    before = snapshot(tmp_path)
+    one_line_error(run_cli("synth", tmp_path / "alias", "--overwrite", *SYNTH_SMALL), "symlink")
+    assert snapshot(tmp_path) == before
+
+
+def test_synth_refuses_to_replace_a_file_at_the_answer_key_path(tmp_path):
+    (tmp_path / "raw_test_answer_key.csv").write_text("my own answer key")
+    one_line_error(run_cli("synth", tmp_path / "raw", *SYNTH_SMALL), "raw_test_answer_key.csv", "--answer-key")
+    assert (tmp_path / "raw_test_answer_key.csv").read_text() == "my own answer key"
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize("rate", ["0", "1", "7999"])
+def test_synth_refuses_audio_rates_that_carry_no_label_before_writing_anything(tmp_path, rate):
+    one_line_error(run_cli("synth", tmp_path / "raw", "--audio-rate", rate, *SYNTH_SMALL), f"--audio-rate {rate}")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- 6. push publishes no link's target -----------------------------------------------------------------------------
+
+
+def test_push_refuses_a_symlinked_file_in_the_dataset_folder(tmp_path):
+    from test_hub import make_dataset_folder
+
+    from blemore_toolkit.data.hub import check_dataset_folder, check_model_folder
+
+    folder = make_dataset_folder(tmp_path / "blemore")
+    secret = tmp_path / "secret_token.txt"
+    secret.write_text("hf_secret")
+    (folder / "data" / "notes.txt").symlink_to(secret)
+    with pytest.raises(blemore.BlemoreError, match="notes.txt: is a symlink"):
+        check_dataset_folder(folder)
+    (folder / "data" / "notes.txt").unlink()
+    (folder / "extra").symlink_to(tmp_path, target_is_directory=True)  # a linked folder: not walked, refused
+    with pytest.raises(blemore.BlemoreError, match="extra: is a symlink"):
+        check_dataset_folder(folder)
+    (folder / "extra").unlink()
+    readme = folder / "README.md"
+    moved = tmp_path / "README.md"
+    readme.rename(moved)
+    readme.symlink_to(moved)
+    with pytest.raises(blemore.BlemoreError, match="README.md: is a symlink"):
+        check_dataset_folder(folder)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").symlink_to(secret)
+    with pytest.raises(blemore.BlemoreError, match="config.json: is a symlink"):
+        check_model_folder(model)
+
+
+def test_push_cli_refuses_a_link_before_any_upload(hub, tmp_path, capsys):
+    from test_hub import make_dataset_folder
+
+    folder = make_dataset_folder(tmp_path / "blemore")
+    (tmp_path / "id_rsa").write_text("PRIVATE KEY")
+    (folder / "key").symlink_to(tmp_path / "id_rsa")
+    capsys.readouterr()  # what making the folder printed
+    assert blemore.main(["push", str(folder), "me/blemore-tiny", "--endpoint", hub.url]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "key: is a symlink" in error, error
+    assert hub.requests == []

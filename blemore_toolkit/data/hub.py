@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from blemore import BlemoreError
 
@@ -32,15 +32,25 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 def folder_files(folder: Path) -> list[str]:
     """Repo paths of the files to push: everything except hidden files and folders (``.git``, ``.cache``, ...).
 
-    ``.gitattributes`` is the one hidden file that belongs in a repo, so it is kept.
+    ``.gitattributes`` is the one hidden file that belongs in a repo, so it is kept. A symlink among the files to push
+    is refused (``BlemoreError``): what it points to may lie anywhere (a token, a key next to the folder), and
+    ``push`` publishes only the folder's own files.
     """
     paths = []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder).as_posix()
-        hidden = any(part.startswith(".") for part in PurePosixPath(relative).parts)
-        if path.is_file() and (not hidden or relative == ".gitattributes"):
-            paths.append(relative)
-    return paths
+    for dirpath, dirnames, filenames in os.walk(folder):  # never descends into a linked folder
+        base = Path(dirpath)
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        for name in dirnames + filenames:
+            path = base / name
+            relative = path.relative_to(folder).as_posix()
+            if name.startswith(".") and relative != ".gitattributes":
+                continue
+            if path.is_symlink():
+                raise BlemoreError(f"{path}: is a symlink (to {os.readlink(path)}); push uploads only the folder's "
+                                   "own files, never what a link points to: put the file itself there or remove it")
+            if name in filenames and path.is_file():
+                paths.append(relative)
+    return sorted(paths)
 
 
 def _config_patterns(config: dict) -> list[str]:
@@ -71,6 +81,7 @@ def check_dataset_folder(dataset_dir: str | os.PathLike) -> list[str]:
     readme = folder / "README.md"
     if not folder.is_dir():
         raise BlemoreError(f"{folder}: no such dataset folder (make one with `blemore prepare RAW OUT`)")
+    files = folder_files(folder)  # first: a link is refused before anything is read through it
     if not readme.is_file():
         raise BlemoreError(f"{readme}: missing; a prepared dataset folder has a README.md with its configs "
                            "(run `blemore prepare RAW OUT` again)")
@@ -97,7 +108,7 @@ def check_dataset_folder(dataset_dir: str | os.PathLike) -> list[str]:
             tail = f.read(4)
         if head != b"PAR1" or tail != b"PAR1":
             raise BlemoreError(f"{parquet}: not a complete parquet file (truncated or still being written)")
-    return folder_files(folder)
+    return files
 
 
 def check_model_folder(model_dir: str | os.PathLike) -> list[str]:
@@ -107,6 +118,7 @@ def check_model_folder(model_dir: str | os.PathLike) -> list[str]:
     in the folder: a missing remote-code file only shows up later, as a failed ``trust_remote_code`` load.
     """
     folder = Path(model_dir)
+    files = folder_files(folder) if folder.is_dir() else []  # first: a link is refused before anything is read
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise BlemoreError(f"{folder}: no config.json; push a folder written by `save_pretrained`")
@@ -126,7 +138,7 @@ def check_model_folder(model_dir: str | os.PathLike) -> list[str]:
             if "--" not in ref and not (folder / f"{module}.py").is_file():
                 raise BlemoreError(f"{config_path}: auto_map {auto_class} needs {module}.py, which is not in "
                                    f"{folder}")
-    return folder_files(folder)
+    return files
 
 
 # ---------------------------------------------------------------------------------------------------------------
