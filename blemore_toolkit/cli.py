@@ -465,6 +465,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.init_from and (args.video_backbone or args.audio_backbone):
         raise BlemoreError("give either --init-from or backbones, not both")
+    if args.dataset_repo:  # checked before training: it goes into the model card
+        from blemore_toolkit.data.hub import check_repo_id
+
+        check_repo_id(args.dataset_repo, "--dataset-repo")
     thresholds = {key: getattr(args, key) for key in ("presence_threshold", "salience_threshold")
                   if getattr(args, key) is not None}
     summary = run_training(args.dataset, args.fold, settings_from_args(args), thresholds)
@@ -497,14 +501,18 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from blemore_toolkit.data.loading import load_split
+    from blemore_toolkit.data.loading import cache_copy, load_split
     from blemore_toolkit.training.predict import load_model, predict_features, predict_split, write_predictions
 
     model, processor = load_model(args.model, args.revision, trust_remote_code=args.trust_remote_code)
     if processor is None:  # a head on features: read the features configs beside the clips
         result, truth = predict_features(model, args.dataset, args.config, args.split)
     else:
-        split = load_split(args.dataset, args.config, args.split)
+        split = load_split(args.dataset, args.config, args.split, only_this_split=True)
+        copy = cache_copy(split)
+        if copy:
+            print(f"blemore predict: note: datasets keeps a copy of the {args.split} split ({copy[1] / 1e6:.1f} MB) "
+                  f"in its cache, {copy[0]} (HF_DATASETS_CACHE); remove it when done", file=sys.stderr)
         result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers)
         outcomes = list(split["outcome"]) if "outcome" in split.column_names else []
         truth = np.asarray(outcomes) if outcomes and None not in outcomes else None

@@ -42,6 +42,10 @@ def replacing(path: str | os.PathLike) -> Iterator:
         with open_new_file(partial) as handle:
             yield handle
         os.replace(partial, path)
+    except OSError as error:
+        if error.filename is None and error.errno is not None:  # a failed write() names no file: name it
+            raise OSError(error.errno, error.strerror, str(path)) from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
@@ -63,3 +67,18 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     ``path`` is replaced, not followed.
     """
     return write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def check_writable(folder: str | os.PathLike, why: str) -> None:
+    """Create and remove a file in ``folder``: ``BlemoreError`` naming it when that fails (read-only, full, not
+    ours). For commands that write only after long work, so that they fail before it rather than after."""
+    import tempfile
+
+    from blemore import BlemoreError
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".blemore-write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise BlemoreError(f"{folder}: cannot write here ({error.strerror or error}); {why}") from None

@@ -141,9 +141,34 @@ def check_model_folder(model_dir: str | os.PathLike) -> list[str]:
     return files
 
 
+def check_repo_id(repo_id: str, option: str = "REPO") -> str:
+    """``repo_id`` when it is a valid Hub repo id (``name`` or ``owner/name``: letters, digits, ``-_.``), else
+    ``BlemoreError`` naming ``option``; a repo id is written into cards and links, so nothing else may pass."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise BlemoreError(f"{option} {repo_id!r}: not a Hub repo id (owner/name, letters, digits, '-', '_' and "
+                           "'.')") from None
+    return repo_id
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Pushing
 # ---------------------------------------------------------------------------------------------------------------
+
+
+#: ``user:password@`` (or ``token@``) in a URL, and ``token=...`` style query parameters.
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+_QUERY_SECRETS = re.compile(r"(?i)((?:token|access_token|password|secret|key|sig|signature)=)[^&\s]+")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with credentials embedded in URLs (``https://user:token@host``, ``?token=...``) replaced by ``***``,
+    so that an error message or a log line never repeats them."""
+    return _QUERY_SECRETS.sub(r"\1***", _URL_CREDENTIALS.sub("***@", str(text)))
 
 
 def _describe_failure(error: BaseException) -> str:
@@ -189,7 +214,7 @@ def _push_folder(
     from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi(endpoint=endpoint.rstrip("/") if endpoint else None, token=token)
-    target = f"{api.endpoint}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
+    target = f"{redact_url(api.endpoint)}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
     try:
         repo_id = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True).repo_id
         if revision not in (None, "main"):
@@ -202,11 +227,12 @@ def _push_folder(
         return api.create_commit(repo_id, operations, commit_message=commit_message, repo_type=repo_type,
                                  revision=revision)
     except (HfHubHTTPError, httpx2.HTTPError, RuntimeError, OSError) as error:
-        raise BlemoreError(f"pushing {folder} to {target} failed: {_describe_failure(error)}; the repo was left "
-                           "unchanged, so running the same push again retries it (uploaded files are not sent twice)"
-                           ) from error
+        raise BlemoreError(f"pushing {folder} to {target} failed: {redact_url(_describe_failure(error))}; the repo "
+                           "was left unchanged, so running the same push again retries it (uploaded files are not "
+                           "sent twice)") from None
     except ValueError as error:  # refused before any upload, e.g. README metadata the Hub rejects
-        raise BlemoreError(f"pushing {folder} to {target} was refused: {' '.join(str(error).split())}") from error
+        raise BlemoreError(f"pushing {folder} to {target} was refused: {redact_url(' '.join(str(error).split()))}"
+                           ) from None
 
 
 def push_dataset(
