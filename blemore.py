@@ -13,6 +13,7 @@ Turning a download into a portable, Hub-native folder is ``blemore_toolkit.data.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import importlib
@@ -605,26 +606,101 @@ def _data_in_this_file(data: bytes, minf: tuple[int, int]) -> bool:
     return len(entries) == count and all(struct.unpack_from(">I", data, payload)[0] & 1 for _, payload, _ in entries)
 
 
+def _trex_sample_sizes(data: bytes, moov: tuple[int, int]) -> dict[int, int]:
+    """``{track id: default sample size}`` from the ``trex`` boxes of a fragmented file's ``moov/mvex``."""
+    sizes = {}
+    for kind, payload, end in _boxes(data, *moov):
+        if kind == b"mvex":
+            for child, start, _ in _boxes(data, payload, end):
+                if child == b"trex":  # version/flags, track_ID, description index, duration, size, flags
+                    track_id, _, _, size = struct.unpack_from(">IIII", data, start + 4)
+                    sizes[track_id] = size
+    return sizes
+
+
+def _fragment_media_end(data: bytes, moof_start: int, moof: tuple[int, int], default_sizes: dict[int, int]) -> int:
+    """Where the last sample that one movie fragment (``moof``) lists ends in the file, from its track runs: each
+    ``trun`` gives its samples' sizes (or the ``tfhd``/``trex`` default) and where their data starts (a data offset
+    from the fragment's base, or right after the previous run)."""
+    end = 0
+    previous_end = moof_start  # the base of a track fragment without one of its own (ISO 14496-12, 8.8.7)
+    for kind, payload, traf_end in _boxes(data, *moof):
+        if kind != b"traf":
+            continue
+        tfhd = next((start for child, start, _ in _boxes(data, payload, traf_end) if child == b"tfhd"), None)
+        if tfhd is None:
+            raise ValueError("a track fragment without tfhd")
+        flags, track_id = struct.unpack_from(">II", data, tfhd)
+        pos, base, default_size = tfhd + 8, None, default_sizes.get(track_id, 0)
+        if flags & 0x01:  # base-data-offset
+            (base,), pos = struct.unpack_from(">Q", data, pos), pos + 8
+        pos += 4 * bool(flags & 0x02) + 4 * bool(flags & 0x08)  # sample description index, default duration
+        if flags & 0x10:  # default-sample-size
+            (default_size,) = struct.unpack_from(">I", data, pos)
+        if base is None:
+            base = moof_start if flags & 0x020000 else previous_end  # default-base-is-moof
+        cursor = base
+        for child, start, run_end in _boxes(data, payload, traf_end):
+            if child != b"trun":
+                continue
+            run_flags, count = struct.unpack_from(">II", data, start)
+            pos = start + 8
+            if run_flags & 0x01:  # data-offset, signed, from the base
+                (offset,), pos = struct.unpack_from(">i", data, pos), pos + 4
+                cursor = base + offset
+            pos += 4 * bool(run_flags & 0x04)  # first-sample-flags
+            # per sample: duration, size, flags, composition offset, each present or not
+            stride = 4 * sum(bool(run_flags & bit) for bit in (0x100, 0x200, 0x400, 0x800))
+            if pos + stride * count > run_end:
+                raise ValueError("a track run listing more samples than its box holds")
+            if run_flags & 0x200:
+                skip = 4 if run_flags & 0x100 else 0
+                cursor += sum(struct.unpack_from(">I", data, pos + i * stride + skip)[0] for i in range(count))
+            else:
+                cursor += default_size * count
+            end = max(end, cursor)
+        previous_end = cursor
+    return end
+
+
 def _indexed_media_end(data: bytes) -> int | None:
-    """Where the last media sample that an MP4/QuickTime index (``moov``) lists ends in the file: beyond
-    ``len(data)`` when the file was cut short. ``None`` when there is no such index to read (another container,
-    a fragmented MP4, an index that does not parse): the caller then checks by decoding instead."""
-    moov = None
+    """Where the last media sample that an MP4/QuickTime index lists ends in the file: beyond ``len(data)`` when the
+    file was cut short. The index is the ``moov`` sample tables and, in a fragmented file, each fragment's track runs
+    (``moof/traf/trun``); a fragment whose own box the file cuts off counts up to where the box would end. ``None``
+    when there is no such index to read (another container, an index that does not parse): the caller then checks
+    by decoding instead."""
+    moov, fragments, cut_box = None, [], None
+    start = 0
     try:
         for kind, payload, end in _boxes(data, 0, len(data)):
             if kind == b"moof":
-                return None  # fragmented: samples are listed in fragments, not in moov
-            if kind == b"moov":
+                fragments.append((start, (payload, end)))
+            elif kind == b"moov":
                 moov = (payload, end)
+            start = end
     except (ValueError, struct.error):
-        pass  # the file ends inside a box (cut short): an index before the cut still says what is missing
+        # the file ends inside a box (cut short): an index before the cut still says what is missing
+        with contextlib.suppress(struct.error):
+            size, kind = struct.unpack_from(">I4s", data, start)
+            if size == 1:
+                (size,) = struct.unpack_from(">Q", data, start + 8)
+            cut_box = (kind, start + size)
     if moov is None:
         return None
     try:
+        ends = []
         minfs = [_descend(data, (payload, end), b"mdia", b"minf")
                  for kind, payload, end in _boxes(data, *moov) if kind == b"trak"]
-        return max((_track_media_end(data, _descend(data, minf, b"stbl")) for minf in minfs
-                    if _data_in_this_file(data, minf)), default=None)
+        ends += [_track_media_end(data, _descend(data, minf, b"stbl")) for minf in minfs
+                 if _data_in_this_file(data, minf)]
+        if fragments or (cut_box and cut_box[0] == b"moof"):
+            if len(ends) != len(minfs):
+                return None  # fragments of tracks whose data lies in other files: nothing to compare with
+            default_sizes = _trex_sample_sizes(data, moov)
+            ends += [_fragment_media_end(data, start, moof, default_sizes) for start, moof in fragments]
+            if cut_box and cut_box[0] == b"moof":  # a fragment's index itself cut off: its data is missing too
+                ends.append(cut_box[1])
+        return max(ends, default=None)
     except (ValueError, struct.error):
         return None
 

@@ -115,7 +115,11 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (default: ./blemore, which loads as load_dataset('blemore'))")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--clips-per-shard", type=int, default=DEFAULT_CLIPS_PER_SHARD)
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT if prepare wrote it (its features configs are kept when the clips are "
+                             "unchanged)")
+    parser.add_argument("--drop-features", action="store_true",
+                        help="with --overwrite: delete OUT's features configs even when the clips changed")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--video-size", type=int, default=None, metavar="PIXELS",
                         help="store a training copy of each video with its short side at PIXELS (e.g. 256; aspect "
@@ -130,7 +134,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     result = prepare_dataset(args.raw, args.out, num_workers=args.workers, clips_per_shard=args.clips_per_shard,
                              overwrite=args.overwrite, progress=not args.quiet, video_size=args.video_size,
-                             keep_original_video=args.keep_original_video)
+                             keep_original_video=args.keep_original_video, drop_features=args.drop_features)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"prepared {result.num_clips} clips into {result.out_dir} ({result.shards_written} shards written, "
@@ -461,6 +465,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.init_from and (args.video_backbone or args.audio_backbone):
         raise BlemoreError("give either --init-from or backbones, not both")
+    if args.dataset_repo:  # checked before training: it goes into the model card
+        from blemore_toolkit.data.hub import check_repo_id
+
+        check_repo_id(args.dataset_repo, "--dataset-repo")
     thresholds = {key: getattr(args, key) for key in ("presence_threshold", "salience_threshold")
                   if getattr(args, key) is not None}
     summary = run_training(args.dataset, args.fold, settings_from_args(args), thresholds)
@@ -493,14 +501,18 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from blemore_toolkit.data.loading import load_split
+    from blemore_toolkit.data.loading import cache_copy, load_split
     from blemore_toolkit.training.predict import load_model, predict_features, predict_split, write_predictions
 
     model, processor = load_model(args.model, args.revision, trust_remote_code=args.trust_remote_code)
     if processor is None:  # a head on features: read the features configs beside the clips
         result, truth = predict_features(model, args.dataset, args.config, args.split)
     else:
-        split = load_split(args.dataset, args.config, args.split)
+        split = load_split(args.dataset, args.config, args.split, only_this_split=True)
+        copy = cache_copy(split)
+        if copy:
+            print(f"blemore predict: note: datasets keeps a copy of the {args.split} split ({copy[1] / 1e6:.1f} MB) "
+                  f"in its cache, {copy[0]} (HF_DATASETS_CACHE); remove it when done", file=sys.stderr)
         result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers)
         outcomes = list(split["outcome"]) if "outcome" in split.column_names else []
         truth = np.asarray(outcomes) if outcomes and None not in outcomes else None

@@ -367,19 +367,31 @@ def test_the_index_locates_the_end_of_the_media_and_a_cut_of_a_few_bytes_shows(t
             blemore.read_clip_media(raw_clip(cut))
 
 
-def test_a_clip_without_a_readable_index_is_checked_by_decoding_its_last_frame(tmp_path):
-    """A fragmented MP4 lists its samples in fragments, not in moov: its last frame is decoded instead."""
-    fragmented = tmp_path / "frag.mp4"
-    ffmpeg("-i", clip_for(tmp_path, "frag", duration_s=4.0), "-c", "copy", "-movflags", "frag_keyframe+empty_moov",
-           fragmented)
+@pytest.mark.parametrize("suffix, flags", [
+    (".mov", "frag_keyframe+empty_moov"),                   # every sample in fragments, moov holds none
+    (".mov", "frag_keyframe"),                              # the first samples in moov, the rest in fragments
+    (".mp4", "frag_keyframe+empty_moov"),
+    (".mp4", "frag_keyframe+empty_moov+default_base_moof"),  # data offsets from each moof
+])
+def test_a_fragmented_clip_is_checked_by_its_fragments_index(tmp_path, suffix, flags):
+    """A fragmented MP4/MOV lists its samples in each fragment's track runs (moof/traf/trun): their sizes and data
+    offsets say where the media ends, as moov's sample tables do for an unfragmented file; a cut shows."""
+    fragmented = tmp_path / f"frag{suffix}"
+    ffmpeg("-i", clip_for(tmp_path, "frag", duration_s=4.0), "-c", "copy", "-movflags", flags, fragmented)
     data = fragmented.read_bytes()
-    assert blemore._indexed_media_end(data) is None
+    boxes = list(blemore._boxes(data, 0, len(data)))
+    last_mdat_end = max(end for kind, _, end in boxes if kind == b"mdat")
+    assert blemore._indexed_media_end(data) == last_mdat_end  # the last sample ends where the last mdat ends
     assert blemore._indexed_media_end(b"not a video at all") is None
-    assert blemore.read_clip_media(raw_clip(fragmented))["num_frames"] > 90
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: int(len(data) * 0.9)])
-    with pytest.raises(blemore.BlemoreError, match=r"cut.mp4 looks truncated \(its last frame, at"):
-        blemore.read_clip_media(raw_clip(cut))
+    blemore.read_clip_media(raw_clip(fragmented))  # the whole clip passes
+    for kept in (0.9, 0.5):
+        cut = tmp_path / f"cut{suffix}"
+        cut.write_bytes(data[: int(len(data) * kept)])
+        with pytest.raises(blemore.BlemoreError, match=rf"cut{suffix} looks truncated \(its last frames are missing"):
+            blemore.read_clip_media(raw_clip(cut))
+    moof = next(start for start, (kind, _, _) in zip([0] + [end for _, _, end in boxes], boxes) if kind == b"moof")
+    cut.write_bytes(data[: moof + 20])  # cut inside a fragment's own index: its media is missing as well
+    assert blemore._indexed_media_end(cut.read_bytes()) > len(cut.read_bytes())
 
 
 # --- metadata CSVs as spreadsheets save them -----------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from blemore import (
     dataset_features,
     is_test_clip,
 )
+from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.data.loading import read_label_table
 
 DATASET_CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "dataset_card.md"
@@ -172,7 +174,7 @@ def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[s
         metadata["blemore_video"] = video
         scan_notes = [*scan_notes, f"videos re-encoded for training: short side {video['short_side']} px, aspect "
                       f"kept, H.264 CRF 18; originals {video['originals']}"]
-    notes = "\n".join(f"- {note}" for note in scan_notes) or "- none"
+    notes = "\n".join(f"- {markdown_text(note)}" for note in scan_notes) or "- none"
     body = (body.replace("{{provenance}}", provenance)
             .replace("{{statistics}}", _statistics_markdown(stats))
             .replace("{{prepare_notes}}", notes)
@@ -180,11 +182,35 @@ def render_dataset_card(stats: dict, configs: list[dict], scan_notes: Sequence[s
     return join_card(metadata, body)
 
 
+#: Characters that Markdown (or the HTML it may hold) gives a meaning: escaped in text that comes from the data.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` (a file name, a CSV cell) as literal Markdown: HTML (``<img onerror=...>``) shows as text, and no
+    link, image, emphasis or table syntax takes effect; one line."""
+    text = " ".join(str(text).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def public_notes(notes: Sequence[str], root: Path) -> list[str]:
+    """Prepare's notes as the card shows them: paths inside the download written relative to it (``RAW/...``), so
+    that the published card records no local folder names."""
+    prefixes = sorted({str(root), os.path.abspath(root), str(Path(root).resolve())}, key=len, reverse=True)
+    public = []
+    for note in notes:
+        for prefix in prefixes:
+            note = note.replace(prefix + os.sep, "RAW/").replace(prefix, "RAW")
+        public.append(note)
+    return public
+
+
 def write_dataset_card(dataset_dir: Path, scan: DownloadScan, video: dict | None = None, features=None) -> None:
     table = read_label_table(dataset_dir)
     parts = {p.name.split("-", 1)[0] for p in (dataset_dir / "data").glob("*.parquet")}
-    card = render_dataset_card(dataset_statistics(table), _card_configs(parts), scan.notes, scan.synthetic,
-                               dataset_dir, video, features)
-    (dataset_dir / "README.md").write_text(card)
+    card = render_dataset_card(dataset_statistics(table), _card_configs(parts), public_notes(scan.notes, scan.root),
+                               scan.synthetic, dataset_dir, video, features)
+    write_text_atomically(dataset_dir / "README.md", card)  # a link at README.md is replaced, never written through
 
 

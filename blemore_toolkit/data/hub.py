@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from blemore import BlemoreError
 
@@ -32,15 +32,25 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 def folder_files(folder: Path) -> list[str]:
     """Repo paths of the files to push: everything except hidden files and folders (``.git``, ``.cache``, ...).
 
-    ``.gitattributes`` is the one hidden file that belongs in a repo, so it is kept.
+    ``.gitattributes`` is the one hidden file that belongs in a repo, so it is kept. A symlink among the files to push
+    is refused (``BlemoreError``): what it points to may lie anywhere (a token, a key next to the folder), and
+    ``push`` publishes only the folder's own files.
     """
     paths = []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder).as_posix()
-        hidden = any(part.startswith(".") for part in PurePosixPath(relative).parts)
-        if path.is_file() and (not hidden or relative == ".gitattributes"):
-            paths.append(relative)
-    return paths
+    for dirpath, dirnames, filenames in os.walk(folder):  # never descends into a linked folder
+        base = Path(dirpath)
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        for name in dirnames + filenames:
+            path = base / name
+            relative = path.relative_to(folder).as_posix()
+            if name.startswith(".") and relative != ".gitattributes":
+                continue
+            if path.is_symlink():
+                raise BlemoreError(f"{path}: is a symlink (to {os.readlink(path)}); push uploads only the folder's "
+                                   "own files, never what a link points to: put the file itself there or remove it")
+            if name in filenames and path.is_file():
+                paths.append(relative)
+    return sorted(paths)
 
 
 def _config_patterns(config: dict) -> list[str]:
@@ -71,6 +81,7 @@ def check_dataset_folder(dataset_dir: str | os.PathLike) -> list[str]:
     readme = folder / "README.md"
     if not folder.is_dir():
         raise BlemoreError(f"{folder}: no such dataset folder (make one with `blemore prepare RAW OUT`)")
+    files = folder_files(folder)  # first: a link is refused before anything is read through it
     if not readme.is_file():
         raise BlemoreError(f"{readme}: missing; a prepared dataset folder has a README.md with its configs "
                            "(run `blemore prepare RAW OUT` again)")
@@ -97,7 +108,7 @@ def check_dataset_folder(dataset_dir: str | os.PathLike) -> list[str]:
             tail = f.read(4)
         if head != b"PAR1" or tail != b"PAR1":
             raise BlemoreError(f"{parquet}: not a complete parquet file (truncated or still being written)")
-    return folder_files(folder)
+    return files
 
 
 def check_model_folder(model_dir: str | os.PathLike) -> list[str]:
@@ -107,6 +118,7 @@ def check_model_folder(model_dir: str | os.PathLike) -> list[str]:
     in the folder: a missing remote-code file only shows up later, as a failed ``trust_remote_code`` load.
     """
     folder = Path(model_dir)
+    files = folder_files(folder) if folder.is_dir() else []  # first: a link is refused before anything is read
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise BlemoreError(f"{folder}: no config.json; push a folder written by `save_pretrained`")
@@ -126,12 +138,37 @@ def check_model_folder(model_dir: str | os.PathLike) -> list[str]:
             if "--" not in ref and not (folder / f"{module}.py").is_file():
                 raise BlemoreError(f"{config_path}: auto_map {auto_class} needs {module}.py, which is not in "
                                    f"{folder}")
-    return folder_files(folder)
+    return files
+
+
+def check_repo_id(repo_id: str, option: str = "REPO") -> str:
+    """``repo_id`` when it is a valid Hub repo id (``name`` or ``owner/name``: letters, digits, ``-_.``), else
+    ``BlemoreError`` naming ``option``; a repo id is written into cards and links, so nothing else may pass."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise BlemoreError(f"{option} {repo_id!r}: not a Hub repo id (owner/name, letters, digits, '-', '_' and "
+                           "'.')") from None
+    return repo_id
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pushing
 # ---------------------------------------------------------------------------------------------------------------
+
+
+#: ``user:password@`` (or ``token@``) in a URL, and ``token=...`` style query parameters.
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+_QUERY_SECRETS = re.compile(r"(?i)((?:token|access_token|password|secret|key|sig|signature)=)[^&\s]+")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with credentials embedded in URLs (``https://user:token@host``, ``?token=...``) replaced by ``***``,
+    so that an error message or a log line never repeats them."""
+    return _QUERY_SECRETS.sub(r"\1***", _URL_CREDENTIALS.sub("***@", str(text)))
 
 
 def _describe_failure(error: BaseException) -> str:
@@ -177,7 +214,7 @@ def _push_folder(
     from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi(endpoint=endpoint.rstrip("/") if endpoint else None, token=token)
-    target = f"{api.endpoint}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
+    target = f"{redact_url(api.endpoint)}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
     try:
         repo_id = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True).repo_id
         if revision not in (None, "main"):
@@ -190,11 +227,12 @@ def _push_folder(
         return api.create_commit(repo_id, operations, commit_message=commit_message, repo_type=repo_type,
                                  revision=revision)
     except (HfHubHTTPError, httpx2.HTTPError, RuntimeError, OSError) as error:
-        raise BlemoreError(f"pushing {folder} to {target} failed: {_describe_failure(error)}; the repo was left "
-                           "unchanged, so running the same push again retries it (uploaded files are not sent twice)"
-                           ) from error
+        raise BlemoreError(f"pushing {folder} to {target} failed: {redact_url(_describe_failure(error))}; the repo "
+                           "was left unchanged, so running the same push again retries it (uploaded files are not "
+                           "sent twice)") from None
     except ValueError as error:  # refused before any upload, e.g. README metadata the Hub rejects
-        raise BlemoreError(f"pushing {folder} to {target} was refused: {' '.join(str(error).split())}") from error
+        raise BlemoreError(f"pushing {folder} to {target} was refused: {redact_url(' '.join(str(error).split()))}"
+                           ) from None
 
 
 def push_dataset(

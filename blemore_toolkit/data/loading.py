@@ -124,9 +124,14 @@ def _changed_shard(files: list[Path]) -> str:
     return f"a shard was changed or replaced ({names})"
 
 
-def load_split(dataset_dir: str, config_name: str, split: str):
+def load_split(dataset_dir: str, config_name: str, split: str, only_this_split: bool = False):
     """One split of a prepared folder through ``datasets.load_dataset``, after checking the folder against its card:
-    a config or split the folder does not have, or a shard missing or changed, is one line naming it."""
+    a config or split the folder does not have, or a shard missing or changed, is one line naming it.
+
+    ``datasets`` converts what it loads into a copy in its cache (``HF_DATASETS_CACHE``), by default every split of
+    the config. With ``only_this_split`` (prediction, which reads one split once) only this split's shards are read
+    and copied; ``cache_copy`` says where the copy is and how big.
+    """
     import datasets
 
     path = Path(dataset_dir)
@@ -139,5 +144,20 @@ def load_split(dataset_dir: str, config_name: str, split: str):
         raise BlemoreError(f"{path}: the {config_name} config has no {split!r} split (it has: "
                            f"{', '.join(splits[config_name])})")
     check_against_card(path)
-    loaded = datasets.load_dataset(str(path), config_name, split=split)
-    return loaded
+    if not only_this_split:
+        return datasets.load_dataset(str(path), config_name, split=split)
+    config = next(c for c in card_header(path)["configs"] if c.get("config_name") == config_name)
+    patterns = next(e for e in config.get("data_files", []) if e.get("split") == split).get("path", [])
+    patterns = [patterns] if isinstance(patterns, str) else patterns
+    files = sorted({str(file) for pattern in patterns for file in path.glob(pattern)})
+    # the parquet files carry the dataset's features (Video, Audio, ClassLabel) in their schema metadata
+    return datasets.load_dataset("parquet", data_files={split: files}, split=split)
+
+
+def cache_copy(split) -> tuple[str, int] | None:
+    """Where ``datasets`` keeps the copy of a loaded split (its cache folder) and its size in bytes; ``None`` when
+    the split is not backed by cache files (in memory)."""
+    files = [entry["filename"] for entry in getattr(split, "cache_files", []) or []]
+    if not files:
+        return None
+    return os.path.dirname(files[0]), sum(os.path.getsize(name) for name in files if os.path.exists(name))

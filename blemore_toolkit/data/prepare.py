@@ -14,13 +14,15 @@ import importlib.util
 import itertools
 import math
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from blemore import BlemoreError, RawClip, clip_example, clip_part, dataset_features, read_clip_media, scan_download
-from blemore_toolkit.data.card import write_dataset_card
+from blemore_toolkit.data.atomic import open_new_file, write_text_atomically
+from blemore_toolkit.data.card import join_card, split_card, write_dataset_card
 
 # ---------------------------------------------------------------------------------------------------------------
 # `blemore prepare RAW OUT`: a portable, Hub-native folder (parquet with embedded media + README.md dataset card)
@@ -275,7 +277,8 @@ def write_shard(plan: ShardPlan, data_dir: Path, media: Iterator[dict] | None = 
     final = data_dir / f"{plan.name}.parquet"
     partial = data_dir / f".{plan.name}.{os.getpid()}.partial"
     try:
-        with pq.ParquetWriter(partial, schema) as writer:
+        # a new file (O_EXCL | O_NOFOLLOW): a link planted at the partial name is removed, never written through
+        with open_new_file(partial) as sink, pq.ParquetWriter(sink, schema) as writer:
             for start in range(0, len(plan.clips), CLIPS_PER_ROW_GROUP):
                 rows = [encode(clip_example(clip, next(media)))
                         for clip in plan.clips[start:start + CLIPS_PER_ROW_GROUP]]
@@ -300,6 +303,7 @@ def prepare_dataset(
     progress: bool = True,
     video_size: int | None = None,
     keep_original_video: bool = False,
+    drop_features: bool = False,
 ) -> PrepareResult:
     """Turn a download into a Hub-native folder that ``datasets.load_dataset(out_dir)`` reads offline.
 
@@ -311,6 +315,10 @@ def prepare_dataset(
     ``video_size`` (e.g. 256) stores a training copy of each video, re-encoded with its short side at that many
     pixels (decoding it costs a fraction of decoding 720p or 1080p); ``keep_original_video`` keeps the original
     file too, in an ``original_video`` column. Both are recorded in the card.
+
+    ``overwrite`` replaces only a folder that prepare wrote (it carries prepare's marker, ``.blemore-prepared``, and
+    nothing prepare did not write). The features configs stored in it (``blemore features``) are carried over when
+    its clips are unchanged; otherwise they are deleted only with ``drop_features``, else the run is refused.
     """
     if video_size is not None and video_size < 16:
         raise BlemoreError(f"--video-size must be at least 16 pixels, got {video_size}")
@@ -320,9 +328,26 @@ def prepare_dataset(
     if clips_per_shard < 1:
         raise BlemoreError(f"--clips-per-shard {clips_per_shard}: a shard holds at least one clip")
     refuse_out_overlapping_raw(Path(raw_dir), out)
+    refuse_long_name(out)
     with prepare_lock(out):
         return _prepare_locked(raw_dir, out, num_workers, clips_per_shard, overwrite, progress, video_size,
-                               keep_original_video)
+                               keep_original_video, drop_features)
+
+
+#: The longest suffix prepare adds to OUT's name for a sibling (``.<OUT>.replaced-XXXXXXXX``).
+_SIBLING_EXTRA = len(".") + len(".replaced-") + 8
+
+
+def refuse_long_name(out: Path) -> None:
+    """``BlemoreError`` when OUT's name leaves no room for the hidden siblings prepare makes beside it."""
+    try:
+        limit = os.pathconf(out.parent if out.parent.is_dir() else "/", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    room = limit - _SIBLING_EXTRA
+    if len(os.fsencode(out.name)) > room:
+        raise BlemoreError(f"{out.name[:40]}...: the name of OUT is {len(os.fsencode(out.name))} bytes long; prepare "
+                           f"stages it beside OUT as .<name>.incomplete, so give a name of at most {room} bytes")
 
 
 def refuse_out_overlapping_raw(raw: Path, out: Path) -> None:
@@ -364,9 +389,15 @@ def prepare_lock(out: Path) -> Iterator[None]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
         except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise BlemoreError(f"{path}: is a symlink, not a lock file of blemore prepare; remove it") from None
+            if error.errno in (errno.ELOOP, errno.EISDIR):
+                what = "a symlink" if error.errno == errno.ELOOP else "a folder"
+                raise BlemoreError(f"{path}: is {what}, not a lock file of blemore prepare; remove it") from None
             raise BlemoreError(f"{out.parent}: cannot write here ({error.strerror})") from None
+        held = os.pread(fd, 64, 0)
+        if held.strip() and not held.strip().isdigit():  # prepare's lock holds a pid or nothing: this is a user's
+            os.close(fd)
+            raise BlemoreError(f"{path}: a file prepare did not write (prepare keeps its lock there); move it and "
+                               "run again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -416,7 +447,7 @@ def make_staging(staging: Path) -> None:
 
     try:
         staging.mkdir(mode=0o700)
-        (staging / _STAGING_MARKER).write_text(f"format={PREPARED_FORMAT_VERSION}\n")
+        write_text_atomically(staging / _STAGING_MARKER, f"format={PREPARED_FORMAT_VERSION}\n")
     except FileExistsError:
         info = staging.lstat()
         problem = (
@@ -435,7 +466,11 @@ def make_staging(staging: Path) -> None:
         if path.is_symlink() or (path.exists() and not path.is_dir()):
             raise BlemoreError(f"{path}: not a plain folder; remove {staging} and run again")
         path.mkdir(exist_ok=True)
-    (staging / "README.md").write_text(_STAGING_README)
+    try:  # replaces whatever is at README.md (a link included, never followed)
+        write_text_atomically(staging / "README.md", _STAGING_README)
+    except OSError as error:
+        raise BlemoreError(f"{staging / 'README.md'}: cannot write ({error.strerror}); remove {staging} and run "
+                           "again") from None
 
 
 def _clear_stale(folder: Path, keep: set[str]) -> None:
@@ -450,35 +485,144 @@ def _clear_stale(folder: Path, keep: set[str]) -> None:
             stale.unlink()
 
 
-def _check_replaceable(out: Path) -> None:
-    """With --overwrite, OUT is deleted: only when it is empty or a prepared dataset folder (never any folder)."""
+#: In a prepared folder: says prepare wrote it (what --overwrite may replace), with the fingerprints of its shards.
+PREPARED_MARKER = ".blemore-prepared"
+_MARKER_GENERATOR = "blemore prepare"
+#: What prepare (and ``blemore features``) write in OUT: anything else in it is someone else's and is never deleted.
+_OUT_ENTRIES = {"README.md", "data", "features", PREPARED_MARKER, _STAGING_MARKER}
+FEATURES_DIR = "features"
+#: The files prepare writes in OUT/data: shards, and the hidden partial file of one being written.
+_OUT_DATA_FILE = re.compile(r"[a-z0-9]+-\d{5}-of-\d{5}\.parquet|\.[a-z0-9]+-\d{5}-of-\d{5}\.\d+\.partial")
+
+
+@dataclasses.dataclass
+class _Replaced:
+    """What is known about the OUT that ``--overwrite`` replaces: its shards' fingerprints and features configs."""
+
+    fingerprints: dict[str, str]
+    feature_configs: list[str]
+
+
+def _read_marker(out: Path) -> dict | None:
+    """The content of OUT's prepare marker, or ``None`` when there is no plain-file marker of prepare there."""
+    import json
+
+    marker = out / PREPARED_MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    try:
+        content = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return content if isinstance(content, dict) and content.get("generator") == _MARKER_GENERATOR else None
+
+
+def _check_replaceable(out: Path) -> _Replaced:
+    """With --overwrite, OUT is deleted: only when it is empty, or a folder prepare marked as its own that holds
+    nothing prepare did not write. Returns what the replaced folder held (shard fingerprints, features configs)."""
     if out.is_symlink() or not out.is_dir():
         what = "a symlink" if out.is_symlink() else "not a folder"
         raise BlemoreError(f"{out}: exists and is {what}; --overwrite replaces only a folder prepare wrote")
-    if any(out.iterdir()) and not ((out / "README.md").is_file() and (out / "data").is_dir()):
-        raise BlemoreError(f"{out}: exists and is not a prepared dataset folder (no README.md and data/); "
-                           "--overwrite replaces only a folder written by `blemore prepare`")
+    entries = sorted(path.name for path in out.iterdir())
+    if not entries:
+        return _Replaced({}, [])
+    marker = _read_marker(out)
+    if marker is None:
+        if (out / "README.md").is_file() and (out / "data").is_dir():
+            raise BlemoreError(f"{out}: has no {PREPARED_MARKER} marker (a folder prepared by an older version, or "
+                               "not by `blemore prepare`); --overwrite replaces only folders prepare marked: if it is "
+                               f"a dataset you no longer need, remove it yourself (rm -r {out}) and run again")
+        raise BlemoreError(f"{out}: exists and is not a prepared dataset folder (no README.md, data/ and "
+                           f"{PREPARED_MARKER}); --overwrite replaces only a folder written by `blemore prepare`")
+    foreign = [name for name in entries if name not in _OUT_ENTRIES]
+    foreign += [f"{sub}/ (not a plain folder)" for sub in ("data", FEATURES_DIR)
+                if (out / sub).is_symlink() or ((out / sub).exists() and not (out / sub).is_dir())]
+    if not foreign and (out / "data").is_dir():
+        foreign = [f"data/{path.name}" for path in sorted((out / "data").iterdir())
+                   if path.is_symlink() or not path.is_file() or not _OUT_DATA_FILE.fullmatch(path.name)]
+    if foreign:
+        raise BlemoreError(f"{out}: holds {', '.join(foreign[:3])}, which prepare did not write; --overwrite would "
+                           "delete it: move it out of the folder (or remove the folder yourself) and run again")
+    features = out / FEATURES_DIR
+    configs = sorted(path.name for path in features.iterdir()) if features.is_dir() else []
+    fingerprints = marker.get("shards")
+    return _Replaced(fingerprints if isinstance(fingerprints, dict) else {}, configs)
+
+
+def _carry_features(replaced: _Replaced | None, fingerprints: dict[str, str], drop_features: bool,
+                    out: Path) -> bool:
+    """Whether the replaced folder's features configs move into the new one (its clips unchanged); ``BlemoreError``
+    when they would be lost and ``drop_features`` does not say so."""
+    if replaced is None or not replaced.feature_configs:
+        return False
+    if replaced.fingerprints == fingerprints:
+        return True
+    if drop_features:
+        return False
+    names = ", ".join(replaced.feature_configs[:5]) + (" ..." if len(replaced.feature_configs) > 5 else "")
+    raise BlemoreError(f"{out}: holds features configs ({names}) computed from clips that changed (or from other "
+                       "prepare settings); --overwrite would delete them: pass --drop-features to delete them too, "
+                       f"or move {out / FEATURES_DIR} elsewhere first")
+
+
+def _merge_feature_configs(staging: Path, out: Path, configs: list[str]) -> None:
+    """Add the features configs of the replaced card (``configs`` and ``dataset_info`` entries) to the new card."""
+    new_readme, old_readme = staging / "README.md", out / "README.md"
+    metadata, body = split_card(new_readme.read_text(encoding="utf-8"), new_readme)
+    try:
+        old, _ = split_card(old_readme.read_text(encoding="utf-8"), old_readme)
+    except (OSError, UnicodeDecodeError, BlemoreError):
+        old = {}
+    names = set(configs)
+    metadata["configs"] += [c for c in old.get("configs") or [] if isinstance(c, dict) and c.get("config_name")
+                            in names]
+    metadata["dataset_info"] += [i for i in old.get("dataset_info") or [] if isinstance(i, dict)
+                                 and i.get("config_name") in names]
+    write_text_atomically(new_readme, join_card(metadata, body))
+
+
+def _replace_out(staging: Path, out: Path, carry_features: bool) -> None:
+    """Swap the finished staging folder in for OUT. The old OUT goes into a hidden folder made here for it
+    (``.<OUT>.replaced-XXXXXXXX``, a new name: nothing of the user's is ever reused or deleted), then is removed."""
+    import tempfile
+
+    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
+    old = trash / "old"
+    out.rename(old)
+    if carry_features and (old / FEATURES_DIR).is_dir():
+        (old / FEATURES_DIR).rename(staging / FEATURES_DIR)
+    staging.rename(out)
+    shutil.rmtree(trash)
 
 
 def _prepare_locked(raw_dir, out: Path, num_workers, clips_per_shard, overwrite, progress, video_size,
-                    keep_original_video) -> PrepareResult:
+                    keep_original_video, drop_features=False) -> PrepareResult:
+    import json
+
+    replaced = None
     if out.exists() or out.is_symlink():
         if not overwrite:
             raise BlemoreError(f"{out} already exists; pass --overwrite to replace it")
-        _check_replaceable(out)
+        replaced = _check_replaceable(out)
     scan = scan_download(raw_dir)
     plans = plan_shards(scan.clips, clips_per_shard)
+    video = {"short_side": video_size, "originals": "kept in original_video" if keep_original_video else
+             "dropped"} if video_size else None
+    fingerprints = {plan.name: plan.fingerprint() + (f" video={video}" if video else "") for plan in plans}
+    carry = _carry_features(replaced, fingerprints, drop_features, out)
+    notes = list(scan.notes)
+    if replaced is not None and replaced.feature_configs:
+        names = ", ".join(replaced.feature_configs)
+        notes.append(f"features configs kept from the replaced {out.name} (its clips are unchanged): {names}" if carry
+                     else f"features configs of the replaced {out.name} deleted (--drop-features): {names}")
 
     staging = out.parent / f".{out.name}.incomplete"
     data_dir, done_dir = staging / "data", staging / ".done"
     make_staging(staging)
-    video = {"short_side": video_size, "originals": "kept in original_video" if keep_original_video else
-             "dropped"} if video_size else None
-    fingerprints = {plan.name: plan.fingerprint() + (f" video={video}" if video else "") for plan in plans}
     reusable = {
         name for name, fingerprint in fingerprints.items()
         if (data_dir / f"{name}.parquet").is_file() and (done_dir / name).is_file()
-        and (done_dir / name).read_text() == fingerprint
+        and not (done_dir / name).is_symlink() and (done_dir / name).read_text() == fingerprint
     }
     _clear_stale(data_dir, reusable)
     _clear_stale(done_dir, reusable)
@@ -490,7 +634,7 @@ def _prepare_locked(raw_dir, out: Path, num_workers, clips_per_shard, overwrite,
               unit="clip", desc="prepare", disable=not progress) as bar:
         for plan in _run_shards(todo, data_dir, num_workers, video_size, keep_original_video):
             try:
-                (done_dir / plan.name).write_text(fingerprints[plan.name])
+                write_text_atomically(done_dir / plan.name, fingerprints[plan.name])
             except OSError as error:
                 raise BlemoreError(f"{done_dir / plan.name}: cannot write ({error.strerror}); {out} was not "
                                    "written, rerun to finish") from None
@@ -498,23 +642,21 @@ def _prepare_locked(raw_dir, out: Path, num_workers, clips_per_shard, overwrite,
 
     try:
         write_dataset_card(staging, scan, video=video, features=prepared_features(keep_original_video))
+        if carry:
+            _merge_feature_configs(staging, out, replaced.feature_configs)
+        write_text_atomically(staging / PREPARED_MARKER, json.dumps(
+            {"generator": _MARKER_GENERATOR, "format": PREPARED_FORMAT_VERSION, "shards": fingerprints}, indent=1))
     except OSError as error:
         raise BlemoreError(f"{staging / 'README.md'}: cannot write the dataset card ({error.strerror or error}); "
                            f"{out} was not written, rerun to finish") from None
     shutil.rmtree(done_dir)
     if out.exists():
-        trash = out.parent / f".{out.name}.replaced"
-        if trash.is_symlink() or trash.is_file():  # never followed: only the link or file itself goes
-            trash.unlink()
-        shutil.rmtree(trash, ignore_errors=True)
-        out.rename(trash)
-        staging.rename(out)
-        shutil.rmtree(trash)
+        _replace_out(staging, out, carry)
     else:
         staging.rename(out)
     (out / _STAGING_MARKER).unlink()
     out.chmod(0o777 & ~_umask())  # staged private (0700); the result gets the permissions of any new folder
-    return PrepareResult(out, len(scan.clips), len(todo), len(reusable), scan.notes)
+    return PrepareResult(out, len(scan.clips), len(todo), len(reusable), notes)
 
 
 def _umask() -> int:

@@ -57,6 +57,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -130,6 +131,9 @@ DEFAULT_DURATIONS = (1.0, 8.0)
 FRAME_RATES = (25, 30)
 #: 16 kHz: the rate the toolkit decodes to anyway; 48 kHz cost a third of the demo's encoding time in AAC.
 DEFAULT_AUDIO_RATE = 16_000
+#: Sample rates synth writes: from 8 kHz (below it the highest tone, hap's 3rd harmonic near 3.8 kHz, has no room
+#: under the Nyquist frequency, and the sound carries no label) to 96 kHz (AAC's highest).
+AUDIO_RATES = (8_000, 96_000)
 DEFAULT_WORKERS = 2
 #: Clips per ffmpeg process, and the frame area up to which batching pays (above it, one clip per process).
 BATCH_SIZE = 24
@@ -975,6 +979,40 @@ def _submission_template(test_stems: Sequence[str], seed: int) -> dict:
                             for stem, k in zip(sorted(test_stems), picks)}}
 
 
+#: What synth writes in RAW (besides the clips in train/ and test/): anything else there is someone else's.
+_SYNTH_ENTRIES = {"train", "test", "train_metadata.csv", "submission_template.json", MARKER, IN_PROGRESS}
+_IN_PROGRESS_TEXT = "blemore synth is writing this folder; it is not complete\n"
+#: The files synth writes in train/ and test/: clips, and the hidden part of one being encoded.
+_SYNTH_CLIP = re.compile(r"[A-Za-z0-9_]+\.mov|\.[A-Za-z0-9_]+\.mov\.part")
+
+
+def _written_by_synth(raw_dir: Path) -> str | None:
+    """``None`` when ``raw_dir`` is a (complete or interrupted) synthetic download holding only what synth writes;
+    otherwise why it is not one."""
+    marker, in_progress = raw_dir / MARKER, raw_dir / IN_PROGRESS
+    ours = False
+    if marker.is_file() and not marker.is_symlink():
+        try:
+            ours = json.loads(marker.read_text(encoding="utf-8")).get("generator") == "blemore synth"
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            ours = False
+    if not ours and in_progress.is_file() and not in_progress.is_symlink():
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            ours = in_progress.read_text(encoding="utf-8") == _IN_PROGRESS_TEXT
+    if not ours:
+        return f"it has no {MARKER} written by blemore synth"
+    for entry in sorted(raw_dir.iterdir()):
+        if entry.name not in _SYNTH_ENTRIES:
+            return f"it holds {entry.name}, which synth did not write"
+        if entry.is_symlink() or (entry.name in ("train", "test")) != entry.is_dir():
+            return f"its {entry.name} is not what synth writes (a link, or a folder where a file belongs)"
+    for split in ("train", "test"):
+        for entry in sorted((raw_dir / split).iterdir()) if (raw_dir / split).is_dir() else []:
+            if entry.is_symlink() or not entry.is_file() or not _SYNTH_CLIP.fullmatch(entry.name):
+                return f"it holds {split}/{entry.name}, which synth did not write"
+    return None
+
+
 def _prepare_output_dir(raw_dir: Path, overwrite: bool) -> None:
     if raw_dir.exists() and not raw_dir.is_dir():
         raise BlemoreError(f"{raw_dir} exists and is not a folder")
@@ -982,12 +1020,32 @@ def _prepare_output_dir(raw_dir: Path, overwrite: bool) -> None:
         if not overwrite:
             raise BlemoreError(f"{raw_dir} is not empty; pass --overwrite (overwrite=True) to replace a previous "
                                "synthetic download")
-        if not ((raw_dir / MARKER).exists() or (raw_dir / IN_PROGRESS).exists()):
-            raise BlemoreError(f"{raw_dir} is not empty and was not written by blemore synth (no {MARKER}); "
-                               "refusing to overwrite it")
+        if raw_dir.is_symlink():
+            raise BlemoreError(f"{raw_dir}: is a symlink; --overwrite replaces only a folder blemore synth wrote, "
+                               "named as itself (give the folder the link points to, or another name)")
+        why = _written_by_synth(raw_dir)
+        if why:
+            raise BlemoreError(f"{raw_dir} is not empty and was not written by blemore synth ({why}); refusing to "
+                               "overwrite it")
         (raw_dir / MARKER).unlink(missing_ok=True)  # from here on it no longer looks complete
         shutil.rmtree(raw_dir)
-    raw_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        raw_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BlemoreError(f"{error.filename or raw_dir}: cannot write here ({error.strerror})") from None
+
+
+def _check_answer_key_path(key_path: Path) -> None:
+    """A file at the answer key's path is replaced only when it is an answer key synth wrote (its header)."""
+    if key_path.is_symlink() or (key_path.exists() and not key_path.is_file()):
+        raise BlemoreError(f"{key_path}: is a link or a folder, not an answer key of blemore synth; give "
+                           "--answer-key another path")
+    if key_path.is_file():
+        with open(key_path, "rb") as f:
+            header = f.readline().decode("utf-8", errors="replace").strip()
+        if header != ",".join(ANSWER_KEY_COLUMNS):
+            raise BlemoreError(f"{key_path}: exists and is not an answer key of blemore synth; give --answer-key "
+                               "another path (or move that file)")
 
 
 def synthesize(
@@ -1029,6 +1087,9 @@ def synthesize(
     low, high = (float(d) for d in durations)
     if not 0 < low <= high:
         raise BlemoreError(f"durations {low}..{high} s: need 0 < min <= max")
+    if not AUDIO_RATES[0] <= audio_rate <= AUDIO_RATES[1]:
+        raise BlemoreError(f"--audio-rate {audio_rate}: give a sample rate from {AUDIO_RATES[0]} to {AUDIO_RATES[1]} "
+                           "Hz (below 8000 the emotions' tones do not fit, and prepare would find the clips silent)")
     workers = DEFAULT_WORKERS if num_workers is None else int(num_workers)
     if workers < 1:
         raise BlemoreError(f"--workers must be at least 1, got {workers}")
@@ -1040,8 +1101,9 @@ def synthesize(
 
     plan = _full_plan() if full else _default_plan(seed, actors_per_fold, test_actors)
     tasks = _tasks(plan, seed, (low, high))
+    _check_answer_key_path(key_path)
     _prepare_output_dir(raw_dir, overwrite)
-    (raw_dir / IN_PROGRESS).write_text("blemore synth is writing this folder; it is not complete\n")
+    write_text_atomically(raw_dir / IN_PROGRESS, _IN_PROGRESS_TEXT)
     for split in blemore.SPLITS:
         (raw_dir / split).mkdir(exist_ok=True)
 

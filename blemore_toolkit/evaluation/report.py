@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import blemore
-from blemore_toolkit.data.atomic import write_text_atomically
+from blemore_toolkit.data.atomic import write_bytes_atomically, write_text_atomically
 from blemore_toolkit.evaluation import statistics
 from blemore_toolkit.evaluation.predictions import AlignedPredictions
 from blemore_toolkit.metrics.blemore import challenge
@@ -239,11 +239,17 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    """Save a figure as PNG whole or not at all (an interrupted or failed write leaves no half image)."""
+    import io
+
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
-    return path
+    image = io.BytesIO()
+    try:
+        fig.savefig(image, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return write_bytes_atomically(path, image.getvalue())
 
 
 def plot_presence_confusion(data: dict, path: Path) -> Path:
@@ -488,6 +494,15 @@ def write_report(data: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write the figures (PNG), ``report.json`` (every number) and ``report.html`` into ``out_dir``."""
     _pyplot()  # fail before anything is written when matplotlib is missing
     out_dir = Path(out_dir)
+    try:
+        return _write_report(data, out_dir)
+    except OSError as error:  # a full disk, a quota, a read-only folder: each file is whole or absent
+        where = error.filename or out_dir
+        raise blemore.BlemoreError(f"{where}: cannot write the report ({error.strerror or error}); the files "
+                                   "already there are whole, the rest are missing") from None
+
+
+def _write_report(data: dict, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     images: dict[str, bytes] = {}

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import blemore
+from blemore_toolkit.data.atomic import write_bytes_atomically
 
 #: File name of the predictions inside the upload zip written by ``write_submission``.
 SUBMISSION_MEMBER = "submission.json"
@@ -257,6 +258,10 @@ def _zip_json_member(path: Path) -> tuple[str, bytes]:
                 raise blemore.BlemoreError(f"{path}: the zip must hold exactly one .json file (found: {found})")
             info = archive.getinfo(names[0])
             source = f"{path}:{names[0]}"
+            if _escaping_path(names[0]):
+                raise blemore.BlemoreError(f"{source}: the member's name is an absolute path or leaves the folder it "
+                                           "is extracted to ('..'); zip the file again under a plain name (e.g. "
+                                           "predictions.json)")
             if info.flag_bits & 0x1:
                 raise blemore.BlemoreError(f"{source}: encrypted; the challenge reads an unencrypted zip")
             if info.file_size > MAX_SUBMISSION_BYTES:
@@ -572,13 +577,37 @@ def write_submission(predictions: Mapping[str, Sequence], path: str | os.PathLik
     ``[(emotion, salience)]`` pairs. Nothing is checked here: run ``check_submission`` first.
     """
     path = Path(path)
+    problem = unsafe_member_name(member)
+    if problem:
+        raise blemore.BlemoreError(f"--member {member!r}: {problem}")
     text = json.dumps(submission_document(predictions), indent=4) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".zip":
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(member, text)
-        path.write_bytes(buffer.getvalue())
+        data = buffer.getvalue()
     else:
-        path.write_text(text, encoding="utf-8")
-    return path
+        data = text.encode("utf-8")
+    try:  # whole or not at all: a full disk leaves the previous file (or none), never a 0-byte or half zip
+        return write_bytes_atomically(path, data)
+    except OSError as error:
+        raise blemore.BlemoreError(f"{error.filename or path}: cannot write ({error.strerror or error}); nothing "
+                                   "was written there") from None
+
+
+def _escaping_path(name: str) -> bool:
+    """Whether a zip member's name is absolute (``/x``, ``C:x``) or climbs out of the folder (``../x``)."""
+    return name.startswith(("/", "\\")) or name[1:2] == ":" or ".." in name.replace("\\", "/").split("/")
+
+
+def unsafe_member_name(name: str) -> str | None:
+    """Why a zip member's name is not one the challenge's upload can hold (``None`` when it is fine): it must be a
+    plain ``.json`` file name, not a path that leaves the folder it is extracted to, absolute, or hidden."""
+    if _escaping_path(name):
+        return "an absolute path or one leaving the folder it is extracted to ('..'); the member must be a plain " \
+            "file name such as predictions.json"
+    if "/" in name or "\\" in name or not name:
+        return "a path with folders; the member must be a plain file name such as predictions.json"
+    if name.startswith(".") or not name.lower().endswith(".json"):
+        return "not a .json file name (the challenge reads the one .json file of the zip, hidden ones skipped)"
+    return None

@@ -55,7 +55,7 @@ import numpy as np
 
 import blemore
 from blemore import BlemoreError
-from blemore_toolkit.data.atomic import write_text_atomically
+from blemore_toolkit.data.atomic import check_writable, write_text_atomically
 from blemore_toolkit.data.card import config_info, join_card, split_card
 from blemore_toolkit.features import imagebind_frames
 
@@ -711,6 +711,7 @@ def extract_features(
 
     dataset_dir = Path(dataset_dir)
     shards = _check_prepared(dataset_dir)
+    check_writable(dataset_dir, "features are stored inside the dataset folder (copy it somewhere writable)")
     layers = parse_layers(layers)
     name = config_name or default_config_name(encoder, layers)
     if name in blemore.config_names() or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):

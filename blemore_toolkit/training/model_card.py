@@ -10,18 +10,23 @@ The pinned revision is the commit that holds the weights and code, which only ex
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from blemore_toolkit.data.hub import check_repo_id
 from blemore_toolkit.modeling.model_card_blemore import metric_name
 
 
 def training_paragraph(summary: dict, dataset_repo: str | None = None) -> str:
     """What happened in the run, in words: data, model start, folds, and where α/β come from."""
+    if dataset_repo:
+        check_repo_id(dataset_repo, "--dataset-repo")
+    # local folders by their names only: the card is published, the paths on this machine are nobody's business
     data = f"the Hub dataset [{dataset_repo}](https://huggingface.co/datasets/{dataset_repo})" if dataset_repo else (
-        f"the prepared dataset folder `{summary.get('dataset')}`")
+        f"the prepared dataset folder `{_public_name(summary.get('dataset'))}`")
     model = summary.get("model") or {}
     if model.get("init_from"):
-        start = f"continued from the BLEMORE model `{model['init_from']}`"
+        start = f"continued from the BLEMORE model `{_public_name(model['init_from'])}`"
     elif model.get("tiny"):
         start = "the toolkit's tiny demo model (randomly initialised encoders, no pretrained weights)"
     else:
@@ -45,6 +50,14 @@ def training_paragraph(summary: dict, dataset_repo: str | None = None) -> str:
             f"The decoder's thresholds α/β {source}.")
 
 
+def _public_name(source) -> str:
+    """A model or dataset as a published card may name it: a Hub repo id as it is, a local folder by its name."""
+    text = str(source or "")
+    if os.path.isabs(text) or text.startswith(("~", ".")) or os.path.exists(text):
+        text = Path(text).name or "?"
+    return text.replace("`", "'")
+
+
 def render_model_card(summary: dict, repo_id: str, revision: str | None = None, dataset_repo: str | None = None):
     """A ``huggingface_hub.ModelCard`` for the run ``summary`` that ``blemore train`` returns (and writes).
 
@@ -52,6 +65,9 @@ def render_model_card(summary: dict, repo_id: str, revision: str | None = None, 
     validation table and what happened in training.
     """
     from huggingface_hub import ModelCard
+
+    if dataset_repo:
+        check_repo_id(dataset_repo, "--dataset-repo")
 
     from blemore_toolkit.modeling import BlemoreConfig
     from blemore_toolkit.modeling.model_card_blemore import render_model_card as render_from_config

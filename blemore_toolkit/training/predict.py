@@ -18,6 +18,7 @@ For a labelled split (e.g. ``--config fold2 --split validation``) the challenge 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,11 @@ def load_blemore_model(model: str, *, revision: str | None = None, trust_remote_
     except OSError as error:
         raise blemore.BlemoreError(f"{model}: cannot load the model: {' '.join(str(error).split())}") from None
     except ValueError as error:
+        unknown = re.search(r"Unrecognized configuration class <class '(?:[\w.]+\.)?(\w+)'>", str(error))
+        if unknown:  # a transformers model of another kind (e.g. BertConfig): no code of its own is involved
+            raise blemore.BlemoreError(f"{model}: not a BLEMORE model (its config.json is a {unknown[1]}, which "
+                                       "is no video classifier); give a folder written by `blemore train` or "
+                                       "`blemore heads`") from None
         if "trust_remote_code" not in str(error):
             raise
         raise blemore.BlemoreError(f"{model}: is not a BLEMORE model this package can load with its own code; it "
