@@ -567,7 +567,7 @@ def write_feature_shard(shard: Path, out_dir: Path, encoder: FeatureEncoder, wor
             ahead = max(2, 2 * workers)
             for decoded in _prefetched(_rows(shard, _input_columns(encoder.kind)), encoder.settings, workers, ahead):
                 group.append(decoded)
-                units += 1 if encoder.kind == "audio" else len(decoded["units"])
+                units += len(decoded["units"]) if encoder.kind in ("image", "video") else 1
                 if units >= encoder.batch_size or len(group) >= 64:
                     flush()
             flush()
