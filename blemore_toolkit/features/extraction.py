@@ -16,6 +16,10 @@ and ``blemore push`` ships it with the clips:
   50 per second) from the chosen hidden layers (``--layers 6-12`` averages layers 6 to 12; 0 is the input of the
   first transformer layer), stored as a sequence of ``--audio-window-s`` windows.
 
+Beyond transformers (``load_encoder``): ``--encoder egemaps`` (openSMILE, ``egemaps.py``), ``--encoder
+torchvision:NAME`` (torchvision's video models, ``torchvision_video.py``) and ``--openface-dir DIR`` (OpenFace CSVs,
+``openface.py``) store their configs the same way; ``sharding.py`` splits the shards over several processes.
+
 ``--protocol paper`` samples as the organisers did (every frame; 16 consecutive frames per window, the last window
 zero-padded), ``--protocol toolkit`` (the default) as above with 4 frames/s (≤ 64) and a stride of 4, end-aligned;
 both are defined in ``protocols.py`` and any explicit option overrides the protocol's value.
