@@ -24,7 +24,7 @@ import numpy as np
 
 import blemore
 from blemore import BlemoreError
-from blemore_toolkit.features.extraction import ExtractionSettings, clip_record
+from blemore_toolkit.features.records import clip_record
 
 #: openSMILE's low-level descriptor hop for eGeMAPSv02 (10 ms).
 DESCRIPTOR_HOP_S = 0.01
@@ -55,7 +55,7 @@ class EgemapsEncoder:
     #: Tracks per group handed to ``clip_records`` (openSMILE runs one track at a time).
     batch_size = 8
 
-    def __init__(self, settings: ExtractionSettings):
+    def __init__(self, settings):
         opensmile = _opensmile()
         if settings.kind not in ("auto", "audio"):
             raise BlemoreError(f"--kind {settings.kind}: eGeMAPS is an audio feature set")

@@ -16,7 +16,7 @@ and ``blemore push`` ships it with the clips:
   50 per second) from the chosen hidden layers (``--layers 6-12`` averages layers 6 to 12; 0 is the input of the
   first transformer layer), stored as a sequence of ``--audio-window-s`` windows.
 
-Beyond transformers (``load_encoder``): ``--encoder egemaps`` (openSMILE, ``egemaps.py``), ``--encoder
+Beyond transformers (``encoders.load_encoder``): ``--encoder egemaps`` (openSMILE, ``egemaps.py``), ``--encoder
 torchvision:NAME`` (torchvision's video models, ``torchvision_video.py``) and ``--openface-dir DIR`` (OpenFace CSVs,
 ``openface.py``) store their configs the same way; ``sharding.py`` splits the shards over several processes.
 
@@ -56,10 +56,8 @@ import blemore
 from blemore import BlemoreError
 from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.data.card import config_info, join_card, split_card
+from blemore_toolkit.features.records import PADDING_FRAME, STATISTICS, aggregate, clip_record
 
-#: The seven per-clip statistics, in storage order.
-STATISTICS: tuple[str, ...] = ("mean", "std", "p10", "p25", "p50", "p75", "p90")
-_PERCENTILES = (10, 25, 50, 75, 90)
 ENCODER_KINDS: tuple[str, ...] = ("image", "video", "audio")
 FEATURES_DIR = "features"
 PROVENANCE_FILE = "provenance.json"
@@ -71,15 +69,6 @@ _INPUT_COLUMNS = ["clip_id", "video", "audio", "split", "fold", "outcome", "soft
 # ---------------------------------------------------------------------------------------------------------------
 # Statistics and the stored schema
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def aggregate(sequence: np.ndarray) -> np.ndarray:
-    """(T, H) frames or windows → (7·H,) the seven statistics, statistic by statistic (see ``STATISTICS``)."""
-    values = np.asarray(sequence, dtype=np.float64)
-    if values.ndim != 2 or len(values) == 0:
-        raise ValueError(f"expected a non-empty (steps, hidden) array, got shape {values.shape}")
-    parts = [values.mean(axis=0), values.std(axis=0)] + list(np.percentile(values, _PERCENTILES, axis=0))
-    return np.concatenate(parts).astype(np.float32)
 
 
 def feature_columns(hidden_size: int, features_size: int | None = None):
@@ -389,10 +378,6 @@ def _frame_indices_image(num_frames: int, fps: float, settings: ExtractionSettin
     return [min(num_frames - 1, int(t * fps)) for t in times]
 
 
-#: Frame index that stands for a black (all-zero) padding frame in a window.
-PADDING_FRAME = -1
-
-
 def _window_indices(num_frames: int, settings: ExtractionSettings) -> list[list[int]]:
     """Frame indices of each window; ``PADDING_FRAME`` where a zero-padded last window runs past the clip."""
     span = settings.window * settings.frame_stride
@@ -511,15 +496,6 @@ def _windowed(frames: np.ndarray, window: int) -> np.ndarray:
     """Mean of consecutive ``window`` frames (the last window may be shorter)."""
     window = max(1, window)
     return np.stack([frames[i:i + window].mean(axis=0) for i in range(0, len(frames), window)])
-
-
-def clip_record(row: dict, features: np.ndarray, sequence: np.ndarray) -> dict:
-    """One output row: the clip's id, split, fold and labels, its clip vector and its stored sequence."""
-    return {
-        "clip_id": row["clip_id"], "split": row["split"], "fold": row["fold"], "outcome": row["outcome"],
-        "soft_target": row["soft_target"], "presence": row["presence"],
-        "features": features, "sequence": sequence.astype(np.float32), "num_windows": len(sequence),
-    }
 
 
 def _clip_record(row: dict, steps: np.ndarray, encoder: FeatureEncoder) -> dict:
@@ -690,6 +666,7 @@ def extract_features(
     """
     import torch
 
+    from blemore_toolkit.features.encoders import OPENFACE
     from blemore_toolkit.features.sharding import feature_processes
 
     dataset_dir = Path(dataset_dir)
@@ -714,44 +691,11 @@ def extract_features(
                         openface_dir=openface_dir, overwrite=overwrite, progress=progress)
 
 
-#: The encoder name of OpenFace CSVs imported with ``--openface-dir``.
-OPENFACE = "openface"
-#: The encoder name of openSMILE's eGeMAPSv02.
-EGEMAPS = "egemaps"
-#: The prefix of torchvision's video models (``torchvision:swin3d_b``).
-TORCHVISION_PREFIX = "torchvision:"
-
-
-def load_encoder(settings: ExtractionSettings, *, protocol: str, device: str, batch_size: int,
-                 local_files_only: bool, trust_remote_code: bool, weights=None, openface_dir=None):
-    """The encoder ``settings.encoder`` names: eGeMAPS, a torchvision video model, OpenFace CSVs or transformers."""
-    if settings.encoder == OPENFACE:
-        from blemore_toolkit.features.openface import OpenFaceTable
-
-        if openface_dir is None:
-            raise BlemoreError("--encoder openface imports OpenFace CSVs: give their folder with --openface-dir DIR")
-        return OpenFaceTable(settings, openface_dir)
-    if openface_dir is not None:
-        raise BlemoreError(f"--openface-dir imports OpenFace CSVs; it does not go with --encoder {settings.encoder}")
-    if weights is not None and not settings.encoder.startswith(TORCHVISION_PREFIX):
-        raise BlemoreError(f"--weights is for --encoder torchvision:NAME; {settings.encoder} loads its own weights")
-    if settings.encoder == EGEMAPS:
-        from blemore_toolkit.features.egemaps import EgemapsEncoder
-
-        return EgemapsEncoder(settings)
-    if settings.encoder.startswith(TORCHVISION_PREFIX):
-        from blemore_toolkit.features.torchvision_video import TorchvisionVideoEncoder
-
-        return TorchvisionVideoEncoder(settings, protocol=protocol, weights=weights, device=device,
-                                       batch_size=batch_size)
-    return FeatureEncoder(settings, device=device, batch_size=batch_size, local_files_only=local_files_only,
-                          trust_remote_code=trust_remote_code)
-
-
 def _extract(dataset_dir: Path, shards: list[Path], encoder: str, name: str, processes, *, kind, revision, layers,
              protocol, frames_per_second, max_frames, window, frame_stride, last_window, audio_window_s, max_audio_s,
              device, dtype, batch_size, workers, local_files_only, trust_remote_code, weights, openface_dir,
              overwrite, progress) -> FeaturesResult:
+    from blemore_toolkit.features.encoders import load_encoder
     from blemore_toolkit.features.protocols import feature_protocol
 
     sampling = feature_protocol(protocol)
@@ -768,8 +712,10 @@ def _extract(dataset_dir: Path, shards: list[Path], encoder: str, name: str, pro
                                   audio_window_s=audio_window_s, max_audio_s=max_audio_s, dtype=dtype,
                                   last_window=last_window)
     model = load_encoder(settings, protocol=getattr(sampling, "name", protocol), device=device,
-                         batch_size=batch_size, local_files_only=local_files_only,
-                         trust_remote_code=trust_remote_code, weights=weights, openface_dir=openface_dir)
+                         batch_size=batch_size, weights=weights, openface_dir=openface_dir)
+    if model is None:  # a transformers encoder
+        model = FeatureEncoder(settings, device=device, batch_size=batch_size, local_files_only=local_files_only,
+                               trust_remote_code=trust_remote_code)
     hidden_size = model.probe()
     if settings.kind != "image":  # keep provenance to the settings that matter for this kind
         settings.frames_per_second, settings.max_frames = None, None

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from blemore import BlemoreError
-from blemore_toolkit.features.extraction import ExtractionSettings, aggregate, clip_record
+from blemore_toolkit.features.records import aggregate, clip_record
 
 AU_INTENSITY_COLUMNS: tuple[str, ...] = (
     "AU01_r", "AU02_r", "AU04_r", "AU05_r", "AU06_r", "AU07_r", "AU09_r", "AU10_r", "AU12_r", "AU14_r", "AU15_r",
@@ -139,7 +139,7 @@ class OpenFaceTable:
     #: Clips per group handed to ``clip_records``.
     batch_size = 64
 
-    def __init__(self, settings: ExtractionSettings, folder: str | os.PathLike):
+    def __init__(self, settings, folder: str | os.PathLike):
         if settings.kind not in ("auto", "table"):
             raise BlemoreError(f"--kind {settings.kind}: OpenFace CSVs are imported as they are (no --kind)")
         settings.kind = "table"

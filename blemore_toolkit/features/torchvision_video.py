@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from blemore import BlemoreError
-from blemore_toolkit.features.extraction import PADDING_FRAME, ExtractionSettings
+from blemore_toolkit.features.records import PADDING_FRAME
 
 PREFIX = "torchvision:"
 #: The organisers' Video Swin windowing (VideoSwinTransformer_features.py: win_size, stride, chunk_duration_sec).
@@ -160,7 +160,7 @@ class TorchvisionVideoEncoder:
 
     kind = "video"
 
-    def __init__(self, settings: ExtractionSettings, *, protocol: str, weights=None, device: str = "cpu",
+    def __init__(self, settings, *, protocol: str, weights=None, device: str = "cpu",
                  batch_size: int = 8):
         import torch
 
