@@ -36,7 +36,8 @@ def load_encoder(settings, *, protocol: str, device: str, batch_size: int, weigh
     if openface_dir is not None:
         raise BlemoreError(f"--openface-dir imports OpenFace CSVs; it does not go with --encoder {settings.encoder}")
     if weights is not None and not settings.encoder.startswith(TORCHVISION_PREFIX):
-        raise BlemoreError(f"--weights is for --encoder torchvision:NAME; {settings.encoder} loads its own weights")
+        raise BlemoreError(f"--weights PATH is for --encoder torchvision:NAME, not for {settings.encoder} (a "
+                           "transformers encoder is a folder or Hub name with its weights)")
     if settings.encoder == EGEMAPS:
         from blemore_toolkit.features.egemaps import EgemapsEncoder
 
