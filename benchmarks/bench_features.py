@@ -2,6 +2,8 @@
 
     python benchmarks/bench_features.py [--dataset PREPARED] [--actors-per-fold 1] [--batch-size 32]
         [--imagebind base,huge] [--imagebind-clips 2] [--imagebind-protocol toolkit] [--device cpu]
+    python benchmarks/bench_features.py --families [--clips 4] [--device cpu]
+    python benchmarks/bench_features.py --families --only torchvision:swin3d_b --protocol paper --device cuda
 
 Without ``--dataset`` a small synthetic download is made and prepared in a temporary folder. Three tiny random
 encoders (ViT frames, VideoMAE windows, WavLM audio; saved locally, nothing downloaded) each embed every clip; the
@@ -18,6 +20,11 @@ pixels) on the first ``--videomaev2-clips`` clips. On a CPU the giant takes minu
 ``--imagebind SIZES`` adds converted ImageBind vision encoders at real sizes (``base``, ``huge``; see
 bench_imagebind.py, which makes them: a random checkpoint in the original layout, ``blemore convert imagebind``),
 then ``features`` on the first ``--imagebind-clips`` clips, decoding and the frame transform included.
+
+``--families`` measures instead the encoder families that need no download at their real size: openSMILE's
+eGeMAPS on every clip, and torchvision's Video Swin at base size (``torchvision:swin3d_t`` and ``swin3d_b``,
+random weights) on the first ``--clips`` clips (one window each under the toolkit protocol; 14-17 under the paper's
+10 s chunks), eGeMAPS on ten times as many. A family whose package is missing is reported as such.
 """
 
 from __future__ import annotations
@@ -136,6 +143,13 @@ def main() -> None:
                         help="comma-separated ImageBind sizes to add (base, huge), or none (default)")
     parser.add_argument("--imagebind-clips", type=int, default=2, help="clips the ImageBind encoders embed")
     parser.add_argument("--imagebind-protocol", default="toolkit", choices=("toolkit", "paper"))
+    parser.add_argument("--families", action="store_true",
+                        help="eGeMAPS and torchvision's Video Swin at their real size instead of tiny encoders")
+    parser.add_argument("--only", nargs="+", default=None, metavar="ENCODER",
+                        help="with --families: these encoders only (default: egemaps torchvision:swin3d_t "
+                        "torchvision:swin3d_b)")
+    parser.add_argument("--clips", type=int, default=4, help="with --families: clips for the torchvision models")
+    parser.add_argument("--protocol", default="toolkit", choices=("toolkit", "paper"))
     args = parser.parse_args()
     sizes = [] if args.imagebind == "none" else args.imagebind.split(",")
     if any(size not in IMAGEBIND_SIZES for size in sizes):
@@ -153,6 +167,9 @@ def main() -> None:
 
             synthesize(work / "raw", actors_per_fold=args.actors_per_fold, test_actors=1, seed=0, progress=False)
             dataset = prepare_dataset(work / "raw", work / "blemore", progress=False).out_dir
+        if args.families:
+            bench_families(dataset, work, args)
+            return
         from blemore_toolkit.training.tiny import save_tiny_encoders
 
         encoders = save_tiny_encoders(work / "encoders")
@@ -173,6 +190,49 @@ def main() -> None:
         print(GPU_COMMANDS)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _first_clips(dataset: Path, target: Path, count: int) -> Path:
+    """A copy of ``dataset`` whose clips are the first ``count`` of its first shard."""
+    import pyarrow.parquet as pq
+
+    shutil.copytree(dataset, target)
+    shards = sorted((target / "data").glob("*.parquet"))
+    table = pq.read_table(shards[0]).slice(0, count)
+    for shard in shards:
+        shard.unlink()
+    pq.write_table(table, shards[0])
+    return target
+
+
+def bench_families(dataset: Path, work: Path, args) -> None:
+    from blemore import BlemoreError
+    from blemore_toolkit.features.extraction import extract_features
+
+    few = _first_clips(dataset, work / "few", args.clips)
+    many = _first_clips(dataset, work / "many", 10 * args.clips)  # openSMILE is cheap: ten times the clips
+    print(f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}, device {args.device}, "
+          f"protocol {args.protocol}")
+    for encoder in args.only or ["egemaps", "torchvision:swin3d_t", "torchvision:swin3d_b"]:
+        target = many if encoder == "egemaps" else few
+        clips = len(read_label_table(target))
+        start = time.perf_counter()
+        try:
+            result = extract_features(target, encoder, protocol=args.protocol, batch_size=args.batch_size,
+                                      device=args.device, progress=False)
+        except BlemoreError as error:
+            print(f"{encoder:>22}: not run ({error})")
+            continue
+        seconds = time.perf_counter() - start
+        windows = ""
+        if result.features_size is None:
+            import pyarrow.parquet as pq
+
+            counts = [n for p in result.out_dir.glob("*.parquet") for n in pq.read_table(p)["num_windows"].to_pylist()]
+            windows = f", {sum(counts)} windows"
+        print(f"{encoder:>22}: {clips / seconds:7.2f} clips/s ({clips} clips{windows} in {seconds:.1f} s, "
+              f"hidden {result.hidden_size})")
+    print(f"load average after {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Base-size training and inference speed of a BLEMORE model on one GPU, in bf16, and its peak GPU memory.
+# Base-size training and inference speed of a BLEMORE model on one GPU, in bf16, and its peak GPU memory; then
+# feature extraction with Video Swin-B at the paper's windows.
 #
 # VideoMAE-base + WavLM-base with random weights (their library default configs: nothing is downloaded), batch 8
 # and 32, with and without activation checkpointing: one JSON report per run from benchmarks/bench_model.py, then
@@ -63,3 +64,10 @@ PY
 # a few synthetic clips: clips/s and windows/s. Needs the toolkit's own dependencies (pip install -e .) and ffmpeg.
 "$PYTHON" benchmarks/bench_features.py --no-tiny --videomaev2 base,giant --videomaev2-clips "${VIDEOMAEV2_CLIPS:-8}" \
     --device cuda --dtype bfloat16 --batch-size 16
+
+# Feature extraction at the paper's size: torchvision's Video Swin-B (random weights, nothing downloaded) on the
+# organisers' windows (32 frames every 16 over 10 s chunks) and eGeMAPS; needs torchvision (the video extra) and
+# opensmile (audio-features) in that python, otherwise the line says so.
+echo "feature extraction (bench_features.py --families, --protocol paper):"
+"$PYTHON" benchmarks/bench_features.py --families --only torchvision:swin3d_b egemaps --protocol paper \
+    --device cuda --clips 8

@@ -566,7 +566,16 @@ def add_features_arguments(parser: argparse.ArgumentParser) -> None:
     from blemore_toolkit.features.protocols import PROTOCOLS
 
     parser.add_argument("dataset", help="a prepared dataset folder (written by `blemore prepare`)")
-    parser.add_argument("--encoder", required=True, help="transformers encoder: Hub name or local folder")
+    parser.add_argument("--encoder", default=None,
+                        help="transformers encoder (Hub name or local folder), egemaps (openSMILE eGeMAPSv02), or "
+                        "torchvision:NAME (a torchvision video model: swin3d_t/s/b, mvit_v1_b, mvit_v2_s, "
+                        "r2plus1d_18, r3d_18, mc3_18, s3d)")
+    parser.add_argument("--weights", default=None, metavar="PATH",
+                        help="torchvision:NAME: a state-dict file to load (default: random initialisation; nothing "
+                        "is ever downloaded)")
+    parser.add_argument("--openface-dir", default=None, metavar="DIR",
+                        help="import OpenFace 2.x FeatureExtraction CSVs (one per clip, named after it) instead of "
+                        "running an encoder; the config is named openface unless --name says otherwise")
     parser.add_argument("--name", default=None, help="features config name (default: from the encoder and layers)")
     parser.add_argument("--kind", default="auto", choices=("auto",) + ENCODER_KINDS,
                         help="image (frame level), video (clip level, windows) or audio; auto reads the config")
@@ -610,11 +619,15 @@ def run_features(args: argparse.Namespace) -> int:
         window=args.window, frame_stride=args.frame_stride, last_window=args.last_window,
         audio_window_s=args.audio_window_s, max_audio_s=args.max_audio_s,
         device=args.device, dtype=args.dtype, batch_size=args.batch_size, workers=args.workers,
-        local_files_only=args.local_files_only, trust_remote_code=args.trust_remote_code, overwrite=args.overwrite,
-        progress=not args.quiet,
+        local_files_only=args.local_files_only, trust_remote_code=args.trust_remote_code, weights=args.weights,
+        openface_dir=args.openface_dir, overwrite=args.overwrite, progress=not args.quiet,
     )
-    print(f"features {result.config!r}: {result.num_clips} clips × {len(STATISTICS)}×{result.hidden_size} "
-          f"statistics in {result.out_dir} ({result.shards_written} shards written, {result.shards_reused} reused); "
+    if not result.is_main_process:  # the other processes of a multi-process run say nothing
+        return 0
+    vector = (f"{len(STATISTICS)}×{result.hidden_size} statistics" if result.features_size is None
+              else f"{result.features_size} features")
+    print(f"features {result.config!r}: {result.num_clips} clips × {vector} in {result.out_dir} "
+          f"({result.shards_written} shards written, {result.shards_reused} reused); "
           f"load it with datasets.load_dataset({str(args.dataset)!r}, {result.config!r})")
     return 0
 

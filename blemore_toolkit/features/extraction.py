@@ -16,6 +16,10 @@ and ``blemore push`` ships it with the clips:
   50 per second) from the chosen hidden layers (``--layers 6-12`` averages layers 6 to 12; 0 is the input of the
   first transformer layer), stored as a sequence of ``--audio-window-s`` windows.
 
+Beyond transformers (``encoders.load_encoder``): ``--encoder egemaps`` (openSMILE, ``egemaps.py``), ``--encoder
+torchvision:NAME`` (torchvision's video models, ``torchvision_video.py``) and ``--openface-dir DIR`` (OpenFace CSVs,
+``openface.py``) store their configs the same way; ``sharding.py`` splits the shards over several processes.
+
 ``--protocol paper`` samples as the organisers did (every frame; 16 consecutive frames per window, the last window
 zero-padded), ``--protocol toolkit`` (the default) as above with 4 frames/s (≤ 64) and a stride of 4, end-aligned;
 both are defined in ``protocols.py`` and any explicit option overrides the protocol's value.
@@ -58,10 +62,8 @@ from blemore import BlemoreError
 from blemore_toolkit.data.atomic import check_writable, write_text_atomically
 from blemore_toolkit.data.card import config_info, join_card, split_card
 from blemore_toolkit.features import imagebind_frames
+from blemore_toolkit.features.records import PADDING_FRAME, STATISTICS, aggregate, clip_record
 
-#: The seven per-clip statistics, in storage order.
-STATISTICS: tuple[str, ...] = ("mean", "std", "p10", "p25", "p50", "p75", "p90")
-_PERCENTILES = (10, 25, 50, 75, 90)
 ENCODER_KINDS: tuple[str, ...] = ("image", "video", "audio")
 FEATURES_DIR = "features"
 PROVENANCE_FILE = "provenance.json"
@@ -75,17 +77,12 @@ _INPUT_COLUMNS = ["clip_id", "video", "audio", "split", "fold", "outcome", "soft
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def aggregate(sequence: np.ndarray) -> np.ndarray:
-    """(T, H) frames or windows → (7·H,) the seven statistics, statistic by statistic (see ``STATISTICS``)."""
-    values = np.asarray(sequence, dtype=np.float64)
-    if values.ndim != 2 or len(values) == 0:
-        raise ValueError(f"expected a non-empty (steps, hidden) array, got shape {values.shape}")
-    parts = [values.mean(axis=0), values.std(axis=0)] + list(np.percentile(values, _PERCENTILES, axis=0))
-    return np.concatenate(parts).astype(np.float32)
+def feature_columns(hidden_size: int, features_size: int | None = None):
+    """The ``datasets.Features`` of a features config whose encoder gives ``hidden_size``-wide vectors.
 
-
-def feature_columns(hidden_size: int):
-    """The ``datasets.Features`` of a features config whose encoder gives ``hidden_size``-wide vectors."""
+    ``features`` holds the seven statistics (``7 * hidden_size`` values) unless ``features_size`` says otherwise (a
+    clip vector of its own, e.g. eGeMAPS functionals beside its low-level descriptors as the sequence).
+    """
     import datasets
 
     return datasets.Features({
@@ -95,7 +92,7 @@ def feature_columns(hidden_size: int):
         "outcome": datasets.ClassLabel(names=list(blemore.OUTCOME_NAMES)),
         "soft_target": datasets.List(datasets.Value("float32"), length=len(blemore.EMOTIONS)),
         "presence": datasets.List(datasets.Value("float32"), length=len(blemore.EMOTIONS)),
-        "features": datasets.List(datasets.Value("float32"), length=len(STATISTICS) * hidden_size),
+        "features": datasets.List(datasets.Value("float32"), length=features_size or len(STATISTICS) * hidden_size),
         "sequence": datasets.List(datasets.List(datasets.Value("float32"), length=hidden_size)),
         "num_windows": datasets.Value("int32"),
     })
@@ -152,6 +149,11 @@ class ExtractionSettings:
     #: ``processor`` or, for a converted VideoMAEv2 folder under the paper's protocol, ``bgr_unnormalised``
     #: (``protocols.FeatureProtocol.videomaev2_pixels``).
     pixels: str = "processor"
+    #: Frames from one window's start to the next (None: ``window * frame_stride``, windows side by side).
+    window_hop: int | None = None
+    #: Read the clip in chunks of this many seconds, as the organisers' Video Swin code does (None: whole clip;
+    #: see ``torchvision_video.chunked_window_indices``).
+    chunk_s: float | None = None
 
     def fingerprint_data(self) -> dict:
         data = dataclasses.asdict(self)
@@ -162,6 +164,9 @@ class ExtractionSettings:
             data.pop("last_window")
         if data["pixels"] == "processor":  # likewise
             data.pop("pixels")
+        for later in ("window_hop", "chunk_s"):  # settings added later: absent when unused, so old shards stay valid
+            if data[later] is None:
+                data.pop(later)
         return data
 
 
@@ -444,10 +449,6 @@ def _frame_indices_image(num_frames: int, fps: float, settings: ExtractionSettin
     return [min(num_frames - 1, int(t * fps)) for t in times]
 
 
-#: Frame index that stands for a black (all-zero) padding frame in a window.
-PADDING_FRAME = -1
-
-
 def _window_indices(num_frames: int, settings: ExtractionSettings) -> list[list[int]]:
     """Frame indices of each window; ``PADDING_FRAME`` where a zero-padded last window runs past the clip."""
     span = settings.window * settings.frame_stride
@@ -460,9 +461,25 @@ def _window_indices(num_frames: int, settings: ExtractionSettings) -> list[list[
     return [[min(num_frames - 1, s + k * settings.frame_stride) for k in range(settings.window)] for s in starts]
 
 
+def _video_windows(num_frames: int, fps: float, settings: ExtractionSettings) -> list[list[int]]:
+    if settings.chunk_s or settings.window_hop:
+        from blemore_toolkit.features.torchvision_video import chunked_window_indices
+
+        return chunked_window_indices(num_frames, fps, settings.window, settings.window_hop or settings.window,
+                                      settings.chunk_s)
+    return _window_indices(num_frames, settings)
+
+
+def _input_columns(kind: str) -> list[str]:
+    """The prepared columns a kind reads (tables imported by clip name need no media)."""
+    return [c for c in _INPUT_COLUMNS if c not in ("video", "audio")] if kind == "table" else _INPUT_COLUMNS
+
+
 def decode_clip(row: dict, settings: ExtractionSettings) -> dict:
     """A stored row → the model's units: frames (image), windows of frames (video) or the waveform (audio)."""
     clip = row["clip_id"]
+    if settings.kind == "table":  # per-clip files read by the encoder itself (OpenFace CSVs)
+        return {"row": row, "units": None}
     if settings.kind == "audio":
         from torchcodec.decoders import AudioDecoder
 
@@ -492,7 +509,7 @@ def decode_clip(row: dict, settings: ExtractionSettings) -> dict:
         if settings.kind == "image":
             groups = [_frame_indices_image(num_frames, fps, settings)]
         else:
-            groups = _window_indices(num_frames, settings)
+            groups = _video_windows(num_frames, fps, settings)
         wanted = sorted({i for group in groups for i in group if i != PADDING_FRAME})
         frames = dict(zip(wanted, decoder.get_frames_at(indices=wanted).data.numpy()))
         frames[PADDING_FRAME] = np.zeros_like(frames[wanted[0]])
@@ -559,15 +576,13 @@ def _clip_record(row: dict, steps: np.ndarray, encoder: FeatureEncoder) -> dict:
         sequence = _windowed(steps, round(encoder.settings.audio_window_s * rate))
     else:
         sequence = steps
-    return {
-        "clip_id": row["clip_id"], "split": row["split"], "fold": row["fold"], "outcome": row["outcome"],
-        "soft_target": row["soft_target"], "presence": row["presence"],
-        "features": aggregate(steps), "sequence": sequence.astype(np.float32), "num_windows": len(sequence),
-    }
+    return clip_record(row, aggregate(steps), sequence)
 
 
 def _embed_group(decoded: list[dict], encoder: FeatureEncoder) -> list[dict]:
     """Embed the units of several clips together (full batches on the device), then split them per clip."""
+    if hasattr(encoder, "clip_records"):  # encoders whose clip vector is not the seven statistics (eGeMAPS, tables)
+        return encoder.clip_records(decoded)
     if encoder.kind == "audio":
         steps = encoder.embed_audio([d["units"] for d in decoded])
     else:
@@ -583,7 +598,7 @@ def write_feature_shard(shard: Path, out_dir: Path, encoder: FeatureEncoder, wor
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    features = feature_columns(encoder.hidden_size)
+    features = feature_columns(encoder.hidden_size, getattr(encoder, "features_size", None))
     schema = features.arrow_schema
     final = out_dir / shard.name
     partial = out_dir / f".{shard.stem}.{os.getpid()}.partial"
@@ -601,9 +616,9 @@ def write_feature_shard(shard: Path, out_dir: Path, encoder: FeatureEncoder, wor
                 group, units = [], 0
 
             ahead = max(2, 2 * workers)
-            for decoded in _prefetched(_rows(shard, _INPUT_COLUMNS), encoder.settings, workers, ahead):
+            for decoded in _prefetched(_rows(shard, _input_columns(encoder.kind)), encoder.settings, workers, ahead):
                 group.append(decoded)
-                units += 1 if encoder.kind == "audio" else len(decoded["units"])
+                units += len(decoded["units"]) if encoder.kind in ("image", "video") else 1
                 if units >= encoder.batch_size or len(group) >= 64:
                     flush()
             flush()
@@ -618,7 +633,7 @@ def write_feature_shard(shard: Path, out_dir: Path, encoder: FeatureEncoder, wor
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def register_config(dataset_dir: Path, name: str, hidden_size: int) -> None:
+def register_config(dataset_dir: Path, name: str, hidden_size: int, features_size: int | None = None) -> None:
     """Add (or replace) the features config ``name`` in the README's YAML ``configs`` and ``dataset_info``."""
     readme = dataset_dir / "README.md"
     metadata, body = split_card(readme.read_text(), readme)
@@ -636,7 +651,7 @@ def register_config(dataset_dir: Path, name: str, hidden_size: int) -> None:
     config = {"config_name": name, "data_files": data_files}
     metadata["configs"].append(config)
     infos = [i for i in metadata.get("dataset_info") or [] if i.get("config_name") != name]
-    infos.append(config_info(dataset_dir, config, feature_columns(hidden_size)._to_yaml_list()))
+    infos.append(config_info(dataset_dir, config, feature_columns(hidden_size, features_size)._to_yaml_list()))
     metadata["dataset_info"] = infos
     write_text_atomically(readme, join_card(metadata, body))
 
@@ -671,6 +686,10 @@ class FeaturesResult:
     shards_written: int
     shards_reused: int
     hidden_size: int
+    #: Width of the clip vector when it is not the seven statistics (eGeMAPS functionals).
+    features_size: int | None = None
+    #: False in the processes of a multi-process run other than the first (which records the config).
+    is_main_process: bool = True
 
 
 def extract_features(
@@ -695,6 +714,8 @@ def extract_features(
     workers: int | None = None,
     local_files_only: bool = False,
     trust_remote_code: bool = False,
+    weights: str | os.PathLike | None = None,
+    openface_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> FeaturesResult:
@@ -703,21 +724,50 @@ def extract_features(
     See the module docstring for what is stored. Frame sampling and windows follow ``protocol``
     (``protocols.FEATURE_PROTOCOLS``); ``frames_per_second``, ``max_frames``, ``window``, ``frame_stride`` and
     ``last_window`` override it when given (``frames_per_second=0``: every frame; ``max_frames=0``: no cap).
+    Besides transformers encoders, ``encoder`` may be ``egemaps`` (openSMILE, ``egemaps.py``),
+    ``torchvision:NAME`` (torchvision's video models, ``weights`` a state-dict file; ``torchvision_video.py``) or
+    ``openface`` with ``openface_dir`` (OpenFace FeatureExtraction CSVs, ``openface.py``).
+
+    Under ``torchrun`` / ``accelerate launch`` each process embeds its share of the shards and the first one
+    writes the provenance and the card once all are done (``sharding.py``); the result is that of one process.
+
     Raises ``BlemoreError`` (one line) for a folder that is not a
     prepared dataset, an encoder that cannot be loaded, or settings that differ from an existing config without
     ``overwrite``.
     """
     import torch
 
+    from blemore_toolkit.features.encoders import OPENFACE
+    from blemore_toolkit.features.sharding import feature_processes
+
     dataset_dir = Path(dataset_dir)
     shards = _check_prepared(dataset_dir)
     check_writable(dataset_dir, "features are stored inside the dataset folder (copy it somewhere writable)")
+    if openface_dir is not None:
+        encoder = encoder or OPENFACE
+    if not encoder:
+        raise BlemoreError("--encoder NAME_OR_PATH (or --openface-dir DIR) is needed")
     layers = parse_layers(layers)
     name = config_name or default_config_name(encoder, layers)
     if name in blemore.config_names() or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise BlemoreError(f"--name {name!r}: pick another config name (not default/foldK; letters, digits, -_.)")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    with feature_processes() as processes:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = processes.device(device)
+        return _extract(dataset_dir, shards, encoder, name, processes, kind=kind, revision=revision, layers=layers,
+                        protocol=protocol, frames_per_second=frames_per_second, max_frames=max_frames, window=window,
+                        frame_stride=frame_stride, last_window=last_window, audio_window_s=audio_window_s,
+                        max_audio_s=max_audio_s, device=device, dtype=dtype, batch_size=batch_size, workers=workers,
+                        local_files_only=local_files_only, trust_remote_code=trust_remote_code, weights=weights,
+                        openface_dir=openface_dir, overwrite=overwrite, progress=progress)
+
+
+def _extract(dataset_dir: Path, shards: list[Path], encoder: str, name: str, processes, *, kind, revision, layers,
+             protocol, frames_per_second, max_frames, window, frame_stride, last_window, audio_window_s, max_audio_s,
+             device, dtype, batch_size, workers, local_files_only, trust_remote_code, weights, openface_dir,
+             overwrite, progress) -> FeaturesResult:
+    from blemore_toolkit.features.encoders import load_encoder
     from blemore_toolkit.features.protocols import feature_protocol
 
     sampling = feature_protocol(protocol)
@@ -734,8 +784,11 @@ def extract_features(
                                   window=window or sampling.window, frame_stride=frame_stride or sampling.frame_stride,
                                   audio_window_s=audio_window_s, max_audio_s=max_audio_s, dtype=dtype,
                                   last_window=last_window, pixels=sampling.videomaev2_pixels)
-    model = FeatureEncoder(settings, device=device, batch_size=batch_size, local_files_only=local_files_only,
-                           trust_remote_code=trust_remote_code)
+    model = load_encoder(settings, protocol=getattr(sampling, "name", protocol), device=device,
+                         batch_size=batch_size, weights=weights, openface_dir=openface_dir)
+    if model is None:  # a transformers encoder
+        model = FeatureEncoder(settings, device=device, batch_size=batch_size, local_files_only=local_files_only,
+                               trust_remote_code=trust_remote_code)
     hidden_size = model.probe()
     if settings.kind != "image":  # keep provenance to the settings that matter for this kind
         settings.frames_per_second, settings.max_frames = None, None
@@ -744,7 +797,9 @@ def extract_features(
     if settings.kind != "audio":
         settings.audio_window_s, settings.max_audio_s = None, None
     source_id = {"commit": model.commit}
-    if _is_local(encoder):
+    if hasattr(model, "source_id"):  # what identifies the input of encoders that are not a model folder
+        source_id.update(model.source_id())
+    elif _is_local(encoder):
         source_id["weights_sha256"] = _weights_digest(Path(os.path.expanduser(encoder)))
     settings_data = {**settings.fingerprint_data(), **source_id}
 
@@ -760,21 +815,29 @@ def extract_features(
     fingerprints = {shard.name: _shard_fingerprint(shard, settings_data) for shard in shards}
     reusable = {n for n, f in fingerprints.items()
                 if (out_dir / n).is_file() and (done_dir / n).is_file() and (done_dir / n).read_text() == f}
-    for stale in list(out_dir.glob("*.parquet")) + list(done_dir.iterdir()):
-        if stale.name not in reusable:
-            stale.unlink()
+    if processes.is_main:  # every process has worked out the same ``reusable`` before anyone writes (barrier)
+        for stale in list(out_dir.glob("*.parquet")) + list(done_dir.iterdir()):
+            if stale.name not in reusable:
+                stale.unlink()
     todo = [shard for shard in shards if shard.name not in reusable]
+    processes.barrier()
 
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
     counts = {s.name: pq.ParquetFile(s).metadata.num_rows for s in shards}
+    mine = processes.share(todo)
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    with tqdm(total=sum(counts.values()), initial=sum(counts[n] for n in reusable), unit="clip",
-              desc=f"features {name}", disable=not progress) as bar:
-        for shard in todo:
+    with tqdm(total=sum(counts[s.name] for s in mine), unit="clip", desc=f"features {name}",
+              disable=not progress or not processes.is_main) as bar:
+        for shard in mine:
             write_feature_shard(shard, out_dir, model, workers, on_clip=bar.update)
             (done_dir / shard.name).write_text(fingerprints[shard.name])
+    processes.barrier()  # every shard is written before the first process records the config
+    result = FeaturesResult(name, out_dir, sum(counts.values()), len(todo), len(reusable), hidden_size,
+                            getattr(model, "features_size", None), processes.is_main)
+    if not processes.is_main:
+        return result
 
     provenance = {
         "config_name": name,
@@ -801,12 +864,15 @@ def extract_features(
         "dtype": dtype,
         "device": device,
         "toolkit_version": _toolkit_version(),
+        "processes": processes.world_size,
         "fingerprint": settings_data,
     }
+    if hasattr(model, "provenance"):  # what only this family records (openSMILE version, cleaning, windowing)
+        provenance.update(model.provenance())
     write_text_atomically(provenance_path, json.dumps(provenance, indent=2, default=str) + "\n")
-    register_config(dataset_dir, name, hidden_size)
+    register_config(dataset_dir, name, hidden_size, getattr(model, "features_size", None))
     shutil.rmtree(done_dir, ignore_errors=True)
-    return FeaturesResult(name, out_dir, sum(counts.values()), len(todo), len(reusable), hidden_size)
+    return result
 
 
 def _toolkit_version() -> str:
