@@ -165,11 +165,12 @@ class HicmaeProcessor(PushToHubMixin):
             raise ValueError(f"{folder}: no face images ({', '.join(FACE_EXTENSIONS)})")
         return images
 
-    def _open_video(self, video):
-        """A frame source: (number of frames, function from indices to uint8 (N, C, H, W))."""
+    def _open_video(self, video, faces: bool = False):
+        """A frame source: (number of frames, function from indices to uint8 (N, C, H, W)); `faces`: `video` is
+        a face folder (a folder path is taken as one anyway)."""
         if isinstance(video, dict):
             video = video.get("bytes") or video.get("path")
-        if isinstance(video, (str, os.PathLike)) and Path(video).is_dir():
+        if faces or (isinstance(video, (str, os.PathLike)) and Path(video).is_dir()):
             images = self.face_images(video)
 
             def read_faces(indices):
@@ -178,7 +179,7 @@ class HicmaeProcessor(PushToHubMixin):
                 frames = []
                 for index in indices:
                     with Image.open(images[index]) as image:
-                        frames.append(torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1))
+                        frames.append(torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1))
                 return torch.stack(frames)
 
             return len(images), read_faces
@@ -283,7 +284,7 @@ class HicmaeProcessor(PushToHubMixin):
         frame_source = faces if faces is not None else video
         if frame_source is None:
             raise ValueError("HiCMAE needs the clip's frames (a video or a face folder)")
-        count, read = self._open_video(frame_source)
+        count, read = self._open_video(frame_source, faces=faces is not None)
         indices, first, last = self.window(count, segment, num_segments)
         unique = sorted(set(indices))
         frames = read(unique)
