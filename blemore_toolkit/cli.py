@@ -397,6 +397,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model (default: the tiny random demo model)")
     model.add_argument("--video-backbone", metavar="NAME_OR_PATH", help="pretrained video encoder, e.g. a VideoMAE")
     model.add_argument("--audio-backbone", metavar="NAME_OR_PATH", help="pretrained audio encoder, e.g. a WavLM")
+    model.add_argument("--model", default="blemore", choices=("blemore", "hicmae"),
+                       help="blemore: video + audio encoders composed by the toolkit (default); hicmae: HiCMAE's own "
+                            "audio-visual architecture (--init-from a folder of `blemore convert hicmae`)")
+    model.add_argument("--recipe", choices=("paper",),
+                       help="paper: the published fine-tuning recipe of --model hicmae (epochs, batch, AdamW, layer "
+                            "decay, warm-up, augmentation; see docs/recipes.md); it sets --epochs, --batch-size, "
+                            "--lr, --weight-decay, --warmup-ratio and --seed")
     model.add_argument("--init-from", metavar="MODEL", help="continue from a saved BLEMORE model")
     model.add_argument("--trust-remote-code", action="store_true",
                        help="allow an --init-from model that ships its own modelling code (read it first); BLEMORE "
@@ -452,7 +459,7 @@ def settings_from_args(args: argparse.Namespace):
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, learning_rate=args.learning_rate,
         weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, num_workers=args.num_workers, seed=args.seed,
         bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing, resume=args.resume,
-        max_steps=args.max_steps, protocol=args.protocol,
+        max_steps=args.max_steps, protocol=args.protocol, model=args.model, recipe=args.recipe,
     )  # fmt: skip
 
 
@@ -461,9 +468,19 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.init_from and (args.video_backbone or args.audio_backbone):
         raise BlemoreError("give either --init-from or backbones, not both")
+    if args.model == "hicmae" and (args.video_backbone or args.audio_backbone):
+        raise BlemoreError("--model hicmae has its own encoders: give --init-from a converted HiCMAE, not backbones")
+    if args.recipe == "paper" and args.model != "hicmae":
+        raise BlemoreError("--recipe paper is the published fine-tuning of --model hicmae; the composed models' "
+                           "paper settings are `--protocol paper`")
+    settings = settings_from_args(args)
+    if args.recipe == "paper":
+        from blemore_toolkit.training.hicmae import apply_paper_recipe
+
+        settings = apply_paper_recipe(settings)
     thresholds = {key: getattr(args, key) for key in ("presence_threshold", "salience_threshold")
                   if getattr(args, key) is not None}
-    summary = run_training(args.dataset, args.fold, settings_from_args(args), thresholds)
+    summary = run_training(args.dataset, args.fold, settings, thresholds)
     if args.push_to_hub and _is_main_process():
         from blemore_toolkit.training.model_card import push_model_with_card
 
