@@ -1,4 +1,4 @@
-"""``blemore train --model hicmae``: the tiny HiCMAE learns held-out actors; ``--recipe paper`` sets the fork's list."""
+"""`blemore train --model hicmae`: the tiny HiCMAE learns held-out actors; `--recipe paper` sets the fork's list."""
 
 from __future__ import annotations
 
