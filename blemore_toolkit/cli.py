@@ -404,6 +404,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="paper: the published fine-tuning recipe of --model hicmae (epochs, batch, AdamW, layer "
                             "decay, warm-up, augmentation; see docs/recipes.md); it sets --epochs, --batch-size, "
                             "--lr, --weight-decay, --warmup-ratio and --seed")
+    model.add_argument("--faces", metavar="DIR",
+                       help="--model hicmae: frames from OpenFace aligned faces (the paper's input), one folder per "
+                            "clip in DIR named CLIP_ID or CLIP_ID_aligned; without it whole frames are resized")
     model.add_argument("--init-from", metavar="MODEL", help="continue from a saved BLEMORE model")
     model.add_argument("--trust-remote-code", action="store_true",
                        help="allow an --init-from model that ships its own modelling code (read it first); BLEMORE "
@@ -460,6 +463,7 @@ def settings_from_args(args: argparse.Namespace):
         weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, num_workers=args.num_workers, seed=args.seed,
         bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing, resume=args.resume,
         max_steps=args.max_steps, protocol=args.protocol, model=args.model, recipe=args.recipe,
+        faces_dir=args.faces,
     )  # fmt: skip
 
 
@@ -470,6 +474,10 @@ def run_train(args: argparse.Namespace) -> int:
         raise BlemoreError("give either --init-from or backbones, not both")
     if args.model == "hicmae" and (args.video_backbone or args.audio_backbone):
         raise BlemoreError("--model hicmae has its own encoders: give --init-from a converted HiCMAE, not backbones")
+    if args.faces and args.model != "hicmae":
+        raise BlemoreError("--faces (aligned face folders) is for --model hicmae")
+    if args.faces and not Path(args.faces).is_dir():
+        raise BlemoreError(f"--faces {args.faces}: no such folder")
     if args.recipe == "paper" and args.model != "hicmae":
         raise BlemoreError("--recipe paper is the published fine-tuning of --model hicmae; the composed models' "
                            "paper settings are `--protocol paper`")

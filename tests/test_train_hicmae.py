@@ -162,3 +162,34 @@ def test_a_paper_recipe_run_trains_and_saves(prepared_dataset, tmp_path, monkeyp
     model_dir = tmp_path / "final" / "model"
     assert (model_dir / "model.safetensors").is_file() and (model_dir / "processor_config.json").is_file()
     assert json.loads((model_dir / "config.json").read_text())["drop_path_rate"] == 0.1
+
+
+def test_faces_replace_the_frames_and_a_missing_folder_names_the_clip(tmp_path):
+    from PIL import Image
+
+    from blemore import BlemoreError
+    from blemore_toolkit.modeling.processing_hicmae import HicmaeProcessor
+    from blemore_toolkit.training.hicmae import HicmaeClipDecoder
+
+    faces = tmp_path / "faces" / "A102_ang_int1_ver1_aligned"  # OpenFace's folder name for the clip
+    faces.mkdir(parents=True)
+    for i in range(30):
+        Image.fromarray(np.full((112, 112, 3), 4 * i, dtype=np.uint8)).save(faces / f"frame_det_00_{i + 1:06d}.bmp")
+    processor = HicmaeProcessor(num_frames=4, image_size=32, audio_length=64, num_mel_bins=32)
+    decoder = HicmaeClipDecoder(processor, with_labels=False, faces_dir=str(tmp_path / "faces"))
+    audio = {"array": np.sin(np.arange(32000) / 7.0).astype(np.float32), "sampling_rate": 16000}
+    out = decoder({"clip_id": ["A102_ang_int1_ver1"], "video": [None], "audio": [audio]})
+    frames = out["pixel_values_videos"][0]
+    indices, _, _ = processor.window(30)
+    assert frames.shape == (4, 3, 32, 32)
+    assert torch.allclose((frames[:, 0, 16, 16] * 0.229 + 0.485) * 255, torch.tensor([4.0 * i for i in indices]),
+                          atol=1e-3)
+    with pytest.raises(BlemoreError, match=r"^clip A103_sad_int2_ver1: no face folder .*A103_sad_int2_ver1"):
+        decoder({"clip_id": ["A103_sad_int2_ver1"], "video": [None], "audio": [audio]})
+
+
+def test_faces_is_checked_before_training(prepared_dataset, tmp_path, capsys):
+    argv = ["train", str(prepared_dataset), "--model", "hicmae", "--faces", str(tmp_path / "none"),
+            "-o", str(tmp_path)]
+    assert main(argv) == 1
+    assert "--faces" in capsys.readouterr().err

@@ -282,12 +282,22 @@ class HicmaeClipDecoder:
     deterministic window.
     """
 
-    def __init__(self, processor, with_labels: bool, augment: HicmaeRecipe | None = None):
+    def __init__(self, processor, with_labels: bool, augment: HicmaeRecipe | None = None,
+                 faces_dir: str | None = None):
         self.processor, self.with_labels, self.augment = processor, with_labels, augment
+        self.faces_dir = faces_dir
 
-    def clip(self, video, audio, rng: np.random.Generator):
+    def face_folder(self, clip_id: str) -> Path:
+        """The clip's aligned faces: ``FACES/CLIP_ID`` or OpenFace's ``FACES/CLIP_ID_aligned``."""
+        for name in (clip_id, f"{clip_id}_aligned"):
+            folder = Path(self.faces_dir) / name
+            if folder.is_dir():
+                return folder
+        raise ValueError(f"no face folder {Path(self.faces_dir) / clip_id} (or {clip_id}_aligned) for this clip")
+
+    def clip(self, video, audio, rng: np.random.Generator, faces=None):
         processor = self.processor
-        count, read = processor._open_video(video)
+        count, read = processor._open_video(faces if faces is not None else video, faces=faces is not None)
         if self.augment is None:
             indices, first, last = processor.window(count)
         else:
@@ -311,7 +321,8 @@ class HicmaeClipDecoder:
         out: dict[str, list] = {"clip_id": list(batch["clip_id"]), "pixel_values_videos": [], "input_features": []}
         for index, clip_id in enumerate(batch["clip_id"]):
             try:
-                frames, features = self.clip(batch["video"][index], batch["audio"][index], rng)
+                faces = self.face_folder(clip_id) if self.faces_dir else None
+                frames, features = self.clip(batch["video"][index], batch["audio"][index], rng, faces)
             except (ValueError, RuntimeError, OSError) as error:
                 raise blemore.BlemoreError(f"clip {clip_id}: {' '.join(str(error).split())}") from None
             out["pixel_values_videos"].append(frames)
@@ -335,8 +346,9 @@ class HicmaeCollator:
         return batch
 
 
-def hicmae_stream(split, processor, with_labels: bool, augment: HicmaeRecipe | None = None):
-    """A split that decodes its clips into HiCMAE inputs on access."""
+def hicmae_stream(split, processor, with_labels: bool, augment: HicmaeRecipe | None = None,
+                  faces_dir: str | None = None):
+    """A split that decodes its clips into HiCMAE inputs on access (frames from ``faces_dir`` when given)."""
     import datasets
 
     keep = ["clip_id", "video", "audio"] + (["outcome"] if with_labels else [])
@@ -346,15 +358,16 @@ def hicmae_stream(split, processor, with_labels: bool, augment: HicmaeRecipe | N
                                    "`blemore prepare`?")
     split = split.select_columns(keep)
     split = split.cast_column("video", datasets.Video(decode=False)).cast_column("audio", datasets.Audio(decode=False))
-    return split.with_transform(HicmaeClipDecoder(processor, with_labels, augment))
+    return split.with_transform(HicmaeClipDecoder(processor, with_labels, augment, faces_dir))
 
 
 def trainer_parts(settings, model, processor, train_split, eval_split, arguments) -> dict:
     """The Trainer's datasets, collator and (paper recipe) optimiser for a HiCMAE run."""
     augment = PAPER if settings.recipe == "paper" else None
     parts = {
-        "train_dataset": hicmae_stream(train_split, processor, True, augment),
-        "eval_dataset": hicmae_stream(eval_split, processor, True) if eval_split is not None else None,
+        "train_dataset": hicmae_stream(train_split, processor, True, augment, settings.faces_dir),
+        "eval_dataset": (hicmae_stream(eval_split, processor, True, faces_dir=settings.faces_dir)
+                         if eval_split is not None else None),
         "data_collator": HicmaeCollator(),
     }
     if settings.recipe == "paper":

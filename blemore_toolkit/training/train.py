@@ -94,6 +94,8 @@ class TrainSettings:
     model: str = "blemore"
     #: ``paper``: the fine-tuning recipe published for the model (HiCMAE: the BLEMORE fork's), else the toolkit's.
     recipe: str | None = None
+    #: HiCMAE: a folder of OpenFace aligned-face folders, one per clip (``CLIP_ID`` or ``CLIP_ID_aligned``).
+    faces_dir: str | None = None
 
     @property
     def threshold_grid(self) -> ThresholdGrid:
