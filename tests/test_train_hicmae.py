@@ -162,6 +162,10 @@ def test_a_paper_recipe_run_trains_and_saves(prepared_dataset, tmp_path, monkeyp
     model_dir = tmp_path / "final" / "model"
     assert (model_dir / "model.safetensors").is_file() and (model_dir / "processor_config.json").is_file()
     assert json.loads((model_dir / "config.json").read_text())["drop_path_rate"] == 0.1
+    # blemore predict reads a HiCMAE folder too: a valid submission for the test split
+    assert main(["predict", str(model_dir), str(prepared_dataset), "--split", "test", "--num-workers", "0",
+                 "-o", str(tmp_path / "predict")]) == 0
+    assert (tmp_path / "predict" / "submission.zip").is_file()
 
 
 def test_faces_replace_the_frames_and_a_missing_folder_names_the_clip(tmp_path):
