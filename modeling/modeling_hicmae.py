@@ -325,22 +325,26 @@ class HicmaeForBlendedEmotionRecognition(HicmaePreTrainedModel):
     ) -> BlemoreOutput | tuple:
         r"""
         Args:
-            pixel_values_videos, input_features: as in [`HicmaeModel.forward`].
+            pixel_values_videos, input_features: as in [`HicmaeModel.forward`]; or with a views axis after the
+                batch, `(batch, views, ...)` (what `HicmaeProcessor(num_segments=K)` gives), and the logits and
+                embeddings are the mean over the views, as the fork's test averages its segments.
             labels (`torch.FloatTensor` of shape `(batch_size, 6)` or `torch.LongTensor` of shape `(batch_size,)`):
                 the soft target (saliences as proportions in `EMOTIONS` order) or the outcome index (0-35).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        views = None
+        if pixel_values_videos is not None and pixel_values_videos.dim() == 6:  # (batch, views, frames, C, H, W)
+            views = pixel_values_videos.shape[1]
+            pixel_values_videos = pixel_values_videos.flatten(0, 1)
+            input_features = input_features.flatten(0, 1) if input_features is not None else None
         base = self.hicmae(pixel_values_videos=pixel_values_videos, input_features=input_features, return_dict=True)
         logits = self.head(base.fused_embeds)
+        embeds = {key: base[key] for key in ("fused_embeds", "modality_embeds", "video_embeds", "audio_embeds")}
+        if views is not None:  # the fork's test: the mean of each view's outputs
+            logits = logits.unflatten(0, (-1, views)).mean(dim=1)
+            embeds = {key: value.unflatten(0, (-1, views)).mean(dim=1) for key, value in embeds.items()}
         loss = self.compute_loss(logits, labels) if labels is not None else None
-        output = BlemoreOutput(
-            loss=loss,
-            logits=logits,
-            fused_embeds=base.fused_embeds,
-            modality_embeds=base.modality_embeds,
-            video_embeds=base.video_embeds,
-            audio_embeds=base.audio_embeds,
-        )
+        output = BlemoreOutput(loss=loss, logits=logits, **embeds)
         return output if return_dict else output.to_tuple()
 
     @staticmethod

@@ -108,7 +108,8 @@ class HicmaeProcessor(PushToHubMixin):
         sampling_rate (`int`, defaults to 16000): the audio rate the features are computed at.
         audio_length (`int`, defaults to 256), num_mel_bins (`int`, defaults to 128): log-mel frames and bins.
         audio_mean, audio_std: normalisation ``(x − mean) / (2 · std)`` (AudioSet's).
-        num_segments (`int`, defaults to 1): temporal windows the clip is split into; `segment` picks one per call.
+        num_segments (`int`, defaults to 1): temporal windows of a clip; 2 is the fork's test (the first and the
+            last window, averaged by the model); `segment=` picks one of them.
     """
 
     _auto_class = None
@@ -296,9 +297,19 @@ class HicmaeProcessor(PushToHubMixin):
         waveform = self.load_audio(audio)
         return frames, self.log_mel(self.audio_window(waveform, first, last, count))
 
-    def __call__(self, videos=None, audio=None, faces=None, segment: int = 0, num_segments: int | None = None,
-                 return_tensors: str | None = "pt") -> BatchFeature:
-        """Model inputs for a clip or a list of clips: ``pixel_values_videos`` and ``input_features``."""
+    def __call__(self, videos=None, audio=None, faces=None, segment: int | None = None,
+                 num_segments: int | None = None, return_tensors: str | None = "pt") -> BatchFeature:
+        """Model inputs for a clip or a list of clips: ``pixel_values_videos`` and ``input_features``.
+
+        With several segments (``num_segments`` here or in the processor) and no ``segment`` chosen, every segment
+        is a view: ``(batch, views, ...)``, which the model averages (the fork's test); else one window per clip.
+        """
+        num_segments = self.num_segments if num_segments is None else int(num_segments)
+        if segment is None and num_segments > 1:
+            views = [self(videos, audio, faces, k, num_segments, return_tensors=None) for k in range(num_segments)]
+            data = {key: torch.stack([view[key] for view in views], dim=1) for key in views[0]}
+            return BatchFeature(data, tensor_type=return_tensors)
+        segment = 0 if segment is None else segment
         single = not isinstance(videos, (list, tuple))
         videos = [videos] if single else list(videos)
         audio = [None] * len(videos) if audio is None else ([audio] if single else list(audio))

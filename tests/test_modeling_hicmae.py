@@ -121,3 +121,14 @@ def test_inputs_of_the_wrong_size_are_named():
     expected = r"input_features has shape \(2, 20, 16\); this model takes \(batch, 32, 16\)"
     with pytest.raises(ValueError, match=expected):
         model(**x)
+
+
+def test_views_are_averaged_as_the_forks_test_averages_its_segments():
+    model = tiny()
+    first, second = inputs(seed=1), inputs(seed=2)
+    stacked = {key: torch.stack([first[key], second[key]], dim=1) for key in first}  # (batch, views, ...)
+    with torch.no_grad():
+        averaged = model(**stacked)
+        expected = (model(**first).logits + model(**second).logits) / 2
+    assert averaged.logits.shape == (2, 6)
+    assert (averaged.logits - expected).abs().max() <= 1e-5

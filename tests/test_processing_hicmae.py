@@ -112,3 +112,15 @@ def test_save_and_load(tmp_path):
     processor = HicmaeProcessor(num_segments=2, image_size=96)
     processor.save_pretrained(tmp_path)
     assert HicmaeProcessor.from_pretrained(tmp_path).to_dict() == processor.to_dict()
+
+
+def test_two_segments_are_two_views_of_the_clip(synthetic_raw):
+    clip = str(sorted(synthetic_raw.rglob("*.mov"))[0])
+    processor = HicmaeProcessor(num_frames=4, image_size=32, audio_length=64, num_mel_bins=32, num_segments=2)
+    views = processor(videos=[clip])
+    assert views["pixel_values_videos"].shape == (1, 2, 4, 3, 32, 32)
+    assert views["input_features"].shape == (1, 2, 64, 32)
+    for k in range(2):
+        one = processor(videos=[clip], segment=k)
+        assert torch.equal(views["pixel_values_videos"][:, k], one["pixel_values_videos"])
+        assert torch.equal(views["input_features"][:, k], one["input_features"])

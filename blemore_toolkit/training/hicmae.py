@@ -97,8 +97,9 @@ PAPER_RECIPE_DIFFERENCES: list[str] = [
     "RandAugment rand-m7-n4-mstd0.5-inc1 on the frames (kinetics_av._aug_frame) is not applied.",
     "The fork keeps the epoch with the best validation CCC of the six outputs; the toolkit keeps the best "
     "challenge score.",
-    "The fork's test averages 2 temporal segments × 2 crops (identical on square frames); the toolkit predicts "
-    "from one centred window.",
+    "The fork's test averages 2 temporal segments × 2 crops (identical on square frames); the toolkit's "
+    "validation during training and `blemore predict` use one centred window (the pipeline averages the two "
+    "segments with `HicmaeProcessor(num_segments=2)`).",
     "The fork scales the test audio by a random gain as well (roll_mag_aug is on in every mode); the toolkit only "
     "in training.",
     "The fork's splits are its own (split01–06); the toolkit trains on its actor-disjoint folds.",
