@@ -67,6 +67,9 @@ def test_the_pipeline_predicts_what_the_model_does_on_a_clip(saved, synthetic_ra
     clips = sorted(str(p) for p in (synthetic_raw).rglob("*.mov"))[:2]
     classify = pipeline(model=str(folder), trust_remote_code=True)
     assert classify.task == "video-classification" and type(classify).__name__ == "HicmaePipeline"
+    # the folder's own copy of the code runs (remote code), not this package's classes
+    assert type(classify).__module__.startswith("transformers_modules")
+    assert type(classify.model).__module__.startswith("transformers_modules")
     results = classify(clips, batch_size=2)
     with torch.no_grad():
         logits = model(**processor(videos=clips)).logits
