@@ -513,6 +513,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                              "without it")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+    parser.add_argument("--faces", metavar="DIR",
+                        help="a HiCMAE model: frames from OpenFace aligned faces, one folder per clip in DIR "
+                             "(CLIP_ID or CLIP_ID_aligned), as in training")
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -522,11 +525,17 @@ def run_predict(args: argparse.Namespace) -> int:
     from blemore_toolkit.training.predict import load_model, predict_features, predict_split, write_predictions
 
     model, processor = load_model(args.model, args.revision, trust_remote_code=args.trust_remote_code)
+    faces = getattr(args, "faces", None)
+    if faces and model.config.model_type != "hicmae":
+        raise BlemoreError("--faces (aligned face folders) is for HiCMAE models")
+    if faces and not Path(faces).is_dir():
+        raise BlemoreError(f"--faces {faces}: no such folder")
     if processor is None:  # a head on features: read the features configs beside the clips
         result, truth = predict_features(model, args.dataset, args.config, args.split)
     else:
         split = load_split(args.dataset, args.config, args.split)
-        result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers)
+        result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers,
+                               **({"faces_dir": faces} if faces else {}))
         outcomes = list(split["outcome"]) if "outcome" in split.column_names else []
         truth = np.asarray(outcomes) if outcomes and None not in outcomes else None
     paths = write_predictions(result, args.output_dir, truth)

@@ -166,6 +166,23 @@ def test_a_paper_recipe_run_trains_and_saves(prepared_dataset, tmp_path, monkeyp
     assert main(["predict", str(model_dir), str(prepared_dataset), "--split", "test", "--num-workers", "0",
                  "-o", str(tmp_path / "predict")]) == 0
     assert (tmp_path / "predict" / "submission.zip").is_file()
+    # ... and with --faces, from aligned-face folders (here: flat grey faces, so the probabilities change)
+    from PIL import Image
+
+    from blemore_toolkit.data.loading import load_split
+    from blemore_toolkit.evaluation.probabilities import read_probabilities
+
+    clip_ids = list(load_split(str(prepared_dataset), "default", "test")["clip_id"])
+    for clip_id in clip_ids:
+        folder = tmp_path / "faces" / f"{clip_id}_aligned"
+        folder.mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8)).save(folder / f"frame_det_00_{i + 1:06d}.bmp")
+    assert main(["predict", str(model_dir), str(prepared_dataset), "--split", "test", "--num-workers", "0",
+                 "--faces", str(tmp_path / "faces"), "-o", str(tmp_path / "predict_faces")]) == 0
+    _, whole, _ = read_probabilities(tmp_path / "predict" / "probabilities.csv")
+    _, faces, _ = read_probabilities(tmp_path / "predict_faces" / "probabilities.csv")
+    assert whole.shape == faces.shape and np.abs(whole - faces).max() > 1e-4
 
 
 def test_faces_replace_the_frames_and_a_missing_folder_names_the_clip(tmp_path):

@@ -128,8 +128,11 @@ def load_blemore_processor(model: str, *, revision: str | None = None):
 
 
 def predict_split(model, processor, split, *, batch_size: int = 8, num_workers: int = 2,
-                  progress: bool = True) -> dict:
-    """Run the model over a dataset split with the Trainer; returns clip ids, probabilities and decoded outcomes."""
+                  progress: bool = True, faces_dir: str | None = None) -> dict:
+    """Run the model over a dataset split with the Trainer; returns clip ids, probabilities and decoded outcomes.
+
+    ``faces_dir``: a HiCMAE model's frames from aligned-face folders, one per clip (see ``training.hicmae``).
+    """
     import tempfile
 
     import torch
@@ -144,7 +147,8 @@ def predict_split(model, processor, split, *, batch_size: int = 8, num_workers: 
         if model.config.model_type == "hicmae":
             from blemore_toolkit.training.hicmae import HicmaeCollator, hicmae_stream
 
-            collator, clips = HicmaeCollator(), hicmae_stream(split, processor, with_labels=False)
+            collator = HicmaeCollator()
+            clips = hicmae_stream(split, processor, with_labels=False, faces_dir=faces_dir)
         else:
             collator, clips = ClipCollator(processor), clip_stream(split, processor, with_labels=False)
         trainer = Trainer(model=model, args=arguments, data_collator=collator)
