@@ -474,6 +474,13 @@ def run_train(args: argparse.Namespace) -> int:
         raise BlemoreError("give either --init-from or backbones, not both")
     if args.model == "hicmae" and (args.video_backbone or args.audio_backbone):
         raise BlemoreError("--model hicmae has its own encoders: give --init-from a converted HiCMAE, not backbones")
+    if args.model != "hicmae" and args.init_from and (Path(args.init_from) / "config.json").is_file():
+        try:
+            init_type = json.loads((Path(args.init_from) / "config.json").read_text()).get("model_type")
+        except (OSError, ValueError):
+            init_type = None  # the loader names what is wrong with it
+        if init_type == "hicmae":
+            raise BlemoreError(f"{args.init_from}: a HiCMAE model; train it with --model hicmae")
     if args.faces and args.model != "hicmae":
         raise BlemoreError("--faces (aligned face folders) is for --model hicmae")
     if args.faces and not Path(args.faces).is_dir():

@@ -214,3 +214,11 @@ def test_faces_is_checked_before_training(prepared_dataset, tmp_path, capsys):
             "-o", str(tmp_path)]
     assert main(argv) == 1
     assert "--faces" in capsys.readouterr().err
+
+
+def test_a_hicmae_folder_without_model_hicmae_is_named(prepared_dataset, tmp_path, capsys):
+    from blemore_toolkit.modeling.modeling_hicmae import HicmaeForBlendedEmotionRecognition
+
+    HicmaeForBlendedEmotionRecognition(tiny_hicmae_config()).save_pretrained(tmp_path / "hicmae")
+    assert main(["train", str(prepared_dataset), "--init-from", str(tmp_path / "hicmae"), "-o", str(tmp_path)]) == 1
+    assert "a HiCMAE model; train it with --model hicmae" in capsys.readouterr().err
