@@ -88,6 +88,12 @@ PAPER_RECIPE: list[tuple[str, str, str]] = [
      "erasing 0.25 per frame (pixel mode)", f"kinetics_av._aug_frame; {RUNNER}: --reprob 0.25"),
     ("audio", "16 kHz, the window's span, 128-bin Kaldi log-mel, 256 frames, AudioSet normalisation; random gain "
      "(Beta(10, 10) + 0.5)", f"{RUNNER}: --num_mel_bins 128 --input_size_audio 256, roll_mag_aug default on"),
+    ("mixup / cutmix", "none: the runner's defaults (0.8 / 1.0) are never applied", f"{RUNNER}: mixup_fn = None"),
+    ("label smoothing", "none: --smoothing 0.1 is unused with --loss ce", f"{RUNNER}: criterion = "
+     "torch.nn.CrossEntropyLoss()"),
+    ("SpecAugment", "none (frequency and time masks 0)", f"{RUNNER}: --freqm 0 --timem 0"),
+    ("repeated augmentation", "none (one sample per clip)", f"{SCRIPT}: --num_sample 1"),
+    ("gradient clipping, EMA", "none", f"{RUNNER}: --clip_grad None, --model_ema off"),
     ("mixed precision", "fp16 autocast with loss scaling (on a GPU)", "engine_for_finetuning_regression_av.py"),
     ("seed", "0", f"{RUNNER}: --seed 0"),
 ]
