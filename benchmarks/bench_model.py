@@ -6,7 +6,9 @@ Inputs are random tensors of the real shapes, so no data is needed. Three ways t
 * ``--video-model-type videomae --audio-model-type wavlm``: the library's default (base-size) configs with random
   weights: the compute of base-size backbones without downloading them;
 * ``--video-backbone MCG-NJU/videomae-base --audio-backbone microsoft/wavlm-base-plus``: pretrained backbones by
-  Hub name or local path (downloads them), the way a user fine-tunes.
+  Hub name or local path (downloads them), the way a user fine-tunes;
+* ``--model hicmae``: HiCMAE at the BLEMORE fine-tuning's base size (dim 512, 10 + 10 + 2 layers, 16 × 160 × 160
+  frames, 256 × 128 log-mel) with random weights.
 
 Attention runs through PyTorch's SDPA kernel in every encoder whose transformers class supports it (VideoMAE
 does; WavLM in transformers 5.24 does not and stays eager): ``--attention eager`` compares.
@@ -19,6 +21,7 @@ Examples::
     python benchmarks/bench_model.py                       # tiny, CPU
     python benchmarks/bench_model.py --video-model-type videomae --audio-model-type wavlm --batch-size 1 \
         --gradient-checkpointing                           # base size, random weights, less memory
+    python benchmarks/bench_model.py --model hicmae --batch-size 2        # HiCMAE base, random weights
     python benchmarks/bench_model.py --video-backbone MCG-NJU/videomae-base \\
         --audio-backbone microsoft/wavlm-base-plus --device cuda --batch-size 8 --bf16
 """
@@ -69,7 +72,21 @@ def choose_attention(config, attention: str) -> None:
         config._attn_implementation = attention
 
 
+def build_hicmae(args):
+    from blemore_toolkit.modeling import HicmaeConfig, HicmaeForBlendedEmotionRecognition
+
+    config = HicmaeConfig()
+    config._attn_implementation = args.attention
+    model = HicmaeForBlendedEmotionRecognition(config)
+    if args.gradient_checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
+    return model
+
+
 def build_model(args) -> BlemoreForBlendedEmotionRecognition:
+    if args.model == "hicmae":
+        return build_hicmae(args)
     settings = dict(fusion=args.fusion, objective=args.objective, audio_hidden_layers=args.audio_layers)
     if args.video_backbone or args.audio_backbone:
         model = BlemoreForBlendedEmotionRecognition.from_pretrained_backbones(
@@ -102,6 +119,13 @@ def peak_memory_mb(device) -> float:
 
 def make_batch(model, args, device) -> dict:
     config, batch = model.config, {}
+    if config.model_type == "hicmae":
+        frames, size = config.num_frames, config.image_size
+        batch["pixel_values_videos"] = torch.randn(args.batch_size, frames, 3, size, size, device=device)
+        batch["input_features"] = torch.randn(args.batch_size, config.audio_length, config.num_mel_bins,
+                                              device=device)
+        batch["labels"] = torch.randint(0, 36, (args.batch_size,), device=device)
+        return batch
     if config.video_config is not None:
         frames = args.num_frames or getattr(config.video_config, "num_frames", None) or 16
         size = args.image_size or getattr(config.video_config, "image_size", 224)
@@ -131,6 +155,8 @@ def timed(step, steps: int, device) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="blemore", choices=["blemore", "hicmae"],
+                        help="blemore: composed encoders (below); hicmae: HiCMAE base size, random weights")
     parser.add_argument("--video-backbone", help="pretrained video encoder (Hub name or path)")
     parser.add_argument("--audio-backbone", help="pretrained audio encoder (Hub name or path)")
     parser.add_argument("--video-model-type", help="random-init default config of this type, e.g. videomae")
@@ -184,18 +210,24 @@ def main(argv=None) -> int:
     inference_peak = peak_memory_mb(device)
 
     shapes = {k: list(v.shape) for k, v in batch.items() if k != "labels"}
+    if args.model == "hicmae":
+        video_name = audio_name = "HicmaeModel"
+        attention = {"video": model.config._attn_implementation, "audio": model.config._attn_implementation}
+    else:
+        encoders = model.blemore.video_encoder, model.blemore.audio_encoder
+        video_name, audio_name = (type(e).__name__ if e is not None else None for e in encoders)
+        attention = {"video": attention_used(encoders[0]), "audio": attention_used(encoders[1])}
     report = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": torch.get_num_threads(),
-        "video": type(model.blemore.video_encoder).__name__ if model.blemore.video_encoder is not None else None,
-        "audio": type(model.blemore.audio_encoder).__name__ if model.blemore.audio_encoder is not None else None,
+        "video": video_name,
+        "audio": audio_name,
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "inputs": shapes,
-        "fusion": args.fusion,
+        "fusion": "hicmae (cross-modal encoder)" if args.model == "hicmae" else args.fusion,
         "bf16": args.bf16,
         "gradient_checkpointing": args.gradient_checkpointing,
-        "attention": {"video": attention_used(model.blemore.video_encoder),
-                      "audio": attention_used(model.blemore.audio_encoder)},
+        "attention": attention,
         "train_step_ms": round(train_s * 1e3, 1),
         "train_clips_per_s": round(args.batch_size / train_s, 2),
         "inference_ms": round(inference_s * 1e3, 1),

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Base-size training and inference speed of a BLEMORE model on one GPU, in bf16, and its peak GPU memory; then
-# feature extraction with Video Swin-B at the paper's windows.
+# Base-size training and inference speed of BLEMORE models on one GPU, in bf16, and their peak GPU memory; then
+# feature extraction at the paper's sizes (VideoMAEv2, ImageBind, Video Swin-B).
 #
 # VideoMAE-base + WavLM-base with random weights (their library default configs: nothing is downloaded), batch 8
-# and 32, with and without activation checkpointing: one JSON report per run from benchmarks/bench_model.py, then
-# a one-line summary per run. Run from the repository root:
+# and 32, with and without activation checkpointing, and HiCMAE base at batch 8 and 32: one JSON report per run
+# from benchmarks/bench_model.py, then a one-line summary per run. Run from the repository root:
 #
 #     bash benchmarks/gpu_check.sh                 # uses the python3 that has torch with CUDA
 #     WHEELS=wheels bash benchmarks/gpu_check.sh   # first installs the wheels in ./wheels into a scratch folder
@@ -49,7 +49,15 @@ for batch in 8 32; do
     done
 done
 
-echo "summary (bf16, VideoMAE-base 16x224x224 + WavLM-base 2 s, random weights):"
+# HiCMAE at the BLEMORE fine-tuning's base size (dim 512, 10 + 10 + 2 layers, 16x160x160 + 256x128 log-mel).
+for batch in 8 32; do
+    name="hicmae-batch${batch}"
+    "$PYTHON" benchmarks/bench_model.py --model hicmae --device cuda --bf16 --batch-size "$batch" --steps "$STEPS" \
+        > "$REPORTS/$name.json"
+    cat "$REPORTS/$name.json"
+done
+
+echo "summary (bf16, random weights; VideoMAE-base 16x224x224 + WavLM-base 2 s, and hicmae-*: HiCMAE base):"
 "$PYTHON" - "$REPORTS" <<'PY'
 import json, pathlib, sys
 for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):

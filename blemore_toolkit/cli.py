@@ -401,6 +401,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model (default: the tiny random demo model)")
     model.add_argument("--video-backbone", metavar="NAME_OR_PATH", help="pretrained video encoder, e.g. a VideoMAE")
     model.add_argument("--audio-backbone", metavar="NAME_OR_PATH", help="pretrained audio encoder, e.g. a WavLM")
+    model.add_argument("--model", default="blemore", choices=("blemore", "hicmae"),
+                       help="blemore: video + audio encoders composed by the toolkit (default); hicmae: HiCMAE's own "
+                            "audio-visual architecture (--init-from a folder of `blemore convert hicmae`)")
+    model.add_argument("--recipe", choices=("paper",),
+                       help="paper: the published fine-tuning recipe of --model hicmae (epochs, batch, AdamW, layer "
+                            "decay, warm-up, augmentation; see docs/recipes.md); it sets --epochs, --batch-size, "
+                            "--lr, --weight-decay, --warmup-ratio and --seed")
+    model.add_argument("--faces", metavar="DIR",
+                       help="--model hicmae: frames from OpenFace aligned faces (the paper's input), one folder per "
+                            "clip in DIR named CLIP_ID or CLIP_ID_aligned; without it whole frames are resized")
     model.add_argument("--init-from", metavar="MODEL", help="continue from a saved BLEMORE model")
     model.add_argument("--trust-remote-code", action="store_true",
                        help="allow an --init-from model that ships its own modelling code (read it first); BLEMORE "
@@ -456,7 +466,8 @@ def settings_from_args(args: argparse.Namespace):
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, learning_rate=args.learning_rate,
         weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, num_workers=args.num_workers, seed=args.seed,
         bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing, resume=args.resume,
-        max_steps=args.max_steps, protocol=args.protocol,
+        max_steps=args.max_steps, protocol=args.protocol, model=args.model, recipe=args.recipe,
+        faces_dir=args.faces,
     )  # fmt: skip
 
 
@@ -469,9 +480,30 @@ def run_train(args: argparse.Namespace) -> int:
         from blemore_toolkit.data.hub import check_repo_id
 
         check_repo_id(args.dataset_repo, "--dataset-repo")
+    if args.model == "hicmae" and (args.video_backbone or args.audio_backbone):
+        raise BlemoreError("--model hicmae has its own encoders: give --init-from a converted HiCMAE, not backbones")
+    if args.model != "hicmae" and args.init_from and (Path(args.init_from) / "config.json").is_file():
+        try:
+            init_type = json.loads((Path(args.init_from) / "config.json").read_text()).get("model_type")
+        except (OSError, ValueError):
+            init_type = None  # the loader names what is wrong with it
+        if init_type == "hicmae":
+            raise BlemoreError(f"{args.init_from}: a HiCMAE model; train it with --model hicmae")
+    if args.faces and args.model != "hicmae":
+        raise BlemoreError("--faces (aligned face folders) is for --model hicmae")
+    if args.faces and not Path(args.faces).is_dir():
+        raise BlemoreError(f"--faces {args.faces}: no such folder")
+    if args.recipe == "paper" and args.model != "hicmae":
+        raise BlemoreError("--recipe paper is the published fine-tuning of --model hicmae; the composed models' "
+                           "paper settings are `--protocol paper`")
+    settings = settings_from_args(args)
+    if args.recipe == "paper":
+        from blemore_toolkit.training.hicmae import apply_paper_recipe
+
+        settings = apply_paper_recipe(settings)
     thresholds = {key: getattr(args, key) for key in ("presence_threshold", "salience_threshold")
                   if getattr(args, key) is not None}
-    summary = run_training(args.dataset, args.fold, settings_from_args(args), thresholds)
+    summary = run_training(args.dataset, args.fold, settings, thresholds)
     if args.push_to_hub and _is_main_process():
         from blemore_toolkit.training.model_card import push_model_with_card
 
@@ -496,6 +528,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                              "without it")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+    parser.add_argument("--faces", metavar="DIR",
+                        help="a HiCMAE model: frames from OpenFace aligned faces, one folder per clip in DIR "
+                             "(CLIP_ID or CLIP_ID_aligned), as in training")
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -505,6 +540,11 @@ def run_predict(args: argparse.Namespace) -> int:
     from blemore_toolkit.training.predict import load_model, predict_features, predict_split, write_predictions
 
     model, processor = load_model(args.model, args.revision, trust_remote_code=args.trust_remote_code)
+    faces = getattr(args, "faces", None)
+    if faces and model.config.model_type != "hicmae":
+        raise BlemoreError("--faces (aligned face folders) is for HiCMAE models")
+    if faces and not Path(faces).is_dir():
+        raise BlemoreError(f"--faces {faces}: no such folder")
     if processor is None:  # a head on features: read the features configs beside the clips
         result, truth = predict_features(model, args.dataset, args.config, args.split)
     else:
@@ -513,7 +553,8 @@ def run_predict(args: argparse.Namespace) -> int:
         if copy:
             print(f"blemore predict: note: datasets keeps a copy of the {args.split} split ({copy[1] / 1e6:.1f} MB) "
                   f"in its cache, {copy[0]} (HF_DATASETS_CACHE); remove it when done", file=sys.stderr)
-        result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers)
+        result = predict_split(model, processor, split, batch_size=args.batch_size, num_workers=args.num_workers,
+                               **({"faces_dir": faces} if faces else {}))
         outcomes = list(split["outcome"]) if "outcome" in split.column_names else []
         truth = np.asarray(outcomes) if outcomes and None not in outcomes else None
     paths = write_predictions(result, args.output_dir, truth)

@@ -37,6 +37,12 @@ _EXPORTS = {
     "outcome_probabilities": "decoding_blemore",
     "emotion_probabilities": "decoding_blemore",
     "outcomes_to_predictions": "decoding_blemore",
+    "HicmaeConfig": "configuration_hicmae",
+    "HicmaeModel": "modeling_hicmae",
+    "HicmaeForBlendedEmotionRecognition": "modeling_hicmae",
+    "HicmaeModelOutput": "modeling_hicmae",
+    "HicmaeProcessor": "processing_hicmae",
+    "HicmaePipeline": "pipeline_hicmae",
 }
 _registered = False
 
@@ -65,6 +71,17 @@ def register_auto_classes() -> None:
     AutoModelForVideoClassification.register(BlemoreConfig, BlemoreForBlendedEmotionRecognition, exist_ok=True)
     AutoModelForAudioClassification.register(BlemoreConfig, BlemoreForAudioClassification, exist_ok=True)
     AutoProcessor.register(BlemoreConfig, BlemoreProcessor, exist_ok=True)
+
+    # HiCMAE (its own architecture): AutoModel gives the encoders and fused embedding, the video task class the
+    # classifier.
+    from .configuration_hicmae import HicmaeConfig
+    from .modeling_hicmae import HicmaeForBlendedEmotionRecognition, HicmaeModel
+    from .processing_hicmae import HicmaeProcessor
+
+    AutoConfig.register(HicmaeConfig.model_type, HicmaeConfig, exist_ok=True)
+    AutoModel.register(HicmaeConfig, HicmaeModel, exist_ok=True)
+    AutoModelForVideoClassification.register(HicmaeConfig, HicmaeForBlendedEmotionRecognition, exist_ok=True)
+    AutoProcessor.register(HicmaeConfig, HicmaeProcessor, exist_ok=True)
     _registered = True
 
 

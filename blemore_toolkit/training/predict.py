@@ -70,7 +70,11 @@ def load_model(model: str, revision: str | None = None, trust_remote_code: bool 
         raise blemore.BlemoreError(f"{local}: no config.json; give a folder written by `blemore train` (…/model)")
     loaded = load_blemore_model(model, revision=revision, trust_remote_code=trust_remote_code)
     processor = None
-    if loaded.config.video_config is not None or loaded.config.audio_config is not None:
+    if loaded.config.model_type == "hicmae":  # HiCMAE's own processor (face frames and log-mel)
+        from blemore_toolkit.modeling import HicmaeProcessor
+
+        processor = HicmaeProcessor.from_pretrained(model, revision=revision)
+    elif loaded.config.video_config is not None or loaded.config.audio_config is not None:
         processor = load_blemore_processor(model, revision=revision)
     return loaded.eval(), processor
 
@@ -130,8 +134,11 @@ def load_blemore_processor(model: str, *, revision: str | None = None):
 
 
 def predict_split(model, processor, split, *, batch_size: int = 8, num_workers: int = 2,
-                  progress: bool = True) -> dict:
-    """Run the model over a dataset split with the Trainer; returns clip ids, probabilities and decoded outcomes."""
+                  progress: bool = True, faces_dir: str | None = None) -> dict:
+    """Run the model over a dataset split with the Trainer; returns clip ids, probabilities and decoded outcomes.
+
+    ``faces_dir``: a HiCMAE model's frames from aligned-face folders, one per clip (see ``training.hicmae``).
+    """
     import tempfile
 
     import torch
@@ -143,8 +150,15 @@ def predict_split(model, processor, split, *, batch_size: int = 8, num_workers: 
             remove_unused_columns=False, report_to="none", disable_tqdm=not progress,
             use_cpu=not torch.cuda.is_available(),
         )  # fmt: skip
-        trainer = Trainer(model=model, args=arguments, data_collator=ClipCollator(processor))
-        output = trainer.predict(clip_stream(split, processor, with_labels=False))
+        if model.config.model_type == "hicmae":
+            from blemore_toolkit.training.hicmae import HicmaeCollator, hicmae_stream
+
+            collator = HicmaeCollator()
+            clips = hicmae_stream(split, processor, with_labels=False, faces_dir=faces_dir)
+        else:
+            collator, clips = ClipCollator(processor), clip_stream(split, processor, with_labels=False)
+        trainer = Trainer(model=model, args=arguments, data_collator=collator)
+        output = trainer.predict(clips)
     predictions = output.predictions
     logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
     outcome_logits = predictions[1] if isinstance(predictions, (tuple, list)) and len(predictions) > 1 else None

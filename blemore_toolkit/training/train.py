@@ -90,6 +90,12 @@ class TrainSettings:
     progress: bool = True
     #: ``toolkit`` or ``paper``: the α/β grid and the final fit's α/β rule (see the module docstring).
     protocol: str = "toolkit"
+    #: ``blemore`` (video + audio encoders composed by BlemoreConfig) or ``hicmae`` (see ``training.hicmae``).
+    model: str = "blemore"
+    #: ``paper``: the fine-tuning recipe published for the model (HiCMAE: the BLEMORE fork's), else the toolkit's.
+    recipe: str | None = None
+    #: HiCMAE: a folder of OpenFace aligned-face folders, one per clip (``CLIP_ID`` or ``CLIP_ID_aligned``).
+    faces_dir: str | None = None
 
     @property
     def threshold_grid(self) -> ThresholdGrid:
@@ -117,6 +123,10 @@ def build_model(settings: TrainSettings):
 
     from blemore_toolkit.modeling import BlemoreForBlendedEmotionRecognition, BlemoreProcessor
 
+    if settings.model == "hicmae":
+        from blemore_toolkit.training.hicmae import build_hicmae
+
+        return build_hicmae(settings)
     torch.manual_seed(settings.seed)
     if settings.init_from:
         from blemore_toolkit.training.predict import load_blemore_model, load_blemore_processor
@@ -237,8 +247,8 @@ def may_leave_parameters_unused(config) -> bool:
     Only an audio layer selection that stops below the top layer does (the layers above it cannot affect the
     output); otherwise every weight is used, and asking DDP to search costs time and warns on every run.
     """
-    layers = config.audio_hidden_layers
-    if config.audio_config is None or config.freeze_audio_encoder or isinstance(layers, str):
+    layers = getattr(config, "audio_hidden_layers", None)
+    if layers is None or config.audio_config is None or config.freeze_audio_encoder or isinstance(layers, str):
         return False
     num_states = config.audio_config.num_hidden_layers + 1
     return max(index % num_states for index in layers) < num_states - 1
@@ -249,6 +259,7 @@ def training_arguments(settings: TrainSettings, run_dir: Path, has_validation: b
     from transformers import TrainingArguments
 
     eval_batch_size = settings.eval_batch_size or settings.batch_size
+    paper = settings.recipe == "paper"
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=settings.epochs,
@@ -275,6 +286,9 @@ def training_arguments(settings: TrainSettings, run_dir: Path, has_validation: b
         report_to="none",
         seed=settings.seed,
         bf16=settings.bf16,
+        # The HiCMAE paper recipe: fp16 autocast with loss scaling on a GPU, and the last incomplete batch dropped.
+        fp16=paper and not settings.bf16 and torch.cuda.is_available(),
+        dataloader_drop_last=paper,
         activation_checkpointing=settings.gradient_checkpointing,
         disable_tqdm=not settings.progress,
         use_cpu=not torch.cuda.is_available(),
@@ -312,14 +326,22 @@ def _train_and_save(name: str, run_dir: Path, train_split, eval_split, settings:
 
     model_dir = run_dir / "model"
     model, processor = build_model(settings)
+    arguments = training_arguments(settings, run_dir, eval_split is not None, model.config)
+    if settings.model == "hicmae":
+        from blemore_toolkit.training.hicmae import trainer_parts
+
+        parts = trainer_parts(settings, model, processor, train_split, eval_split, arguments)
+    else:
+        parts = {"train_dataset": clip_stream(train_split, processor, with_labels=True),
+                 "eval_dataset": clip_stream(eval_split, processor, with_labels=True) if eval_split is not None
+                 else None,
+                 "data_collator": ClipCollator(processor)}
     trainer = Trainer(
         model=model,
-        args=training_arguments(settings, run_dir, eval_split is not None, model.config),
-        train_dataset=clip_stream(train_split, processor, with_labels=True),
-        eval_dataset=clip_stream(eval_split, processor, with_labels=True) if eval_split is not None else None,
-        data_collator=ClipCollator(processor),
+        args=arguments,
         compute_metrics=(challenge_metrics(model.config, grid=settings.threshold_grid)
                          if eval_split is not None else None),
+        **parts,
     )
     checkpoint = _last_checkpoint(run_dir) if settings.resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -328,7 +350,7 @@ def _train_and_save(name: str, run_dir: Path, train_split, eval_split, settings:
 
     result = RunResult(name, model_dir, None)
     if eval_split is not None:
-        prediction = trainer.predict(clip_stream(eval_split, processor, with_labels=True), metric_key_prefix="val")
+        prediction = trainer.predict(parts["eval_dataset"], metric_key_prefix="val")
         truth = np.asarray(labelled_outcomes(eval_split))
         metrics = validation_scores(model.config, prediction.predictions, truth, settings.threshold_grid)
         thresholds = {key: metrics[key] for key in ("presence_threshold", "salience_threshold") if key in metrics}
