@@ -168,3 +168,29 @@ def test_a_known_blend_comes_out_with_its_saliences_in_place(saved_model, test_p
     pair = sorted([(first, 70.0), (second, 30.0)], key=lambda item: EMOTIONS.index(item[0]))
     assert result["emotions"] == [{"emotion": e, "salience": s} for e, s in pair]
     assert labels_of(classify(test_paths[0], top_k=2)) == [first, second]
+
+
+def test_an_audio_only_model_is_an_audio_classification_pipeline(tmp_path, test_paths):
+    """As transformers' audio classification pipeline: every label by default, a waveform accepted as a clip."""
+    from transformers import Wav2Vec2FeatureExtractor, pipeline
+
+    from blemore_toolkit.modeling import BlemoreConfig, BlemoreForBlendedEmotionRecognition, BlemoreProcessor
+    from blemore_toolkit.training.tiny import tiny_config
+
+    torch.manual_seed(0)
+    both = tiny_config()
+    config = BlemoreConfig(audio_config=both.audio_config, fusion="concat", fusion_hidden_size=32,
+                           head_hidden_sizes=[32], dropout=0.0)
+    model = BlemoreForBlendedEmotionRecognition(config).eval()
+    processor = BlemoreProcessor(feature_extractor=Wav2Vec2FeatureExtractor(sampling_rate=16_000))
+    model.save_pretrained(tmp_path / "audio")
+    processor.save_pretrained(tmp_path / "audio")
+    classify = pipeline(model=str(tmp_path / "audio"), trust_remote_code=True)
+    assert classify.task == "audio-classification"
+    result = classify(test_paths[0])
+    assert sorted(labels_of(result)) == sorted(EMOTIONS) and scores_of(result) == sorted(scores_of(result))[::-1]
+    waveform = processor.load_audio(test_paths[0])
+    from_array = classify({"array": waveform, "sampling_rate": 16_000})
+    assert labels_of(from_array) == labels_of(result)
+    assert scores_of(from_array) == pytest.approx(scores_of(result), abs=1e-5)
+    assert len(classify(test_paths[0], top_k=1)) == 1
