@@ -141,6 +141,8 @@ class BlemorePipeline(Pipeline):
         """One clip → its answer; a list → a list of answers; a generator or dataset → an iterator of answers."""
         if hasattr(inputs, "column_names") and hasattr(inputs, "__getitem__") and hasattr(inputs, "__len__"):
             inputs = _Rows(inputs)  # a datasets.Dataset: its rows, streamed through a DataLoader
+        elif hasattr(inputs, "column_names") and hasattr(inputs, "__iter__"):
+            inputs = (row for row in inputs)  # a datasets.IterableDataset (streaming): its rows, one by one
         return super().__call__(inputs, *args, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):

@@ -128,6 +128,8 @@ def test_generators_and_datasets_stream_clip_by_clip(classify, test_paths, prepa
     from_workers = list(classify(rows, batch_size=2, num_workers=2, blend=True))
     in_process = [classify(row, blend=True) for row in rows]
     assert [a["emotions"] for a in from_workers] == [b["emotions"] for b in in_process]
+    streaming = list(classify(rows.to_iterable_dataset(), batch_size=2, blend=True))  # load_dataset(streaming=True)
+    assert [a["emotions"] for a in streaming] == [b["emotions"] for b in in_process]
     for a, b in zip(from_workers, in_process):
         assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=1e-5)
 
