@@ -15,6 +15,11 @@ video-only or audio-only. This class keeps the same contract instead: ``save_pre
 ``from_pretrained`` reads it from a folder or the Hub, ``push_to_hub`` uploads it, and ``AutoProcessor`` loads it
 with ``trust_remote_code=True``.
 
+With ``datasets`` and the Trainer: ``return_tensors=None`` gives one float32 array per clip (what ``Dataset.map``
+stores), ``pad`` batches such rows (``DataCollatorWithPadding(processor)``, the pipeline's batches), and a pickled
+processor is its settings alone, so ``datasets`` gives a map with it the same fingerprint in every process and
+reads the result back from its cache.
+
 Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` import).
 """
 
