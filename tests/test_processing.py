@@ -173,28 +173,41 @@ def test_processor_feeds_the_model(clips):
 
 _HASH_IN_A_FRESH_PROCESS = """
 import sys
+import datasets
 from transformers import AutoProcessor
 from datasets.fingerprint import Hasher
 processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
 assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
+if len(sys.argv) > 2:  # a map with it, on a dataset saved to disk: its cache file is named by the fingerprint
+    source = datasets.load_from_disk(sys.argv[2])
+    mapped = source.map(lambda rows: processor(audio=rows["audio"], padding=False, return_tensors=None),
+                        batched=True, remove_columns=["audio"])
+    print(mapped.cache_files[0]["filename"])
 print(Hasher.hash(processor))
 """
 
 
-def test_a_remote_code_processor_has_the_same_fingerprint_in_every_process(tmp_path):
+def test_a_remote_code_processor_has_the_same_fingerprint_in_every_process(tmp_path, clips):
+    """Loaded as remote code (a ``transformers_modules`` class), hashed by ``datasets`` in two fresh processes:
+    the same fingerprint, so a ``ds.map`` with it in the second process finds the first one's cache file."""
     import os
     import subprocess
     import sys
 
+    import datasets
+
     make_processor().save_pretrained(tmp_path / "processor")
+    datasets.Dataset.from_dict({"audio": [str(clips["blend"]), str(clips["single"])]}).save_to_disk(tmp_path / "ds")
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    hashes = []
+    outputs = []
     for _ in range(2):
-        run = subprocess.run([sys.executable, "-c", _HASH_IN_A_FRESH_PROCESS, str(tmp_path / "processor")],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        run = subprocess.run([sys.executable, "-c", _HASH_IN_A_FRESH_PROCESS, str(tmp_path / "processor"),
+                              str(tmp_path / "ds")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
         assert run.returncode == 0, run.stderr[-3000:]
-        hashes.append(run.stdout.split()[-1])
-    assert hashes[0] == hashes[1]
+        outputs.append(run.stdout.split()[-2:])
+    assert outputs[0] == outputs[1]  # the processor's hash and the map's cache file
+    hashes = [outputs[0][1]]
     # the settings are the fingerprint: another setting, another hash
     make_processor(max_audio_seconds=1.0).save_pretrained(tmp_path / "other")
     run = subprocess.run([sys.executable, "-c", _HASH_IN_A_FRESH_PROCESS, str(tmp_path / "other")],
