@@ -15,14 +15,21 @@ video-only or audio-only. This class keeps the same contract instead: ``save_pre
 ``from_pretrained`` reads it from a folder or the Hub, ``push_to_hub`` uploads it, and ``AutoProcessor`` loads it
 with ``trust_remote_code=True``.
 
+With ``datasets`` and the Trainer: ``return_tensors=None`` gives one float32 array per clip (what ``Dataset.map``
+stores), ``pad`` batches such rows (``DataCollatorWithPadding(processor)``, the pipeline's batches), and a pickled
+processor is its settings alone, so ``datasets`` gives a map with it the same fingerprint in every process and
+reads the result back from its cache.
+
 Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` import).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -262,8 +269,60 @@ class BlemoreProcessor(PushToHubMixin):
             num_videos, num_audio = len(data["pixel_values_videos"]), len(data["input_values"])
             if num_videos != num_audio:
                 raise ValueError(f"got {num_videos} videos but {num_audio} audio clips")
-        if return_tensors is None:  # plain lists, as Dataset.map stores them (ragged when not padded)
-            data = {key: [np.asarray(item).tolist() for item in value] for key, value in data.items()}
+        if return_tensors is None:  # one array per clip, as Dataset.map stores them (ragged when not padded)
+            data = {key: [_stored_array(key, item) for item in value] for key, value in data.items()}
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def pad(
+        self,
+        features,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        """Pad this processor's outputs for some clips into one batch (what ``DataCollatorWithPadding(processor)``
+        and the pipeline's batches call).
+
+        ``features``: a list of per-clip mappings (rows that ``ds.map(processor, ...)`` stored, or outputs of this
+        processor, batches of one included) or a mapping of lists. Frames are stacked; waveforms are padded by the
+        feature extractor (``padding``, ``max_length``, ``pad_to_multiple_of``, ``return_attention_mask`` as in
+        ``SequenceFeatureExtractor.pad``), with an attention mask that marks the real samples; any other field
+        (e.g. ``labels``) is stacked as it is.
+        """
+        if isinstance(features, Mapping):
+            keys = list(features)
+            features = [dict(zip(keys, values)) for values in zip(*(features[key] for key in keys))]
+        rows = [row for feature in features for row in _clip_rows(feature)]
+        if not rows:
+            raise ValueError("pad: no clips to pad")
+        keys = list(rows[0])
+        data = {}
+        if "input_values" in keys:
+            if self.feature_extractor is None:
+                raise ValueError("pad: input_values given, but this processor has no feature extractor")
+            audio = [{key: row[key] for key in ("input_values", "attention_mask") if key in row} for row in rows]
+            if return_attention_mask is None:
+                return_attention_mask = "attention_mask" in keys or bool(
+                    getattr(self.feature_extractor, "return_attention_mask", True))
+            padded = self.feature_extractor.pad(
+                audio, padding=padding, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
+                return_attention_mask=return_attention_mask, return_tensors="np",
+            )
+            data["input_values"] = padded["input_values"].astype(np.float32)
+            if return_attention_mask:
+                data["attention_mask"] = padded["attention_mask"].astype(np.int64)
+        for key in keys:
+            if key in ("input_values", "attention_mask"):
+                continue
+            try:
+                data[key] = np.stack([row[key] for row in rows])
+            except ValueError as error:
+                raise ValueError(f"pad: the clips' {key!r} differ in shape and cannot be stacked ({error})") from None
+            if key == "pixel_values_videos":
+                data[key] = data[key].astype(np.float32)
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     # -----------------------------------------------------------------------------------------------------------
@@ -358,6 +417,15 @@ class BlemoreProcessor(PushToHubMixin):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({json.dumps(_json_ready(self.to_dict()), sort_keys=True)})"
 
+    # Pickling (and so ``datasets``' fingerprints of a ``ds.map(...)`` that uses the processor) sees the settings
+    # alone, the same text in every process: the sub-processors' live attributes are not part of it.
+    def __getstate__(self) -> dict:
+        return {"settings": json.dumps(_json_ready(self.to_dict()), sort_keys=True)}
+
+    def __setstate__(self, state: dict) -> None:
+        restored = type(self).from_dict(json.loads(state["settings"]))
+        self.__dict__.update(restored.__dict__)
+
 
 def _as_batch(clips, *, video: bool) -> list:
     """A list of clips from either a list or one clip (a 4-D video array or a 1-D waveform counts as one)."""
@@ -367,6 +435,26 @@ def _as_batch(clips, *, video: bool) -> list:
     if isinstance(clips, Sequence) and not isinstance(clips, (str, bytes)):
         return list(clips)
     return [clips]
+
+
+#: Fields of one clip and the number of dimensions they have (one more when several clips are in one array).
+_CLIP_NDIM = {"pixel_values_videos": 4, "input_values": 1, "attention_mask": 1}
+
+
+def _stored_array(key: str, value) -> np.ndarray:
+    """One clip's field as ``Dataset.map`` should store it: float32 frames and waveforms, int64 masks."""
+    return np.asarray(value, dtype=np.int64 if key == "attention_mask" else np.float32)
+
+
+def _clip_rows(feature: Mapping) -> list[dict]:
+    """One mapping of clip fields as per-clip rows of numpy arrays (a batch of several clips is split)."""
+    arrays = {key: value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+              for key, value in feature.items()}
+    batched = [key for key in arrays if key in _CLIP_NDIM and arrays[key].ndim == _CLIP_NDIM[key] + 1]
+    if not batched:
+        return [arrays]
+    count = len(arrays[batched[0]])
+    return [{key: value[index] for key, value in arrays.items()} for index in range(count)]
 
 
 def _load_processor(name: str | None, settings: dict, what: str):
@@ -394,5 +482,26 @@ def _json_ready(value):
 
 
 BlemoreProcessor.register_for_auto_class()
+
+
+def _reachable_from_package() -> None:
+    """Make this module an attribute of its package, as an import statement would.
+
+    Loaded as remote code, transformers puts it in ``sys.modules`` without that attribute, so pickle (and dill,
+    which ``datasets`` fingerprints with) cannot find ``BlemoreProcessor`` by name and copies the class by value,
+    which ends in a ``RecursionError``: then ``ds.map`` with the processor never caches.
+    """
+    package, _, name = __name__.rpartition(".")
+    if not package or sys.modules.get(__name__) is None:
+        return
+    try:
+        parent = importlib.import_module(package)
+    except ImportError:
+        return
+    if getattr(parent, name, None) is None:
+        setattr(parent, name, sys.modules[__name__])
+
+
+_reachable_from_package()
 
 __all__ = ["BlemoreProcessor", "frame_indices"]

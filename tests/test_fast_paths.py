@@ -5,10 +5,13 @@ shortcut of ``challenge.clip_pairs`` and the prebuilt scores of ``challenge.scor
 import csv
 import dataclasses
 import json
+import math
 import os
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import blemore
 from blemore_toolkit.data import references
@@ -152,6 +155,12 @@ CLIPS = [
     [{"emotion": "ang", "salience": 70}, {"emotion": "ang", "salience": 30}],
     [{"emotion": "ang", "salience": 70}, {"emotion": "hap", "salience": 30, "x": 1}],
     [{"emotion": "ang", "salience": 70}, {"emotion": "hap", "sal": 30}],
+    # An unknown code in either entry of an otherwise clean blend
+    [{"emotion": "hap", "salience": 70}, {"emotion": "happy", "salience": 30}],
+    [{"emotion": "happy", "salience": 70}, {"emotion": "hap", "salience": 30}],
+    [{"emotion": "hap", "salience": 70.0}, {"emotion": "HAP", "salience": 30.0}],
+    [{"emotion": "ang", "salience": 70}, {"emotion": "hap", "salience": 130}],
+    [{"emotion": "ang", "salience": 70}, {"emotion": 3, "salience": 30}],
 ]
 
 
@@ -162,7 +171,8 @@ def test_inlined_clean_check_matches_check_clip(lenient):
     checked = submission.check_submission(raw, references=refs, lenient=lenient)
     expected_predictions, expected_findings, expected_warnings = {}, [], []
     for i, value in enumerate(CLIPS):
-        pairs, found = submission.check_clip(f"test_{i:04d}", value, True)
+        # the full diagnosis, not check_clip (which tries the same fast path first)
+        pairs, found = submission._diagnose_clip(f"test_{i:04d}", value, True)
         expected_findings.extend(found)
         if pairs is not None:
             expected_predictions[f"test_{i:04d}"] = pairs
@@ -173,6 +183,53 @@ def test_inlined_clean_check_matches_check_clip(lenient):
     assert sorted(checked.problems + checked.tolerated, key=repr) == sorted(expected_findings, key=repr)
     assert checked.warnings == expected_warnings
     assert any("-0" in w.message for w in checked.warnings)
+
+
+CODES = st.sampled_from(list(blemore.EMOTIONS) + ["happy", "HAP", "anger", "", "neutral"])
+SALIENCES = st.one_of(st.sampled_from([70, 30, 50, 100, 0, 70.0, 30.0, 69.6, 30.4, 0.7, 0.3, 130, -30, True, "30"]),
+                      st.integers(-5, 105), st.floats(-5, 105), st.just(math.nan))
+
+
+@st.composite
+def two_entry_clips(draw):
+    """Two entries, each with its own code and salience: mostly clean blends, with either entry spoilt."""
+    first, second = draw(st.lists(st.sampled_from(blemore.EMOTIONS), min_size=2, max_size=2, unique=True))
+    share = draw(st.sampled_from([70, 30, 50, 69.6, 50.5, 70.0]))
+    entries = [{"emotion": first, "salience": share}, {"emotion": second, "salience": 100 - share}]
+    for entry in entries:
+        if draw(st.integers(0, 2)) == 0:
+            entry["emotion"] = draw(CODES)
+        if draw(st.integers(0, 3)) == 0:
+            entry["salience"] = draw(SALIENCES)
+        if draw(st.integers(0, 9)) == 0:
+            entry[draw(st.sampled_from(["extra", "salience", "emotion"]))] = 1
+    if draw(st.integers(0, 9)) == 0:
+        del entries[draw(st.integers(0, 1))][draw(st.sampled_from(["emotion", "salience"]))]
+    return json.loads(json.dumps(entries))  # as read from a file
+
+
+@settings(max_examples=400, deadline=None)
+@given(two_entry_clips())
+def test_the_fast_checks_accept_exactly_the_clips_the_full_check_finds_clean(value):
+    """``_quick_check`` (check_submission's written-out check) and ``_clean_pairs`` against the full diagnosis,
+    on two-entry clips where either entry may be the wrong one: what they accept is clean, with the same pairs, and
+    every clean clip of plain entries is accepted (an entry with another key is left to the full check)."""
+    pairs, findings = submission._diagnose_clip("test_0001", value, True)
+    plain = all(isinstance(entry, dict) and set(entry) == {"emotion", "salience"} for entry in value)
+    quick, may_warn = submission._quick_check(value)
+    for fast in (quick, submission._clean_pairs(value)):
+        if fast is not None:
+            assert findings == [] and repr(fast) == repr(pairs)
+        elif plain:
+            assert findings != [], value
+    if quick is not None:
+        assert may_warn == (submission.never_right("test_0001", quick) is not None)
+    # and as check_submission applies it to a file's clip
+    raw = submission.RawSubmission("s", [("test_0001.mov", value)], [])
+    checked = submission.check_submission(raw, references={"test_0001": (("ang", 70), ("hap", 30))})
+    assert (checked.problems == []) == (findings == [])
+    if not findings:
+        assert repr(checked.predictions["test_0001"]) == repr(pairs)
 
 
 def test_clip_pairs_tuple_shortcut():

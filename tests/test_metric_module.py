@@ -2,6 +2,7 @@
 with the challenge arithmetic the command line uses."""
 
 import doctest
+import importlib.metadata as importlib_metadata
 import json
 import math
 import os
@@ -42,10 +43,38 @@ def run_examples(text, name, globs=None):
     return runner.summarize(verbose=False)
 
 
-def test_kwargs_description_examples_run(metric):
-    module = sys.modules[type(metric).__module__]
-    failed, attempted = run_examples(module._KWARGS_DESCRIPTION, "metrics/blemore/blemore.py")
-    assert attempted >= 10 and failed == 0
+def test_the_doctests_pass_under_evaluates_own_harness(tmp_path, monkeypatch):
+    """What evaluate's ``tests/test_metric_common.py`` does to every metric of its repository, done to ours: from a
+    folder holding ``metrics/blemore/``, load the module by its folder path, check that ``_compute`` takes no
+    ``**kwargs``, and run the module's doctests with ``evaluate.load(NAME)`` patched to load ``metrics/NAME``."""
+    import importlib
+    import inspect
+    from unittest.mock import patch
+
+    import evaluate
+
+    root = tmp_path / "checkout"
+    shutil.copytree(REPO / "metrics" / "blemore", root / "metrics" / "blemore",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(doctest, "ELLIPSIS_MARKER", "[...]")
+    factory = evaluate.loading.evaluation_module_factory(os.path.join("metrics", "blemore"), module_type="metric")
+    module = importlib.import_module(factory.module_path)
+    main_class = evaluate.loading.import_main_class(module.__name__)
+    parameters = inspect.signature(main_class._compute).parameters
+    assert all(parameter.kind != parameter.VAR_KEYWORD for parameter in parameters.values())
+    real_load = evaluate.load
+
+    def load_local(name, *args, **kwargs):
+        return real_load(os.path.join("metrics", name), *args, **kwargs)
+
+    with patch("evaluate.load") as mock_load:
+        mock_load.side_effect = load_local
+        try:
+            results = doctest.testmod(module, verbose=False, raise_on_error=True)
+        except doctest.UnexpectedException as error:
+            raise error.exc_info[1] from None
+    assert results.failed == 0 and results.attempted >= 10
 
 
 def test_metric_card_examples_run():
@@ -118,6 +147,38 @@ def test_strict_input_checks_name_the_clip_and_the_problem(metric, bad, problem)
     predictions = [BLEND, bad]
     with pytest.raises(ValueError, match=rf"^predictions\[1\]: .*{re.escape(problem)}"):
         metric.compute(predictions=predictions, references=[BLEND, BLEND])
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ({"emotion": "ang"}, "lacks the key 'salience'"),
+    ({"salience": 100}, "lacks the key 'emotion'"),
+    ({"emotion": "ang", "salience": 100, "score": 1}, "unknown key 'score'"),
+])
+def test_add_refuses_a_missing_or_extra_key_with_a_value_error(metric, entry, problem):
+    with pytest.raises(ValueError, match=rf"^prediction: .*{re.escape(problem)}"):
+        metric.add(prediction=[entry], reference=[{"emotion": "ang", "salience": 100}])
+    with pytest.raises(ValueError, match=rf"^reference: .*{re.escape(problem)}"):
+        metric.add(prediction=[{"emotion": "ang", "salience": 100}], reference=[entry])
+    metric.add(prediction=BLEND, reference=BLEND)  # what was refused left nothing behind
+    assert metric.compute()["n_clips"] == 1
+
+
+def test_requirements_name_versions_that_load_the_module():
+    """The module builds its features with ``datasets.List`` (datasets 4.0 and later): an older datasets, which the
+    requirements once allowed, fails to load it."""
+    import datasets
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    text = (REPO / "metrics" / "blemore" / "requirements.txt").read_text()
+    requirements = {r.name: r for r in map(Requirement, filter(None, (line.split("#")[0].strip()
+                                                                       for line in text.splitlines())))}
+    assert "datasets.List(" in (REPO / "metrics" / "blemore" / "blemore.py").read_text()
+    assert not requirements["datasets"].specifier.contains("3.6.0")
+    assert hasattr(datasets, "List")
+    for name, requirement in requirements.items():
+        installed = Version(importlib_metadata.version(name))
+        assert requirement.specifier.contains(installed), (name, str(installed))
 
 
 def test_references_are_checked_too(metric):

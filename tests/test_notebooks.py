@@ -197,6 +197,9 @@ def test_own_trainer_script_trains_scores_predicts_and_pushes(own_trainer, prepa
     assert scored["n_clips"] == len(validation)
 
     # The pipeline on the saved folder, and on the pushed repo, predicts what the Trainer predicted.
+    (labels,) = printed_json(notebook, "labels")
+    scores = [entry["score"] for entry in labels["labels"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-6
     piped = printed_json(notebook, "pipeline")
     assert len(piped) == 4
     for result in piped:

@@ -142,7 +142,7 @@ PUSH_AND_USE = """
     model.push_to_hub("me/own")
     card = ModelCard.load("me/own")
     classify = pipeline(model="me/own", trust_remote_code=True)
-    print(json.dumps({"card": card.content, "tag": card.data.pipeline_tag, "prediction": classify(clip)}))
+    print(json.dumps({"card": card.content, "tag": card.data.pipeline_tag, "prediction": classify(clip, blend=True)}))
 """
 
 

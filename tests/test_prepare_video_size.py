@@ -71,3 +71,15 @@ def test_video_size_refuses_nonsense(wide_download, tmp_path):
         prepare_dataset(wide_download, tmp_path / "x", video_size=8, progress=False)
     with pytest.raises(blemore.BlemoreError, match="only makes sense with --video-size"):
         prepare_dataset(wide_download, tmp_path / "y", keep_original_video=True, progress=False)
+
+
+def test_the_command_line_passes_video_size_on(wide_download, tmp_path):
+    out = tmp_path / "from_cli"
+    assert blemore.main(["prepare", str(wide_download), str(out), "--video-size", "32", "--keep-original-video",
+                         "--quiet"]) == 0
+    train = datasets.load_dataset(str(out), split="train").cast_column("video", datasets.Video(decode=False))
+    assert "original_video" in train.column_names
+    for row in train:
+        decoder = VideoDecoder(row["video"]["bytes"])
+        assert (decoder.metadata.width, decoder.metadata.height) == (row["width"], row["height"]) == (48, 32)
+    assert _card(out)["blemore_video"] == {"short_side": 32, "originals": "kept in original_video"}

@@ -165,3 +165,110 @@ def test_processor_feeds_the_model(clips):
         out = model(**make_processor()(videos=paths, audio=paths))
     assert out.logits.shape == (2, 6)
     assert [len(p) in (1, 2) for p in model.decode(out)] == [True, True]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# With datasets and the Trainer's collators: fingerprints, stored dtypes, padding
+# ---------------------------------------------------------------------------------------------------------------
+
+_HASH_IN_A_FRESH_PROCESS = """
+import sys
+import datasets
+from transformers import AutoProcessor
+from datasets.fingerprint import Hasher
+processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
+if len(sys.argv) > 2:  # a map with it, on a dataset saved to disk: its cache file is named by the fingerprint
+    source = datasets.load_from_disk(sys.argv[2])
+    mapped = source.map(lambda rows: processor(audio=rows["audio"], padding=False, return_tensors=None),
+                        batched=True, remove_columns=["audio"])
+    print(mapped.cache_files[0]["filename"])
+print(Hasher.hash(processor))
+"""
+
+
+def test_a_remote_code_processor_has_the_same_fingerprint_in_every_process(tmp_path, clips):
+    """Loaded as remote code (a ``transformers_modules`` class), hashed by ``datasets`` in two fresh processes:
+    the same fingerprint, so a ``ds.map`` with it in the second process finds the first one's cache file."""
+    import os
+    import subprocess
+    import sys
+
+    import datasets
+
+    make_processor().save_pretrained(tmp_path / "processor")
+    datasets.Dataset.from_dict({"audio": [str(clips["blend"]), str(clips["single"])]}).save_to_disk(tmp_path / "ds")
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    outputs = []
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", _HASH_IN_A_FRESH_PROCESS, str(tmp_path / "processor"),
+                              str(tmp_path / "ds")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        outputs.append(run.stdout.split()[-2:])
+    assert outputs[0] == outputs[1]  # the processor's hash and the map's cache file
+    hashes = [outputs[0][1]]
+    # the settings are the fingerprint: another setting, another hash
+    make_processor(max_audio_seconds=1.0).save_pretrained(tmp_path / "other")
+    run = subprocess.run([sys.executable, "-c", _HASH_IN_A_FRESH_PROCESS, str(tmp_path / "other")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split()[-1] != hashes[0]
+
+
+def test_a_pickled_processor_is_the_same_processor(clips):
+    import pickle
+
+    processor = make_processor(max_audio_seconds=1.5)
+    copy = pickle.loads(pickle.dumps(processor))
+    assert copy.to_dict() == processor.to_dict()
+    paths = [str(clips["blend"])]
+    expected, again = processor(videos=paths, audio=paths), copy(videos=paths, audio=paths)
+    for key in expected:
+        torch.testing.assert_close(again[key], expected[key])
+
+
+def test_dataset_map_stores_float32_and_caches(clips, tmp_path):
+    import datasets
+
+    processor = make_processor()
+    paths = [str(clips["blend"]), str(clips["single"])]
+    source = datasets.Dataset.from_dict({"video": paths, "audio": paths, "label": [3, 4]})
+    source.save_to_disk(tmp_path / "source")
+    source = datasets.load_from_disk(tmp_path / "source")  # backed by a file, so map results are cached there
+
+    def preprocess(rows):
+        return processor(videos=rows["video"], audio=rows["audio"], padding=False, return_tensors=None)
+
+    mapped = source.map(preprocess, batched=True, remove_columns=["video", "audio"])
+    features = mapped.features
+    assert features["input_values"].feature.dtype == "float32"
+    assert features["attention_mask"].feature.dtype in ("int8", "int64")  # datasets stores masks as int8
+    frames = features["pixel_values_videos"]
+    while hasattr(frames, "feature"):
+        frames = frames.feature
+    assert frames.dtype == "float32"
+    again = source.map(preprocess, batched=True, remove_columns=["video", "audio"])
+    assert again.cache_files == mapped.cache_files  # the same fingerprint: read back, not recomputed
+    # Stored rows pad into a batch with the Trainer's DataCollatorWithPadding and the processor as "tokenizer".
+    from transformers import DataCollatorWithPadding
+
+    batch = DataCollatorWithPadding(processor)([mapped[0], mapped[1]])
+    direct = processor(videos=paths, audio=paths)
+    assert batch["labels"].tolist() == [3, 4]
+    assert batch["input_values"].dtype == torch.float32
+    for key in ("pixel_values_videos", "input_values", "attention_mask"):
+        torch.testing.assert_close(batch[key], direct[key])
+
+
+def test_pad_batches_the_processors_own_outputs(clips):
+    processor = make_processor()
+    paths = [str(clips["blend"]), str(clips["single"])]
+    ones = [processor(videos=[p], audio=[p]) for p in paths]  # batches of one, as the pipeline makes them
+    padded = processor.pad(ones)
+    direct = processor(videos=paths, audio=paths)
+    for key in direct:
+        torch.testing.assert_close(padded[key], direct[key])
+    longer = processor.pad(ones, padding="max_length", max_length=3 * RATE)
+    assert longer["input_values"].shape == (2, 3 * RATE)
+    assert longer["attention_mask"].sum(-1).tolist() == direct["attention_mask"].sum(-1).tolist()

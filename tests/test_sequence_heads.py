@@ -17,6 +17,7 @@ threads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -175,8 +176,12 @@ def test_cross_modal_head_needs_both_modalities():
     both = cross_validate(table, settings, recipe=SEQUENCE_RECIPE)
     assert both.pooled["acc_salience"] >= 0.9, heads.format_table(both)
     # Video alone cannot tell which block dominates, audio alone cannot tell which emotions: each stays well below.
+    # What one modality lacks no amount of data gives it, so two folds (half the clips each) show it at a quarter of
+    # five folds' training work: the test stays within its time limit on a loaded machine.
+    halves = dataclasses.replace(table, fold=np.arange(len(outcomes)) % 2)
     for name in ("video", "audio"):
-        alone = cross_validate(table, settings, groups=[[name]], recipe=SEQUENCE_RECIPE)
+        alone = cross_validate(halves, settings, groups=[[name]], recipe=SEQUENCE_RECIPE)
+        assert len(alone.folds) == 2
         assert alone.pooled["acc_salience"] < 0.75, (name, heads.format_table(alone))
 
 

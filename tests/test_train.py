@@ -176,6 +176,7 @@ def test_training_runs_under_torchrun_with_two_processes(prepared_dataset, tmp_p
     assert (tmp_path / "fold3" / "model" / "model.safetensors").is_file()
     assert result.stdout.count('"dataset"') == 1  # the summary is printed once
     assert result.stdout.count("fold3: acc_presence") == 1 and result.stdout.count("mean±std") == 1  # the table too
+    assert result.stdout.count("training in 2 processes on cpu (world size 2)") == 1  # said once, at the start
     assert "find_unused_parameters" not in result.stderr  # DDP is not asked to search when every weight is used
 
 
@@ -243,3 +244,14 @@ def test_cpu_threads_never_exceed_what_the_process_was_given():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_training_says_how_many_processes_it_runs_in(monkeypatch):
+    """``accelerate launch --num_processes 2 --cpu`` starts one process without a word: the run says so itself."""
+    from blemore_toolkit.training.train import _world_size_line
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert _world_size_line().startswith("training in 1 process on ")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert _world_size_line().startswith("training in 2 processes on ")
+

@@ -24,7 +24,9 @@ from blemore import (
 from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.data.loading import read_label_table
 
-DATASET_CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "dataset_card.md"
+#: The template: the repository's top-level `dataset_card.md`, shipped in the package as `data/dataset_card.md` (a link
+#: to it in the repository, a copy in a wheel), so an installed toolkit prepares datasets without a checkout.
+DATASET_CARD_TEMPLATE = Path(__file__).resolve().parent / "dataset_card.md"
 # ---------------------------------------------------------------------------------------------------------------
 # The dataset card: YAML header (configs, features) + `dataset_card.md` with statistics computed from the data
 # ---------------------------------------------------------------------------------------------------------------

@@ -708,8 +708,11 @@ def write_clips(jobs: Sequence[ClipJob], *, cancel: threading.Event | None = Non
         command += [arg for group in inputs + outputs for arg in group]
         log_path = Path(tmp) / "ffmpeg.log"
         with open(log_path, "wb") as log:
+            # A session of its own: Ctrl-C in a terminal (SIGINT to the whole process group) reaches this process
+            # alone, which stops ffmpeg itself. Were ffmpeg to get it too, it could exit first and its failure
+            # beat the KeyboardInterrupt to the main thread: "ffmpeg failed" and exit 1 instead of "interrupted".
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                       pass_fds=[r for r, _ in pipes])
+                                       pass_fds=[r for r, _ in pipes], start_new_session=True)
             for read_end, _ in pipes:
                 descriptors.close(read_end)  # ffmpeg holds them now; our copies would keep the pipes from breaking
             feeders = [_FrameFeeder(job, write_end, descriptors, cancel) for job, (_, write_end) in zip(jobs, pipes)]

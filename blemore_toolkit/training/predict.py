@@ -68,6 +68,9 @@ def load_model(model: str, revision: str | None = None, trust_remote_code: bool 
     local = Path(model)
     if local.exists() and not (local / "config.json").is_file():
         raise blemore.BlemoreError(f"{local}: no config.json; give a folder written by `blemore train` (…/model)")
+    if not local.exists() and not _could_be_a_repo_id(model):
+        raise blemore.BlemoreError(f"{model}: no such folder (a model is a folder written by `blemore train`, "
+                                   "…/model, or a Hub repo id such as namespace/name)")
     loaded = load_blemore_model(model, revision=revision, trust_remote_code=trust_remote_code)
     processor = None
     if loaded.config.model_type == "hicmae":  # HiCMAE's own processor (face frames and log-mel)
@@ -77,6 +80,13 @@ def load_model(model: str, revision: str | None = None, trust_remote_code: bool 
     elif loaded.config.video_config is not None or loaded.config.audio_config is not None:
         processor = load_blemore_processor(model, revision=revision)
     return loaded.eval(), processor
+
+
+def _could_be_a_repo_id(model: str) -> bool:
+    """Whether a name that is no local folder may name a Hub repo (``name`` or ``namespace/name``)."""
+    parts = model.split("/")
+    return 1 <= len(parts) <= 2 and all(parts) and not any(part in (".", "..") for part in parts) \
+        and not model.startswith(("~", os.sep)) and "\\" not in model
 
 
 def _model_file(model: str, name: str) -> str:
@@ -91,6 +101,7 @@ def load_blemore_model(model: str, *, revision: str | None = None, trust_remote_
     A damaged ``config.json`` or weights file is named; a model whose classes are not this package's (it would
     need the code it ships) is refused unless ``trust_remote_code``.
     """
+    from huggingface_hub.errors import StrictDataclassError
     from safetensors import SafetensorError
     from transformers import AutoModelForVideoClassification
 
@@ -105,6 +116,10 @@ def load_blemore_model(model: str, *, revision: str | None = None, trust_remote_
                                    "download the model again") from None
     except OSError as error:
         raise blemore.BlemoreError(f"{model}: cannot load the model: {' '.join(str(error).split())}") from None
+    except StrictDataclassError as error:
+        # A config the BLEMORE checks refuse (e.g. 36 labels in id2label): their reason, not the wrapper's.
+        reason = error.__cause__ if error.__cause__ is not None else error
+        raise blemore.BlemoreError(f"{_model_file(model, 'config.json')}: {' '.join(str(reason).split())}") from None
     except ValueError as error:
         unknown = re.search(r"Unrecognized configuration class <class '(?:[\w.]+\.)?(\w+)'>", str(error))
         if unknown:  # a transformers model of another kind (e.g. BertConfig): no code of its own is involved

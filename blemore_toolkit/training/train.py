@@ -476,6 +476,8 @@ def run_training(dataset_dir: str, fold: str, settings: TrainSettings, threshold
     folds = list(FOLDS) if fold == "all" else [] if fold == "none" else [int(fold)]
     _require_training_clips(dataset_dir, folds)
     _require_loadable_init(settings)
+    if _is_main_process():  # so a launcher that silently starts one process (accelerate's --cpu) is noticed
+        print(_world_size_line(), flush=True)
     results = []
     for k in folds:
         train_split = load_split(dataset_dir, f"fold{k}", "train")
@@ -535,6 +537,15 @@ def _require_loadable_init(settings: TrainSettings) -> None:
 
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def _world_size_line() -> str:
+    """``training in N process(es) on DEVICE``, from what torchrun / accelerate launch set."""
+    import torch
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return f"training in {world_size} process{'es' if world_size != 1 else ''} on {device} (world size {world_size})"
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -1,8 +1,9 @@
 """BLEMORE challenge metrics: presence accuracy, salience accuracy and their mean, the challenge score.
 
 The arithmetic lives beside this file in ``challenge.py``; the toolkit (``blemore score``, the Trainer's
-``compute_metrics``) imports it from here as ``metrics.blemore.challenge``, so this module and the command line cannot
-disagree. The folder needs nothing but ``evaluate`` and numpy: it loads where the toolkit is not installed.
+``compute_metrics``) imports it as ``blemore_toolkit.metrics.blemore.challenge``, so this module and the command
+line cannot disagree. The folder needs nothing but ``evaluate``, ``datasets`` and numpy: it loads where the toolkit
+is not installed. A copy must keep the folder's name: ``evaluate.load(FOLDER)`` looks for ``FOLDER/FOLDER.py``.
 """
 
 import datasets
@@ -55,7 +56,7 @@ Examples:
     Perfect predictions; the order inside a clip does not matter:
 
     >>> import evaluate
-    >>> blemore_metric = evaluate.load("metrics/blemore")
+    >>> blemore_metric = evaluate.load("blemore")
     >>> references = [[{"emotion": "hap", "salience": 100}],
     ...               [{"emotion": "ang", "salience": 70}, {"emotion": "hap", "salience": 30}]]
     >>> predictions = [[{"emotion": "hap", "salience": 100.0}],
@@ -104,6 +105,15 @@ Examples:
 _ENTRY = {"emotion": datasets.Value("string"), "salience": datasets.Value("float64")}
 
 
+def _check_entries(clip, where: str) -> None:
+    """``ValueError`` for an entry with a missing or unknown key, before evaluate encodes it (where it would become
+    ``None`` or a bare ``KeyError``)."""
+    for entry in clip if isinstance(clip, (list, tuple)) else []:
+        problem = entry_problem(entry)
+        if problem:
+            raise ValueError(f"{where}: {problem}")
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Blemore(evaluate.Metric):
     """ACC_presence, ACC_salience and the challenge score of the BLEMORE challenge."""
@@ -122,14 +132,16 @@ class Blemore(evaluate.Metric):
 
     def add_batch(self, *, predictions=None, references=None, **kwargs):
         """Add a batch of predictions and references (entries with a missing or unknown key are refused here)."""
-        # Before evaluate encodes the batch: a missing or extra key would otherwise become None or a bare KeyError.
         for name, clips in (("predictions", predictions), ("references", references)):
             for index, clip in enumerate(clips if clips is not None else []):
-                for entry in clip if isinstance(clip, (list, tuple)) else []:
-                    problem = entry_problem(entry)
-                    if problem:
-                        raise ValueError(f"{name}[{index}]: {problem}")
+                _check_entries(clip, f"{name}[{index}]")
         return super().add_batch(predictions=predictions, references=references, **kwargs)
+
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """Add one clip's prediction and reference (entries with a missing or unknown key are refused here)."""
+        _check_entries(prediction, "prediction")
+        _check_entries(reference, "reference")
+        return super().add(prediction=prediction, reference=reference, **kwargs)
 
     def _compute(self, predictions, references, strict=True):
         if strict:
