@@ -269,6 +269,21 @@ class BlemorePreTrainedModel(PreTrainedModel):
         object.__setattr__(self, "main_input_name", main_input_name_of(config))
         super().__init__(config, *inputs, **kwargs)
 
+    def _require_encoders_support(self, flag: str, what: str) -> None:
+        encoders = encoder_model_classes(self.config)
+        lacking = [encoder.__name__ for encoder in encoders if not getattr(encoder, flag, False)]
+        if lacking:
+            raise ValueError(f"this BLEMORE model does not support {what}: its encoder {', '.join(lacking)} has no "
+                             f"{what} attention (use attn_implementation='eager')")
+
+    def _sdpa_can_dispatch(self, is_init_check: bool = False) -> bool:
+        self._require_encoders_support("_supports_sdpa", "sdpa")
+        return super()._sdpa_can_dispatch(is_init_check)
+
+    def _flex_attn_can_dispatch(self, is_init_check: bool = False) -> bool:
+        self._require_encoders_support("_supports_flex_attn", "flex_attention")
+        return super()._flex_attn_can_dispatch(is_init_check)
+
     @classmethod
     def _can_set_attn_implementation(cls) -> bool:
         """The attention implementation is the encoders' setting (checked on them); BLEMORE's own attention layers
