@@ -310,3 +310,11 @@ def test_push_to_hub_of_a_saved_model_carries_its_results(hub, tmp_path):
     assert "No validation results were recorded" not in card
     assert "| fold0 | 0.500 | 0.250 | 0.375 |" in card and "Trained on two folds of the synthetic data." in card
     assert _card_yaml(card)["model-index"][0]["results"][0]["dataset"]["type"] == "me/blemore"
+
+
+def test_the_backbones_hub_ids_survive_saving(tmp_path):
+    model = model_of(audio=True)
+    model.config.audio_config._name_or_path = "microsoft/wavlm-base-plus"  # as from_pretrained_backbones leaves it
+    model.save_pretrained(tmp_path)
+    reloaded = BlemoreForBlendedEmotionRecognition.from_pretrained(tmp_path)
+    assert _card_yaml(render_model_card(reloaded.config, "me/m"))["base_model"] == "microsoft/wavlm-base-plus"
