@@ -40,6 +40,10 @@ CITATION = """\
 METRIC_LABELS = {"acc_presence": "ACC_presence", "acc_salience": "ACC_salience", "score": "challenge score"}
 #: Marks the template card transformers writes when a repo has none (replaced by this card on push).
 TRANSFORMERS_TEMPLATE_MARK = "This is the model card of a 🤗 transformers model that has been pushed on the Hub"
+#: Marks the generic card `Trainer.push_to_hub` writes (also replaced by this card on `model.push_to_hub`).
+TRAINER_CARD_MARK = "This model card has been generated automatically according to the information the Trainer had"
+#: Cards a BLEMORE model's push replaces: transformers' stand-ins, which know nothing of BLEMORE.
+GENERIC_CARD_MARKS = (TRANSFORMERS_TEMPLATE_MARK, TRAINER_CARD_MARK)
 
 
 def is_hub_id(name: str | None) -> bool:
@@ -246,5 +250,15 @@ accuracy as the challenge computes them.
 """
 
 
-__all__ = ["CARD_FACTS", "CARD_FACTS_FILE", "CITATION", "backbone_ids", "is_hub_id", "metric_name", "read_card_facts",
-           "render_model_card", "write_card_facts"]
+__all__ = [
+    "CARD_FACTS",
+    "CARD_FACTS_FILE",
+    "CITATION",
+    "GENERIC_CARD_MARKS",
+    "backbone_ids",
+    "is_hub_id",
+    "metric_name",
+    "read_card_facts",
+    "render_model_card",
+    "write_card_facts",
+]

@@ -32,7 +32,7 @@ from .fusion_blemore import (
     BlemoreLayerWeights,
     BlemoreProjection,
 )
-from .model_card_blemore import CARD_FACTS_FILE, TRANSFORMERS_TEMPLATE_MARK, read_card_facts, render_model_card
+from .model_card_blemore import CARD_FACTS_FILE, GENERIC_CARD_MARKS, read_card_facts, render_model_card
 from .pipeline_blemore import custom_pipelines_entry
 from .sequence_heads_blemore import BlemoreSequenceEncoder, BlemoreSequenceProcessor
 
@@ -272,11 +272,14 @@ class BlemorePreTrainedModel(PreTrainedModel):
         """``push_to_hub``: upload the BLEMORE model card instead of transformers' empty template.
 
         A card already in the repo (e.g. the one ``blemore train --push-to-hub`` wrote, with validation results) is
-        kept, as transformers keeps it; only the template that stands in for a missing card is replaced. The card
-        uses the facts a run saved with the model (``blemore_card.json``: validation results, training, dataset).
+        kept, as transformers keeps it; transformers' generic cards are replaced: the template that stands in for a
+        missing card, and the card `Trainer.push_to_hub` writes (a model pushed once more with `model.push_to_hub`
+        gets its BLEMORE card back). The card uses the facts a run saved with the model (``blemore_card.json``:
+        validation results, training, dataset).
         """
         readme = os.path.join(working_dir, "README.md")
-        if not os.path.isfile(readme) or TRANSFORMERS_TEMPLATE_MARK in open(readme, encoding="utf-8").read():
+        existing = open(readme, encoding="utf-8").read() if os.path.isfile(readme) else None
+        if existing is None or any(mark in existing for mark in GENERIC_CARD_MARKS):
             with open(readme, "w", encoding="utf-8") as f:
                 f.write(render_model_card(self.config, repo_id, **read_card_facts(working_dir)))
         return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)

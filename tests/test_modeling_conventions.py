@@ -318,3 +318,30 @@ def test_the_backbones_hub_ids_survive_saving(tmp_path):
     model.save_pretrained(tmp_path)
     reloaded = BlemoreForBlendedEmotionRecognition.from_pretrained(tmp_path)
     assert _card_yaml(render_model_card(reloaded.config, "me/m"))["base_model"] == "microsoft/wavlm-base-plus"
+
+
+TRAINER_THEN_MODEL_PUSH = """
+import json, sys
+import torch
+from huggingface_hub import ModelCard
+from transformers import Trainer, TrainingArguments
+from blemore_toolkit.modeling import BlemoreConfig, BlemoreForBlendedEmotionRecognition
+model = BlemoreForBlendedEmotionRecognition(BlemoreConfig(feature_sizes={"clip": 6}))
+rows = [{"features": torch.randn(6), "labels": torch.tensor(i)} for i in range(4)]
+args = TrainingArguments(output_dir=sys.argv[1], push_to_hub=True, hub_model_id="me/trained", max_steps=1,
+                         per_device_train_batch_size=2, report_to=[], use_cpu=True, save_strategy="no")
+trainer = Trainer(model=model, args=args, train_dataset=rows)
+trainer.train()
+trainer.push_to_hub()
+after_trainer = ModelCard.load("me/trained").content
+model.push_to_hub("me/trained")
+print(json.dumps({"after_trainer": after_trainer, "after_model": ModelCard.load("me/trained").content}))
+"""
+
+
+def test_model_push_to_hub_replaces_the_trainers_generic_card(hub, tmp_path):
+    printed = json.loads(run_client(hub, tmp_path / "client", TRAINER_THEN_MODEL_PUSH, str(tmp_path / "out"))
+                         .splitlines()[-1])
+    assert "generated automatically according to the information the Trainer" in printed["after_trainer"]
+    assert "generated automatically" not in printed["after_model"]
+    assert "# me/trained" in printed["after_model"] and "BLEMORE" in printed["after_model"]
