@@ -421,7 +421,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="cut audio after this many seconds (default: 2; 0 keeps whole clips)")
     model.add_argument("--fusion", choices=["concat", "gated", "cross_attention"])
     model.add_argument("--objective", choices=["soft_kl", "outcome"])
-    model.add_argument("--decoder", choices=["thresholds", "expected_score"])
+    model.add_argument("--decoding-rule", "--decoder", dest="decoding_rule", choices=["thresholds", "expected_score"],
+                       help="how probabilities become predictions (config.decoding_rule; default: thresholds)")
     model.add_argument("--freeze-video-encoder", action="store_true")
     model.add_argument("--freeze-audio-encoder", action="store_true")
     model.add_argument("--freeze-audio-feature-encoder", action="store_true")
@@ -449,12 +450,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     hub.add_argument("--hub-endpoint", metavar="URL", help="Hub endpoint (default: $HF_ENDPOINT or the public Hub)")
     hub.add_argument("--private", action="store_true")
     hub.add_argument("--dataset-repo", metavar="REPO", help="the dataset's Hub repo, linked from the model card")
+    hub.add_argument("--metric-repo", metavar="REPO",
+                     help="the published blemore metric's Hub repo, the model card's metric type (default: accuracy)")
 
 
 def settings_from_args(args: argparse.Namespace):
     from blemore_toolkit.training.train import TrainSettings
 
-    model_settings = {key: getattr(args, key) for key in ("fusion", "objective", "decoder") if getattr(args, key)}
+    model_settings = {key: getattr(args, key) for key in ("fusion", "objective", "decoding_rule")
+                      if getattr(args, key)}
     for key in ("freeze_video_encoder", "freeze_audio_encoder", "freeze_audio_feature_encoder"):
         if getattr(args, key):
             model_settings[key] = True
@@ -508,7 +512,7 @@ def run_train(args: argparse.Namespace) -> int:
         from blemore_toolkit.training.model_card import push_model_with_card
 
         info = push_model_with_card(summary, args.push_to_hub, endpoint=args.hub_endpoint, private=args.private,
-                                    dataset_repo=args.dataset_repo)
+                                    dataset_repo=args.dataset_repo, metric_repo=args.metric_repo)
         summary["pushed"] = {"repo": args.push_to_hub, "revision": info.oid}
     if _is_main_process():
         print(json.dumps({key: summary[key] for key in summary if key != "validation"} |

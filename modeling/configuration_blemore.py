@@ -20,6 +20,9 @@ from .decoding_blemore import (
     resolve_outcome_prior,
 )
 
+#: What ``decoding_rule`` was called in config.json files written before it was renamed.
+LEGACY_DECODING_RULE_KEY = "decoder"
+
 #: Names of the two encoder inputs; a precomputed feature input may not reuse the name of an encoder it sits beside.
 ENCODER_MODALITIES: tuple[str, ...] = ("video", "audio")
 
@@ -85,9 +88,11 @@ class BlemoreConfig(PreTrainedConfig):
             ``"soft_kl"``: the paper's objective, KL divergence from the soft target (saliences as proportions over
             the six emotions) to the softmax of the six logits. ``"outcome"``: cross-entropy over the 36 outcomes
             (a 36-way head; ``logits`` then hold the log of the implied emotion proportions).
-        decoder (`str`, *optional*, defaults to `"thresholds"`):
+        decoding_rule (`str`, *optional*, defaults to `"thresholds"`):
             How probabilities become ``[{"emotion", "salience"}]``: ``"thresholds"`` (the paper's α/β rule) or
             ``"expected_score"`` (the outcome maximising the expected challenge score). See ``decoding_blemore``.
+            A ``config.json`` written before this field was renamed holds it as ``decoder``; that key is read once
+            and becomes ``decoding_rule`` (``decoder`` is a name transformers reserves for a decoder sub-config).
         presence_threshold (`float`, *optional*, defaults to 0.15):
             α of the threshold decoder: the second emotion is present when its probability reaches α. The default
             lies halfway between what the soft targets give the second emotion of a single (0) and of the weakest
@@ -121,7 +126,10 @@ class BlemoreConfig(PreTrainedConfig):
         "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="wavlm", optional=True),
     }
     # Keep Trainer predictions to the logits (and outcome logits): embeddings are for feature extraction.
-    keys_to_ignore_at_inference = ["fused_embeds", "modality_embeds", "video_embeds", "audio_embeds"]
+    keys_to_ignore_at_inference = [
+        "fused_embeds", "modality_embeds", "video_embeds", "audio_embeds",
+        "video_hidden_states", "audio_hidden_states", "video_attentions", "audio_attentions",
+    ]  # fmt: skip
 
     #: The label space, mirrored from ``blemore.py`` (a test checks they are equal).
     emotions = EMOTIONS
@@ -146,7 +154,7 @@ class BlemoreConfig(PreTrainedConfig):
     freeze_audio_encoder: bool = False
     freeze_audio_feature_encoder: bool = False
     objective: Literal["soft_kl", "outcome"] = "soft_kl"
-    decoder: Literal["thresholds", "expected_score"] = "thresholds"
+    decoding_rule: Literal["thresholds", "expected_score"] = "thresholds"
     presence_threshold: float | int = 0.15
     salience_threshold: float | int = 0.2
     blend_fraction: float | int = BLEMORE_BLEND_FRACTION
@@ -157,6 +165,14 @@ class BlemoreConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        legacy_rule = kwargs.pop(LEGACY_DECODING_RULE_KEY, None)
+        if legacy_rule is not None:
+            # A config.json from before the rename: its `decoder` is the decoding rule. Given beside a different
+            # `decoding_rule` it is ambiguous, and refused rather than one of them silently dropped.
+            if self.decoding_rule != legacy_rule and self.decoding_rule != "thresholds":
+                raise ValueError(f"decoder={legacy_rule!r} (the old name of decoding_rule) contradicts "
+                                 f"decoding_rule={self.decoding_rule!r}; pass decoding_rule only")
+            self.decoding_rule = legacy_rule
         if self.feature_sizes:
             # config.json is written with sorted keys, so the feature inputs are kept in name order from the start:
             # a model reloaded from disk splits a concatenated ``features`` tensor exactly as it was trained to.
@@ -185,7 +201,7 @@ class BlemoreConfig(PreTrainedConfig):
     def decoding_parameters(self) -> dict:
         """Keyword arguments of ``decoding_blemore.decode_outcomes`` as stored in this config."""
         return {
-            "decoder": self.decoder,
+            "decoder": self.decoding_rule,
             "presence_threshold": float(self.presence_threshold),
             "salience_threshold": float(self.salience_threshold),
             "blend_fraction": float(self.blend_fraction),
@@ -234,8 +250,8 @@ class BlemoreConfig(PreTrainedConfig):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not isinstance(self.audio_hidden_layers, str) and not self.audio_hidden_layers:
             raise ValueError("audio_hidden_layers must be 'last', 'all' or a non-empty list of layer indices")
-        if self.decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.decoding_rule not in DECODERS:
+            raise ValueError(f"decoding_rule must be one of {DECODERS}, got {self.decoding_rule!r}")
         if not 0 < self.blend_fraction <= 1:
             raise ValueError(f"blend_fraction must be in (0, 1], got {self.blend_fraction}")
         if self.outcome_temperature <= 0:

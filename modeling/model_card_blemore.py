@@ -9,7 +9,20 @@ Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` i
 
 from __future__ import annotations
 
+import json
+import os
+import re
+
 from .pipeline_blemore import AUDIO_TASK, pipeline_task
+
+#: What a run knows beyond the config (validation table, training paragraph, dataset and metric repos, backbones),
+#: saved beside the weights so that `model.push_to_hub` of the saved model writes the same card as the run.
+CARD_FACTS_FILE = "blemore_card.json"
+#: The keys of that file, as `render_model_card` keywords.
+CARD_FACTS = ("validation", "training", "random_encoders", "dataset_repo", "metric_repo", "base_model")
+#: Hub metric id of the accuracies when no BLEMORE metric repo is given (the challenge score is their mean).
+ACCURACY_METRIC = "accuracy"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 #: The dataset paper, as ``blemore._CITATION`` states it (a test checks they are equal).
 CITATION = """\
@@ -27,6 +40,47 @@ CITATION = """\
 METRIC_LABELS = {"acc_presence": "ACC_presence", "acc_salience": "ACC_salience", "score": "challenge score"}
 #: Marks the template card transformers writes when a repo has none (replaced by this card on push).
 TRANSFORMERS_TEMPLATE_MARK = "This is the model card of a 🤗 transformers model that has been pushed on the Hub"
+#: Marks the generic card `Trainer.push_to_hub` writes (also replaced by this card on `model.push_to_hub`).
+TRAINER_CARD_MARK = "This model card has been generated automatically according to the information the Trainer had"
+#: Cards a BLEMORE model's push replaces: transformers' stand-ins, which know nothing of BLEMORE.
+GENERIC_CARD_MARKS = (TRANSFORMERS_TEMPLATE_MARK, TRAINER_CARD_MARK)
+
+
+def is_hub_id(name: str | None) -> bool:
+    """Whether ``name`` reads as a Hub repo id (``owner/name``) and is not a folder or file on this machine."""
+    return bool(name) and bool(_HUB_ID.match(name)) and ".." not in name and not os.path.exists(name)
+
+
+def backbone_ids(config) -> list[str]:
+    """The Hub ids the encoders were loaded from (`from_pretrained_backbones`), as the card's ``base_model``."""
+    names = []
+    for name in ("video", "audio"):
+        sub = getattr(config, f"{name}_config")
+        source = (getattr(sub, "_name_or_path", "") or getattr(sub, "name_or_path", "")) if sub is not None else ""
+        if is_hub_id(source) and source not in names:
+            names.append(source)
+    return names
+
+
+def read_card_facts(folder) -> dict:
+    """The card facts saved in a model folder (empty when there are none)."""
+    path = os.path.join(os.fspath(folder), CARD_FACTS_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        facts = json.load(f)
+    return {key: facts[key] for key in CARD_FACTS if facts.get(key) is not None}
+
+
+def write_card_facts(folder, **facts) -> None:
+    """Save card facts (keywords of `render_model_card`) in a model folder."""
+    unknown = set(facts) - set(CARD_FACTS)
+    if unknown:
+        raise ValueError(f"not card facts: {sorted(unknown)} (known: {CARD_FACTS})")
+    path = os.path.join(os.fspath(folder), CARD_FACTS_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump({key: value for key, value in facts.items() if value is not None}, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
 
 
 def metric_name(key: str, num_folds: int) -> str:
@@ -100,30 +154,42 @@ def render_model_card(
     validation: dict | None = None,
     training: str | None = None,
     random_encoders: bool = False,
+    metric_repo: str | None = None,
+    base_model: str | list[str] | None = None,
 ) -> str:
     """The card's text (YAML header + body).
 
     ``validation``: ``{"folds": {name: {metric: value}}, "summary": {metric: {"mean", "std"}}}`` (what
     ``blemore train`` computes); ``training``: a paragraph saying how the model was trained and where its
     thresholds come from; ``random_encoders``: the encoders were never pretrained (the demo's tiny model).
+    ``dataset_repo``: the Hub id of the dataset (``blemore push``), the model-index's dataset type: without it the
+    validation results stay in the text only. ``metric_repo``: the Hub id of the published ``blemore`` metric, the
+    metric type of the three results (default: ``accuracy``). ``base_model``: the backbones' Hub ids (default: those
+    the config's encoders were loaded from).
     """
     from huggingface_hub import EvalResult, ModelCardData
 
     metrics = list(METRIC_LABELS)
     task = pipeline_task(config)
     eval_results = []
-    if validation:
+    if validation and dataset_repo:
         for key in metrics:
             eval_results.append(EvalResult(
                 task_type=task or "video-classification", task_name="Blended emotion recognition",
-                dataset_type=dataset_repo or "BLEMORE", dataset_name="BLEMORE",
+                dataset_type=dataset_repo, dataset_name="BLEMORE",
                 dataset_split="validation (actor-disjoint folds)",
-                metric_type="accuracy" if key != "score" else "mean_accuracy",
+                metric_type=metric_repo or ACCURACY_METRIC,
                 metric_name=metric_name(key, len(validation["folds"])),
                 metric_value=round(validation["summary"][key]["mean"], 4),
             ))  # fmt: skip
+    if base_model is None:
+        base_model = backbone_ids(config)
+    if isinstance(base_model, list) and len(base_model) == 1:
+        base_model = base_model[0]
     data = ModelCardData(
-        model_name=repo_id, library_name="transformers", pipeline_tag=task,
+        # model_name only names the model-index entry; without results it would be a stray key
+        model_name=repo_id if eval_results else None, library_name="transformers", pipeline_tag=task,
+        base_model=base_model or None,
         license="other", license_name="blemore-terms", license_link="https://arxiv.org/abs/2601.13225",
         datasets=[dataset_repo] if dataset_repo else None, tags=["blemore", "emotion-recognition", "audio-visual"],
         eval_results=eval_results or None,
@@ -150,8 +216,8 @@ the six emotions (`ang disg fea hap sad neu`) are present and, for a blend of tw
 (50/50, 70/30 or 30/70), in the challenge's submission format.
 
 - Encoders: {describe_encoders(config, random_encoders)}; fusion `{config.fusion}`; objective `{config.objective}`.
-- Decoder: `{config.decoder}` with presence threshold α = {config.presence_threshold} and salience threshold
-  β = {config.salience_threshold} (stored in `config.json`).
+- Decoding rule: `{config.decoding_rule}` with presence threshold α = {config.presence_threshold} and salience
+  threshold β = {config.salience_threshold} (stored in `config.json`).
 
 ## Usage
 
@@ -184,4 +250,15 @@ accuracy as the challenge computes them.
 """
 
 
-__all__ = ["CITATION", "metric_name", "render_model_card"]
+__all__ = [
+    "CARD_FACTS",
+    "CARD_FACTS_FILE",
+    "CITATION",
+    "GENERIC_CARD_MARKS",
+    "backbone_ids",
+    "is_hub_id",
+    "metric_name",
+    "read_card_facts",
+    "render_model_card",
+    "write_card_facts",
+]

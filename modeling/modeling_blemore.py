@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
 
@@ -22,9 +23,16 @@ from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
-from .configuration_blemore import BlemoreConfig
+from .configuration_blemore import ENCODER_MODALITIES, BlemoreConfig
 from .decoding_blemore import EMOTIONS, OUTCOME_TARGETS, OUTCOMES, decode_outcomes, outcomes_to_predictions, softmax
-from .model_card_blemore import TRANSFORMERS_TEMPLATE_MARK, render_model_card
+from .fusion_blemore import (
+    BlemoreCrossAttentionFusion,
+    BlemoreFeatureAffine,
+    BlemoreGatedFusion,
+    BlemoreLayerWeights,
+    BlemoreProjection,
+)
+from .model_card_blemore import CARD_FACTS_FILE, GENERIC_CARD_MARKS, read_card_facts, render_model_card
 from .pipeline_blemore import custom_pipelines_entry
 from .sequence_heads_blemore import BlemoreSequenceEncoder, BlemoreSequenceProcessor
 
@@ -61,12 +69,31 @@ class BlemoreModelOutput(ModelOutput):
         audio_embeds (`torch.FloatTensor` of shape `(batch_size, audio_hidden_size)`, *optional*):
             The audio encoder's selected hidden layers, combined and mean-pooled over the valid frames (None without
             an audio encoder).
+        video_hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True` is
+            passed or `config.output_hidden_states=True`):
+            The video encoder's hidden states, one `(batch_size, video_tokens, video_hidden_size)` tensor for its
+            embeddings and one per layer (None without a video encoder).
+        audio_hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned as `video_hidden_states`):
+            The audio encoder's hidden states, one `(batch_size, audio_frames, audio_hidden_size)` tensor for the
+            input of its first transformer layer and one per layer (None without an audio encoder).
+        video_attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True` is passed
+            or `config.output_attentions=True`):
+            The video encoder's attention weights, one `(batch_size, num_heads, video_tokens, video_tokens)` tensor
+            per layer (None without a video encoder). Needs an attention implementation that returns weights
+            (`model.set_attn_implementation("eager")`).
+        audio_attentions (`tuple(torch.FloatTensor)`, *optional*, returned as `video_attentions`):
+            The audio encoder's attention weights, one `(batch_size, num_heads, audio_frames, audio_frames)` tensor
+            per layer (None without an audio encoder).
     """
 
     fused_embeds: torch.FloatTensor | None = None
     modality_embeds: torch.FloatTensor | None = None
     video_embeds: torch.FloatTensor | None = None
     audio_embeds: torch.FloatTensor | None = None
+    video_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    video_attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -85,6 +112,8 @@ class BlemoreOutput(ModelOutput):
             Logits over the 36 outcomes (`config.outcome_names` order); only with the `"outcome"` objective.
         fused_embeds, modality_embeds, video_embeds, audio_embeds:
             As in [`BlemoreModelOutput`].
+        video_hidden_states, audio_hidden_states, video_attentions, audio_attentions:
+            As in [`BlemoreModelOutput`] (only when asked for).
     """
 
     loss: torch.FloatTensor | None = None
@@ -94,124 +123,89 @@ class BlemoreOutput(ModelOutput):
     modality_embeds: torch.FloatTensor | None = None
     video_embeds: torch.FloatTensor | None = None
     audio_embeds: torch.FloatTensor | None = None
+    video_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    video_attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-class BlemoreFeatureAffine(nn.Module):
-    """Elementwise ``x · weight + bias`` (no per-vector normalisation): holds a per-feature standardisation."""
-
-    def __init__(self, size: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(size))
-        self.bias = nn.Parameter(torch.zeros(size))
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden * self.weight + self.bias
+#: The attention implementations a model may declare; a BLEMORE model declares those all its encoders support.
+ATTENTION_SUPPORT_FLAGS: tuple[str, ...] = ("_supports_sdpa", "_supports_flash_attn", "_supports_flex_attn")
 
 
-class BlemoreProjection(nn.Module):
-    """Normalise a modality's pooled vector and map it to the shared fusion width."""
-
-    def __init__(self, input_size: int, output_size: int, dropout: float, activation: str = "gelu",
-                 normalization: str = "layer_norm"):
-        super().__init__()
-        self.norm = nn.LayerNorm(input_size) if normalization == "layer_norm" else BlemoreFeatureAffine(input_size)
-        self.linear = nn.Linear(input_size, output_size)
-        self.activation = nn.ReLU() if activation == "relu" else nn.GELU()
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.activation(self.linear(self.norm(hidden))))
+def encoder_model_classes(config: BlemoreConfig) -> list[type]:
+    """The transformers classes `AutoModel.from_config` builds for the configured encoders."""
+    classes = []
+    for name in ENCODER_MODALITIES:
+        sub_config = getattr(config, f"{name}_config")
+        if sub_config is not None:
+            classes.append(AutoModel._model_mapping[type(sub_config)])
+    return classes
 
 
-class BlemoreLayerWeights(nn.Module):
-    """Learned softmax weights over selected hidden layers of the audio encoder (starting equal)."""
-
-    def __init__(self, num_layers: int):
-        super().__init__()
-        self.logits = nn.Parameter(torch.zeros(num_layers))
-
-    def forward(self, layers: torch.Tensor) -> torch.Tensor:
-        # layers: (num_layers, batch, frames, hidden)
-        return torch.einsum("l,lbth->bth", self.logits.softmax(dim=0), layers)
-
-
-class BlemoreGatedFusion(nn.Module):
-    """A per-dimension softmax gate over modalities, computed from all of them: the model learns which modality
-    to trust for each feature and can lean on audio where the face is uninformative and vice versa."""
-
-    def __init__(self, num_modalities: int, hidden_size: int, dropout: float):
-        super().__init__()
-        self.num_modalities, self.hidden_size = num_modalities, hidden_size
-        self.dropout = nn.Dropout(dropout)
-        self.gate = nn.Linear(num_modalities * hidden_size, num_modalities * hidden_size)
-
-    def forward(self, modality_embeds: torch.Tensor, tokens, masks) -> torch.Tensor:
-        batch_size = modality_embeds.shape[0]
-        gates = self.gate(self.dropout(modality_embeds.flatten(1)))
-        gates = gates.view(batch_size, self.num_modalities, self.hidden_size).softmax(dim=1)
-        return (gates * modality_embeds).sum(dim=1)
-
-
-class BlemoreCrossAttentionFusion(nn.Module):
-    """Each modality's pooled vector queries the token sequences of the other modalities (its own when alone),
-    so a modality can pick out the moments of the other that matter (e.g. a laugh for a smile)."""
-
-    def __init__(self, config: BlemoreConfig, token_sizes: dict[str, int]):
-        super().__init__()
-        hidden_size = config.fusion_hidden_size
-        self.num_heads, self.dropout_p = config.fusion_num_heads, config.dropout
-        self.token_projections = nn.ModuleDict(
-            {name: nn.Linear(size, hidden_size) for name, size in token_sizes.items()}
-        )
-        self.query = nn.Linear(hidden_size, hidden_size)
-        self.key = nn.Linear(hidden_size, hidden_size)
-        self.value = nn.Linear(hidden_size, hidden_size)
-        self.output = nn.Linear(hidden_size, hidden_size)
-        self.norm = nn.LayerNorm(hidden_size)
-        self.dropout = nn.Dropout(config.dropout)
-        self.names = list(token_sizes)
-
-    def _heads(self, hidden: torch.Tensor) -> torch.Tensor:
-        batch_size, length, width = hidden.shape
-        return hidden.view(batch_size, length, self.num_heads, width // self.num_heads).transpose(1, 2)
-
-    def forward(self, modality_embeds: torch.Tensor, tokens: dict, masks: dict) -> torch.Tensor:
-        memories = {name: self.token_projections[name](tokens[name]) for name in self.names}
-        fused = []
-        for index, name in enumerate(self.names):
-            others = [other for other in self.names if other != name] or [name]
-            memory = torch.cat([memories[other] for other in others], dim=1)
-            valid = torch.cat([masks[other] for other in others], dim=1)  # (batch, keys), True = attend
-            query = modality_embeds[:, index : index + 1]
-            attended = F.scaled_dot_product_attention(
-                self._heads(self.query(query)),
-                self._heads(self.key(memory)),
-                self._heads(self.value(memory)),
-                attn_mask=valid[:, None, None, :],
-                dropout_p=self.dropout_p if self.training else 0.0,
-            )
-            attended = self.output(attended.transpose(1, 2).flatten(2))
-            fused.append(self.norm(query + self.dropout(attended)).squeeze(1))
-        return torch.cat(fused, dim=-1)
+def main_input_name_of(config: BlemoreConfig) -> str:
+    """The input every clip of this model has: video frames, else the waveform, else the features."""
+    if config.video_config is not None:
+        return "pixel_values_videos"
+    if config.audio_config is not None:
+        return "input_values"
+    return "features"
 
 
 class BlemorePreTrainedModel(PreTrainedModel):
     config_class = BlemoreConfig
     base_model_prefix = "blemore"
+    # The class's default (the first argument of forward); each model sets its own from its modalities, which is
+    # what the Trainer reads (e.g. `include_for_metrics=["inputs"]`): an audio-only model's is `input_values`.
     main_input_name = "pixel_values_videos"
     input_modalities = ("video", "audio")
     supports_gradient_checkpointing = True
+    # What the class can hold; a model declares only what all its encoders support (see __init__): an audio model
+    # on WavLM, which has eager attention only, refuses "sdpa" at the BLEMORE level instead of half switching.
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
+
     def __init__(self, config: BlemoreConfig, *inputs, **kwargs):
         # from_pretrained applies keyword arguments (id2label, label2id, num_labels as the classification tutorials
         # pass them) after the config was validated: check again before building layers that could not hold them.
         config.validate_blemore()
+        # Set before PreTrainedModel.__init__, which checks the requested attention implementation against them.
+        encoders = encoder_model_classes(config)
+        for flag in ATTENTION_SUPPORT_FLAGS:
+            object.__setattr__(self, flag, all(getattr(encoder, flag, False) for encoder in encoders))
+        object.__setattr__(self, "main_input_name", main_input_name_of(config))
         super().__init__(config, *inputs, **kwargs)
 
+    def _require_encoders_support(self, flag: str, what: str) -> None:
+        encoders = encoder_model_classes(self.config)
+        lacking = [encoder.__name__ for encoder in encoders if not getattr(encoder, flag, False)]
+        if lacking:
+            raise ValueError(f"this BLEMORE model does not support {what}: its encoder {', '.join(lacking)} has no "
+                             f"{what} attention (use attn_implementation='eager')")
+
+    def _sdpa_can_dispatch(self, is_init_check: bool = False) -> bool:
+        self._require_encoders_support("_supports_sdpa", "sdpa")
+        return super()._sdpa_can_dispatch(is_init_check)
+
+    def _flex_attn_can_dispatch(self, is_init_check: bool = False) -> bool:
+        self._require_encoders_support("_supports_flex_attn", "flex_attention")
+        return super()._flex_attn_can_dispatch(is_init_check)
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        """The attention implementation is the encoders' setting (checked on them); BLEMORE's own attention layers
+        (cross-attention fusion, sequence heads) compute with torch's scaled_dot_product_attention whatever it is."""
+        return True
+
     def _init_weights(self, module):
-        """Only the BLEMORE layers: encoders are PreTrainedModels and initialise themselves (or load weights)."""
+        """Only the BLEMORE layers. Encoder modules go to their encoder's own rules (WavLM's uniform feature
+        projection, zero positional-conv bias, ...): `initialize_weights` hands each encoder's modules to that
+        encoder's `_initialize_weights`, and a direct call with one of them is delegated the same way."""
+        encoder = self._encoder_of(module)
+        if encoder is not None:
+            encoder._init_weights(module)
+            return
         std = self.config.initializer_range
         if isinstance(module, BlemoreLayerWeights):
             init.zeros_(module.logits)
@@ -222,6 +216,37 @@ class BlemorePreTrainedModel(PreTrainedModel):
         elif isinstance(module, (nn.LayerNorm, BlemoreFeatureAffine)):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+
+    @torch.no_grad()
+    @init.guard_torch_init_functions()
+    def initialize_weights(self):
+        """Initialise what was not loaded: each encoder as transformers initialises it alone, the rest here.
+
+        transformers' own traversal treats every module of a model defined outside transformers as custom code and
+        skips modules without parameters of their own, whose init rules set their children (WavLM's feature
+        projection is uniform in ±1/sqrt(fan_in), its positional-conv bias zero): an encoder inside a BLEMORE model
+        would get the generic N(0, 0.02) instead. Here each encoder runs its own `initialize_weights`.
+        """
+
+        def visit(module: nn.Module):
+            for child in module.children():
+                if isinstance(child, PreTrainedModel) and not isinstance(child, BlemorePreTrainedModel):
+                    child.initialize_weights()
+                else:
+                    visit(child)
+            self._initialize_weights(module)
+
+        visit(self)
+
+    def _encoder_of(self, module: nn.Module) -> PreTrainedModel | None:
+        """The encoder (a transformers PreTrainedModel inside this model) that `module` belongs to, if any."""
+        for candidate in self.modules():
+            if candidate is not self and isinstance(candidate, PreTrainedModel) and not isinstance(
+                candidate, BlemorePreTrainedModel
+            ):
+                if candidate is module or any(sub is module for sub in candidate.modules()):
+                    return candidate
+        return None
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as usual; for remote code, also the Auto classes, the pipeline and the processor's code.
@@ -235,18 +260,28 @@ class BlemorePreTrainedModel(PreTrainedModel):
         saved = super().save_pretrained(save_directory, *args, **kwargs)
         if getattr(self.config, "sequence_head", None) is not None:  # padding of the window sequences
             BlemoreSequenceProcessor.from_config(self.config).save_pretrained(save_directory)
+        # The card facts of a run (validation results, ...) travel with the model into every copy it is saved to.
+        source = os.fspath(getattr(self, "name_or_path", "") or "")
+        facts = os.path.join(source, CARD_FACTS_FILE)
+        target = os.path.join(os.fspath(save_directory), CARD_FACTS_FILE)
+        if source and os.path.isfile(facts) and os.path.abspath(facts) != os.path.abspath(target):
+            shutil.copyfile(facts, target)
         return saved
 
     def _upload_modified_files(self, working_dir, repo_id, *args, **kwargs):
         """``push_to_hub``: upload the BLEMORE model card instead of transformers' empty template.
 
         A card already in the repo (e.g. the one ``blemore train --push-to-hub`` wrote, with validation results) is
-        kept, as transformers keeps it; only the template that stands in for a missing card is replaced.
+        kept, as transformers keeps it; transformers' generic cards are replaced: the template that stands in for a
+        missing card, and the card `Trainer.push_to_hub` writes (a model pushed once more with `model.push_to_hub`
+        gets its BLEMORE card back). The card uses the facts a run saved with the model (``blemore_card.json``:
+        validation results, training, dataset).
         """
         readme = os.path.join(working_dir, "README.md")
-        if not os.path.isfile(readme) or TRANSFORMERS_TEMPLATE_MARK in open(readme, encoding="utf-8").read():
+        existing = open(readme, encoding="utf-8").read() if os.path.isfile(readme) else None
+        if existing is None or any(mark in existing for mark in GENERIC_CARD_MARKS):
             with open(readme, "w", encoding="utf-8") as f:
-                f.write(render_model_card(self.config, repo_id))
+                f.write(render_model_card(self.config, repo_id, **read_card_facts(working_dir)))
         return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
     def _write_remote_code_map(self) -> None:
@@ -394,22 +429,28 @@ class BlemoreModel(BlemorePreTrainedModel):
         lengths = lengths.clamp(min=1, max=num_frames)
         return torch.arange(num_frames, device=attention_mask.device)[None, :] < lengths[:, None]
 
-    def _encode_video(self, pixel_values_videos: torch.Tensor):
-        output = self.video_encoder(**{self._video_input_name: pixel_values_videos}, **self._video_extra_inputs)
+    def _encode_video(self, pixel_values_videos: torch.Tensor, output_hidden_states: bool, output_attentions: bool):
+        output = self.video_encoder(
+            **{self._video_input_name: pixel_values_videos}, **self._video_extra_inputs,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+        )  # fmt: skip
         tokens = output.last_hidden_state
-        return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device), output
 
-    def _encode_audio(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None):
+    def _encode_audio(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None,
+                      output_hidden_states: bool, output_attentions: bool):
         wants_layers = self._audio_layers is not None
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None  # nothing is padded: the same result, and no mask for WavLM to mix (below)
+        # The mask goes to the encoder as given, even when nothing is padded (the same result): deciding that from
+        # its values would be a data-dependent branch, which torch.export and torch.compile(fullgraph=True) refuse.
         with warnings.catch_warnings():
             if attention_mask is not None:
                 # transformers' WavLM attention hands torch a boolean padding mask beside its float position bias;
                 # torch deprecates mixing the two types but computes the same attention. Ignored here, for this call.
                 warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask",
                                         category=UserWarning)
-            output = self.audio_encoder(input_values, attention_mask=attention_mask, output_hidden_states=wants_layers)
+            output = self.audio_encoder(input_values, attention_mask=attention_mask,
+                                        output_hidden_states=wants_layers or output_hidden_states,
+                                        output_attentions=output_attentions)
         if not wants_layers:
             tokens = output.last_hidden_state
         else:
@@ -419,7 +460,7 @@ class BlemoreModel(BlemorePreTrainedModel):
             mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         else:
             mask = self._audio_frame_mask(attention_mask, tokens.shape[1])
-        return tokens, mask
+        return tokens, mask, output
 
     def _split_features(self, features) -> dict[str, torch.Tensor]:
         sizes = {name: int(size) for name, size in (self.config.feature_sizes or {}).items()}
@@ -445,6 +486,8 @@ class BlemoreModel(BlemorePreTrainedModel):
         features: torch.FloatTensor | dict[str, torch.FloatTensor] | None = None,
         return_dict: bool | None = None,
         feature_masks: dict[str, torch.Tensor] | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> BlemoreModelOutput | tuple:
         r"""
         Args:
@@ -463,20 +506,34 @@ class BlemoreModel(BlemorePreTrainedModel):
             feature_masks (`dict[str, torch.BoolTensor]`, *optional*):
                 Sequence heads only: name → `(batch_size, windows)`, True for real windows, False for padding
                 (default: every window is real).
+            output_hidden_states (`bool`, *optional*):
+                Return each encoder's hidden states (`video_hidden_states`, `audio_hidden_states`); default
+                `config.output_hidden_states`.
+            output_attentions (`bool`, *optional*):
+                Return each encoder's attention weights (`video_attentions`, `audio_attentions`); default
+                `config.output_attentions`. Encoders return weights with eager attention only.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_hidden_states = bool(
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
         if self.sequence_encoder is not None:
             return self._forward_sequences(features, feature_masks, return_dict)
-        tokens, masks = {}, {}
+        tokens, masks, encoded = {}, {}, {}
         video_embeds = audio_embeds = None
         if self.video_encoder is not None:
             if pixel_values_videos is None:
                 raise ValueError("this model has a video encoder and needs `pixel_values_videos`")
-            tokens["video"], masks["video"] = self._encode_video(pixel_values_videos)
+            tokens["video"], masks["video"], encoded["video"] = self._encode_video(
+                pixel_values_videos, output_hidden_states, output_attentions
+            )
         if self.audio_encoder is not None:
             if input_values is None:
                 raise ValueError("this model has an audio encoder and needs `input_values`")
-            tokens["audio"], masks["audio"] = self._encode_audio(input_values, attention_mask)
+            tokens["audio"], masks["audio"], encoded["audio"] = self._encode_audio(
+                input_values, attention_mask, output_hidden_states, output_attentions
+            )
         if self.config.feature_sizes:
             for name, values in self._split_features(features).items():
                 values = values.to(self.projections[name].linear.weight.dtype)
@@ -494,11 +551,18 @@ class BlemoreModel(BlemorePreTrainedModel):
         else:
             fused_embeds = self.fusion(modality_embeds, tokens, masks)
 
+        extras = {}
+        for name, encoder_output in encoded.items():
+            if output_hidden_states:
+                extras[f"{name}_hidden_states"] = encoder_output.hidden_states
+            if output_attentions:
+                extras[f"{name}_attentions"] = encoder_output.attentions
         output = BlemoreModelOutput(
             fused_embeds=fused_embeds,
             modality_embeds=modality_embeds,
             video_embeds=video_embeds,
             audio_embeds=audio_embeds,
+            **extras,
         )
         return output if return_dict else output.to_tuple()
 
@@ -572,10 +636,13 @@ class BlemoreForBlendedEmotionRecognition(BlemorePreTrainedModel):
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
         feature_masks: dict[str, torch.Tensor] | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> BlemoreOutput | tuple:
         r"""
         Args:
-            pixel_values_videos, input_values, attention_mask, features, feature_masks:
+            pixel_values_videos, input_values, attention_mask, features, feature_masks, output_hidden_states,
+            output_attentions:
                 As in [`BlemoreModel.forward`].
             labels (`torch.FloatTensor` of shape `(batch_size, 6)` or `torch.LongTensor` of shape `(batch_size,)`):
                 Either the soft target (saliences as proportions in `EMOTIONS` order, the dataset's `soft_target`
@@ -591,6 +658,8 @@ class BlemoreForBlendedEmotionRecognition(BlemorePreTrainedModel):
             features=features,
             return_dict=True,
             feature_masks=feature_masks,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
         head_output = self.head(base.fused_embeds)
         if self.config.objective == "outcome":
@@ -609,6 +678,10 @@ class BlemoreForBlendedEmotionRecognition(BlemorePreTrainedModel):
             modality_embeds=base.modality_embeds,
             video_embeds=base.video_embeds,
             audio_embeds=base.audio_embeds,
+            video_hidden_states=base.video_hidden_states,
+            audio_hidden_states=base.audio_hidden_states,
+            video_attentions=base.video_attentions,
+            audio_attentions=base.audio_attentions,
         )
         return output if return_dict else output.to_tuple()
 

@@ -441,7 +441,7 @@ print(json.dumps({
     "logits_equal": bool(torch.equal(out.logits, saved["logits"])),
     "outcome_logits_equal": bool(torch.equal(out.outcome_logits, saved["outcome_logits"])),
     "decoded": model.decode(out),
-    "decoder": model.config.decoder,
+    "decoding_rule": model.config.decoding_rule,
     "processor": type(processor).__name__,
     "num_frames": processor.num_frames,
 }))
@@ -458,7 +458,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
         fusion="cross_attention",
         objective="outcome",
         audio_hidden_layers=[1, 2],
-        decoder="expected_score",
+        decoding_rule="expected_score",
         outcome_temperature=0.5,
         feature_sizes={"extra": 5},
     )
@@ -505,7 +505,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["logits_equal"] and report["outcome_logits_equal"]
     assert report["decoded"] == model.decode(out)
-    assert report["decoder"] == "expected_score"
+    assert report["decoding_rule"] == "expected_score"
     assert report["processor"] == "BlemoreProcessor" and report["num_frames"] == NUM_FRAMES
 
 
@@ -658,7 +658,7 @@ def test_decode_entry_point():
 def test_model_decodes_with_its_config(objective, decoder):
     torch.manual_seed(0)
     config = BlemoreConfig(
-        feature_sizes={"clip": 6}, objective=objective, decoder=decoder, presence_threshold=0.1,
+        feature_sizes={"clip": 6}, objective=objective, decoding_rule=decoder, presence_threshold=0.1,
         salience_threshold=0.05, outcome_temperature=0.3, blend_fraction=0.6,
     )  # fmt: skip
     model = BlemoreForBlendedEmotionRecognition(config).eval()

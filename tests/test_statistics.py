@@ -298,7 +298,7 @@ def test_compare_submissions_and_probabilities(tmp_path, capsys):
                             blemore.OUTCOMES[o].emotions, blemore.OUTCOMES[o].salience)) for o in outcomes]))
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text(json.dumps({"decoder": "thresholds", "presence_threshold": 0.2,
+    (model / "config.json").write_text(json.dumps({"decoding_rule": "thresholds", "presence_threshold": 0.2,
                                                    "salience_threshold": 0.1}))
     code, out, _ = run_cli(capsys, "compare", str(a), str(tmp_path / "probabilities.csv"), "-r", manifest,
                            "--split", "fold0", "--model-b", str(model))

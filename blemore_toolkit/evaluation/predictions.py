@@ -75,8 +75,10 @@ def stored_thresholds(model: str | os.PathLike) -> tuple[float, float]:
         raise blemore.BlemoreError(f"{model}: no config.json holding the decoding thresholds (give a model folder "
                                    "written by `blemore train` or `blemore heads`)")
     config = json.loads(config_path.read_text())
-    if config.get("decoder", "thresholds") != "thresholds":
-        raise blemore.BlemoreError(f"{config_path}: the model decodes with {config['decoder']!r}, not the α/β "
+    # `decoder` is what config.json files written before the field was renamed call the decoding rule.
+    rule = config.get("decoding_rule", config.get("decoder", "thresholds"))
+    if rule != "thresholds":
+        raise blemore.BlemoreError(f"{config_path}: the model decodes with {rule!r}, not the α/β "
                                    "thresholds that a probabilities.csv is decoded with here; give --thresholds")
     try:
         return float(config["presence_threshold"]), float(config["salience_threshold"])

@@ -882,7 +882,7 @@ def fit_final(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequ
         model = recipe.fit(design.x[rows], table.soft_target[design.clip[rows]], design.sizes, settings,
                            seed=settings.seed + 100, epochs=training.test_fit_epochs).model
         model.config.presence_threshold, model.config.salience_threshold = map(float, thresholds)
-        model.config.decoder = "thresholds"
+        model.config.decoding_rule = "thresholds"
         # read by `blemore predict`: a subsampling head scores windows, and a clip is its windows' mean logits
         model.config.feature_method = settings.method
         models.append(model)

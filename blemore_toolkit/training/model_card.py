@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from blemore_toolkit.data.hub import check_repo_id
-from blemore_toolkit.modeling.model_card_blemore import metric_name
+from blemore_toolkit.modeling.model_card_blemore import is_hub_id, metric_name, read_card_facts, write_card_facts
 
 
 def training_paragraph(summary: dict, dataset_repo: str | None = None) -> str:
@@ -58,11 +58,29 @@ def _public_name(source) -> str:
     return text.replace("`", "'")
 
 
-def render_model_card(summary: dict, repo_id: str, revision: str | None = None, dataset_repo: str | None = None):
+def card_facts(summary: dict, dataset_repo: str | None = None, metric_repo: str | None = None) -> dict:
+    """What the run adds to the config's card (keywords of ``model_card_blemore.render_model_card``)."""
+    model = summary.get("model") or {}
+    backbones = [model[key] for key in ("video_backbone", "audio_backbone") if is_hub_id(model.get(key))]
+    if not backbones and is_hub_id(model.get("init_from")):
+        backbones = [model["init_from"]]
+    return {"validation": summary.get("validation"), "training": training_paragraph(summary, dataset_repo),
+            "random_encoders": bool(model.get("tiny")), "dataset_repo": dataset_repo, "metric_repo": metric_repo,
+            "base_model": backbones or None}
+
+
+def save_card_facts(summary: dict, dataset_repo: str | None = None, metric_repo: str | None = None) -> None:
+    """Store the run's card facts in its model folder, so ``model.push_to_hub`` of that model writes the same card."""
+    write_card_facts(summary["model_dir"], **card_facts(summary, dataset_repo, metric_repo))
+
+
+def render_model_card(summary: dict, repo_id: str, revision: str | None = None, dataset_repo: str | None = None,
+                      metric_repo: str | None = None):
     """A ``huggingface_hub.ModelCard`` for the run ``summary`` that ``blemore train`` returns (and writes).
 
     The same card ``model.push_to_hub`` writes (``blemore_toolkit.modeling.model_card_blemore``), with the run's
-    validation table and what happened in training.
+    validation table and what happened in training. A dataset or metric repo saved with the model (see
+    ``save_card_facts``) is used where none is given.
     """
     from huggingface_hub import ModelCard
 
@@ -72,26 +90,28 @@ def render_model_card(summary: dict, repo_id: str, revision: str | None = None, 
     from blemore_toolkit.modeling import BlemoreConfig
     from blemore_toolkit.modeling.model_card_blemore import render_model_card as render_from_config
 
+    saved = read_card_facts(summary["model_dir"])
+    dataset_repo = dataset_repo or saved.get("dataset_repo")
+    metric_repo = metric_repo or saved.get("metric_repo")
     config = BlemoreConfig.from_pretrained(Path(summary["model_dir"]))
-    return ModelCard(render_from_config(
-        config, repo_id, revision=revision, dataset_repo=dataset_repo, validation=summary.get("validation"),
-        training=training_paragraph(summary, dataset_repo),
-        random_encoders=bool((summary.get("model") or {}).get("tiny")),
-    ))
+    return ModelCard(render_from_config(config, repo_id, revision=revision,
+                                        **card_facts(summary, dataset_repo, metric_repo)))
 
 
 def push_model_with_card(summary: dict, repo_id: str, *, endpoint: str | None = None, private: bool = False,
-                         dataset_repo: str | None = None, token: str | None = None):
+                         dataset_repo: str | None = None, token: str | None = None, metric_repo: str | None = None):
     """Push the run's model folder, then its card pinned to that commit; returns the ``CommitInfo`` of the weights."""
     from blemore_toolkit.data.hub import push_model_folder
 
     model_dir = Path(summary["model_dir"])
-    render_model_card(summary, repo_id, None, dataset_repo).save(model_dir / "README.md")
+    save_card_facts(summary, dataset_repo, metric_repo)
+    render_model_card(summary, repo_id, None, dataset_repo, metric_repo).save(model_dir / "README.md")
     info = push_model_folder(model_dir, repo_id, endpoint=endpoint, private=private, token=token)
-    render_model_card(summary, repo_id, info.oid, dataset_repo).save(model_dir / "README.md")
+    render_model_card(summary, repo_id, info.oid, dataset_repo, metric_repo).save(model_dir / "README.md")
     push_model_folder(model_dir, repo_id, endpoint=endpoint, private=private, token=token,
                       commit_message=f"Model card pinned to {info.oid[:12]}")
     return info
 
 
-__all__ = ["metric_name", "push_model_with_card", "render_model_card", "training_paragraph"]
+__all__ = ["card_facts", "metric_name", "push_model_with_card", "render_model_card", "save_card_facts",
+           "training_paragraph"]

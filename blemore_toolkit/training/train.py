@@ -508,6 +508,10 @@ def run_training(dataset_dir: str, fold: str, settings: TrainSettings, threshold
         summary["model_dir"] = str(final.model_dir)
     if _is_main_process():
         _write_json(Path(settings.output_dir) / "results.json", summary)
+        if summary.get("model_dir"):  # the results travel with the model (model.push_to_hub writes them in its card)
+            from blemore_toolkit.training.model_card import save_card_facts
+
+            save_card_facts(summary)
     return summary
 
 
