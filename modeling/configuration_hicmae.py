@@ -103,14 +103,10 @@ class HicmaeConfig(PreTrainedConfig):
 
     @property
     def decoding_parameters(self) -> dict:
-        """Keyword arguments of ``decoding_blemore.decode_outcomes`` as stored in this config."""
-        import inspect
-
-        from .decoding_blemore import decode_outcomes
-
-        rule_name = "decoding_rule" if "decoding_rule" in inspect.signature(decode_outcomes).parameters else "decoder"
+        """Keyword arguments of ``decoding_blemore.decode_outcomes`` as stored in this config (its ``decoder``
+        argument is the rule)."""
         return {
-            rule_name: self.decoding_rule,
+            "decoder": self.decoding_rule,
             "presence_threshold": float(self.presence_threshold),
             "salience_threshold": float(self.salience_threshold),
             "blend_fraction": float(self.blend_fraction),

@@ -1,21 +1,23 @@
-"""``HicmaePipeline``: clips in, BLEMORE predictions out, for a saved HiCMAE model.
+"""``HicmaePipeline``: the BLEMORE pipeline for a saved HiCMAE model.
 
-``pipeline(model=FOLDER_OR_REPO, trust_remote_code=True)`` builds it from the model's ``custom_pipelines`` entry.
+``pipeline(model=FOLDER_OR_REPO, trust_remote_code=True)`` builds it from the model's ``custom_pipelines`` entry. It
+keeps ``BlemorePipeline``'s contract under ``video-classification``: ``[{"label", "score"}]`` over the six emotions,
+best first (``top_k``, ``function_to_apply``), the challenge's ``{"emotions", "outcome", "probabilities"}`` with
+``blend=True``, lists, generators and datasets, ``batch_size`` and ``num_workers``.
+
 A clip is a video file path or its bytes (frames and audio from the file), a dataset row (``{"video", "audio"}``),
 or ``{"video": ..., "faces": FACE_FOLDER}`` to take the frames from OpenFace-aligned faces (the paper's input).
-Each clip gives ``{"emotions", "outcome", "probabilities"}``, as ``BlemorePipeline`` does.
+With a processor of several segments, each clip's views go through the model together and are averaged by it.
 
 Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` import).
 """
 
 from __future__ import annotations
 
-from transformers import Pipeline
+import torch
 
-from .decoding_blemore import EMOTIONS, OUTCOME_NAMES, outcomes_to_predictions, softmax
+from .pipeline_blemore import VIDEO_TASK, BlemorePipeline
 from .processing_hicmae import HicmaeProcessor
-
-VIDEO_TASK = "video-classification"
 
 
 def custom_pipelines_entry() -> dict:
@@ -24,14 +26,8 @@ def custom_pipelines_entry() -> dict:
                          "tf": [], "type": "multimodal"}}
 
 
-class HicmaePipeline(Pipeline):
-    """Blended emotion recognition with HiCMAE: ``{"emotions", "outcome", "probabilities"}`` per clip."""
-
-    _load_processor = False
-    _load_image_processor = False
-    _load_video_processor = False
-    _load_feature_extractor = False
-    _load_tokenizer = False
+class HicmaePipeline(BlemorePipeline):
+    """Emotion recognition with HiCMAE: labels and scores per clip, or the blend with ``blend=True``."""
 
     def __init__(self, model, processor: HicmaeProcessor | None = None, **kwargs):
         if processor is None:
@@ -41,53 +37,20 @@ class HicmaePipeline(Pipeline):
             except (OSError, ValueError) as error:
                 raise ValueError(f"{source!r}: no HiCMAE processor (processor_config.json) beside the model; pass "
                                  f"processor=... ({error})") from error
+        kwargs.setdefault("task", VIDEO_TASK)
         super().__init__(model=model, processor=processor, **kwargs)
 
-    def _sanitize_parameters(self, **kwargs):
-        unknown = sorted(set(kwargs) - {"batch_size"})
-        if unknown:
-            raise TypeError(f"HicmaePipeline got unexpected arguments {unknown}")
-        return {}, {}, {}
+    def _collate(self, items: list[dict]) -> dict:
+        # Every clip's inputs have the same shape (a fixed window of frames and of log-mel frames): no padding.
+        return {key: torch.cat([item[key] for item in items]) for key in items[0]}
 
-    def __call__(self, inputs, batch_size: int | None = None, **kwargs):
-        self._sanitize_parameters(**kwargs)
-        single = not isinstance(inputs, (list, tuple))
-        clips = [inputs] if single else list(inputs)
-        size = int(batch_size or self._batch_size or 8)
-        results = []
-        for start in range(0, len(clips), size):
-            results.extend(self.postprocess(self.forward(self.preprocess(clips[start:start + size]))))
-        return results[0] if single else results
-
-    def preprocess(self, clips: list):
-        videos, audio, faces = [], [], []
-        for clip in clips:
-            if isinstance(clip, dict) and ("video" in clip or "audio" in clip or "faces" in clip):
-                videos.append(clip.get("video"))
-                audio.append(clip.get("audio"))
-                faces.append(clip.get("faces"))
-            else:
-                videos.append(clip)
-                audio.append(None)
-                faces.append(None)
-        return self.processor(videos=videos, audio=audio, faces=faces, return_tensors="pt")
-
-    def _forward(self, model_inputs):
-        dtype = self.model.dtype
-        inputs = {key: value.to(dtype) for key, value in model_inputs.items()}
-        return {"logits": self.model(**inputs).logits.float()}
-
-    def postprocess(self, model_outputs) -> list[dict]:
-        logits = model_outputs["logits"].cpu().numpy()
-        outcomes = self.model.decode_outcomes(logits=logits)
-        return [
-            {
-                "emotions": emotions,
-                "outcome": OUTCOME_NAMES[int(outcome)],
-                "probabilities": {code: float(p) for code, p in zip(EMOTIONS, row)},
-            }
-            for emotions, outcome, row in zip(outcomes_to_predictions(outcomes), outcomes, softmax(logits))
-        ]
+    def preprocess(self, clip) -> dict:
+        """One clip → the model's inputs for it (a batch of one)."""
+        if isinstance(clip, dict) and ("video" in clip or "audio" in clip or "faces" in clip):
+            video, audio, faces = clip.get("video"), clip.get("audio"), clip.get("faces")
+        else:
+            video, audio, faces = clip, None, None
+        return dict(self.processor(videos=[video], audio=[audio], faces=[faces], return_tensors="pt"))
 
 
 __all__ = ["HicmaePipeline", "VIDEO_TASK", "custom_pipelines_entry"]

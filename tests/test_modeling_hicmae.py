@@ -70,7 +70,7 @@ def test_the_pipeline_predicts_what_the_model_does_on_a_clip(saved, synthetic_ra
     # the folder's own copy of the code runs (remote code), not this package's classes
     assert type(classify).__module__.startswith("transformers_modules")
     assert type(classify.model).__module__.startswith("transformers_modules")
-    results = classify(clips, batch_size=2)
+    results = classify(clips, batch_size=2, blend=True)
     with torch.no_grad():
         logits = model(**processor(videos=clips)).logits
     probabilities = logits.softmax(-1)
@@ -78,9 +78,17 @@ def test_the_pipeline_predicts_what_the_model_does_on_a_clip(saved, synthetic_ra
         assert result["emotions"] == expected_emotions
         assert result["outcome"] in OUTCOME_NAMES
         assert max(abs(result["probabilities"][e] - float(p)) for e, p in zip(EMOTIONS, row)) <= 1e-5
-    alone = classify(clips[0])  # one clip, not a list: one dict, as in the batch
+    alone = classify(clips[0], blend=True)  # one clip, not a list: one dict, as in the batch
     assert alone["emotions"] == results[0]["emotions"]
     assert max(abs(alone["probabilities"][e] - results[0]["probabilities"][e]) for e in EMOTIONS) <= 1e-5
+    # the video-classification contract: labels and scores, best first, top_k of them
+    labels = classify(clips[0], top_k=3)
+    order = probabilities[0].argsort(descending=True)[:3]
+    assert [entry["label"] for entry in labels] == [EMOTIONS[int(i)] for i in order]
+    assert max(abs(entry["score"] - float(probabilities[0][i])) for entry, i in zip(labels, order)) <= 1e-5
+    streamed = list(classify((clip for clip in clips), batch_size=2))  # a generator streams
+    assert [[entry["label"] for entry in answer] for answer in streamed] == [
+        [entry["label"] for entry in answer] for answer in classify(clips)]
 
 
 def test_the_loss_is_the_soft_label_kl_of_every_blemore_model():
