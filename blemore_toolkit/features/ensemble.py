@@ -28,7 +28,6 @@ labels and clips.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +39,8 @@ from blemore import BlemoreError
 from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.evaluation.decoder_choice import choose_decoder, nested_decoding
 from blemore_toolkit.evaluation.probabilities import read_probabilities
+from blemore_toolkit.evaluation.scoring import json_text
+from blemore_toolkit.features.dataset_clips import read_dataset_labels
 from blemore_toolkit.features.heads import OOF_PROBABILITIES_FILE, TEST_PROBABILITIES_FILE
 
 TARGETS = np.array([blemore.soft_target(o.emotions, o.salience) for o in blemore.OUTCOMES])
@@ -57,10 +58,8 @@ class Member:
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    try:
-        clip_ids, probabilities, truth = read_probabilities(path)
-    except (KeyError, ValueError) as error:
-        raise BlemoreError(f"{path}: not a probabilities file ({error})") from None
+    """One probabilities file by clip (``read_probabilities`` refuses anything but finite, normalised rows)."""
+    clip_ids, probabilities, truth = read_probabilities(path)
     rows = dict(zip(clip_ids, probabilities))
     return rows, ({} if truth is None else dict(zip(clip_ids, truth.tolist())))
 
@@ -89,20 +88,6 @@ def load_member(run_dir: str | os.PathLike) -> Member:
             test = _read(candidate)[0]
             break
     return Member(str(run_dir), oof, test, truth)
-
-
-def read_dataset_labels(dataset_dir: str | os.PathLike) -> dict[str, tuple[str, int, int]]:
-    """clip → (split, fold, outcome) from a prepared dataset's ``data/`` (fold and outcome -1 where unknown)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    files = sorted((Path(dataset_dir) / "data").glob("*.parquet"))
-    if not files:
-        raise BlemoreError(f"{dataset_dir}: no data/*.parquet files (give the folder written by `blemore prepare`)")
-    table = pa.concat_tables([pq.read_table(f, columns=["clip_id", "split", "fold", "outcome"]) for f in files])
-    return {clip: (split, -1 if fold is None else int(fold), -1 if outcome is None else int(outcome))
-            for clip, split, fold, outcome in zip(*(table[c].to_pylist() for c in ("clip_id", "split", "fold",
-                                                                                    "outcome")))}
 
 
 def fit_weights(member_probabilities: np.ndarray, targets: np.ndarray, steps: int = 2000,
@@ -241,7 +226,7 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], dataset_dir: str | os.Pa
         if result.test_probabilities is not None:
             report["test_probabilities"] = str(write_probabilities(output / TEST_PROBABILITIES_FILE,
                                                                    result.test_clip_ids, result.test_probabilities))
-        write_text_atomically(output / ENSEMBLE_REPORT, json.dumps(report, indent=2, default=float) + "\n")
+        write_text_atomically(output / ENSEMBLE_REPORT, json_text(report))
     return report
 
 

@@ -52,6 +52,7 @@ import blemore
 from blemore import BlemoreError
 from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.data.card import config_info, join_card, split_card
+from blemore_toolkit.evaluation.scoring import json_text
 
 #: The seven per-clip statistics, in storage order.
 STATISTICS: tuple[str, ...] = ("mean", "std", "p10", "p25", "p50", "p75", "p90")
@@ -703,6 +704,8 @@ def extract_features(
             write_feature_shard(shard, out_dir, model, workers, on_clip=bar.update)
             (done_dir / shard.name).write_text(fingerprints[shard.name])
 
+    from blemore_toolkit.features.dataset_clips import clips_record, read_dataset_labels
+
     provenance = {
         "config_name": name,
         "encoder": encoder,
@@ -727,8 +730,10 @@ def extract_features(
         "device": device,
         "toolkit_version": _toolkit_version(),
         "fingerprint": settings_data,
+        # the clips embedded, checked by everything that reads the config (features/dataset_clips.py)
+        "clips": clips_record(read_dataset_labels(dataset_dir)),
     }
-    write_text_atomically(provenance_path, json.dumps(provenance, indent=2, default=str) + "\n")
+    write_text_atomically(provenance_path, json_text(provenance))
     register_config(dataset_dir, name, hidden_size)
     shutil.rmtree(done_dir, ignore_errors=True)
     return FeaturesResult(name, out_dir, sum(counts.values()), len(todo), len(reusable), hidden_size)
