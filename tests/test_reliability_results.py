@@ -35,7 +35,7 @@ def one_line_cli_error(capsys, argv, *needles) -> str:
     code = blemore.main([str(a) for a in argv])
     _, err = capsys.readouterr()
     assert code == 1, err
-    lines = err.strip().splitlines()
+    lines = [line for line in err.strip().splitlines() if "Loading weights" not in line]  # transformers' bar
     assert len(lines) == 1 and "Traceback" not in err, err
     for needle in needles:
         assert str(needle) in lines[0], lines[0]
@@ -199,3 +199,128 @@ def test_ensemble_json_has_no_nan_token_where_a_figure_is_undefined(tmp_path, ca
     report = json.loads(text, parse_constant=refuse)
     assert report["nested"]["pooled"]["acc_salience"] is None
     assert math.isfinite(report["nested"]["pooled"]["acc_presence"])
+
+
+# --- features configs: made from this dataset's clips, or refused -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def features_dataset(prepared_dataset, tmp_path_factory):
+    """A copy of the prepared dataset with a features config ``toy`` (labels plus noise) whose provenance records
+    its clips as `blemore features` does, and a linear head trained on it."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from blemore_toolkit.features.dataset_clips import clips_record, read_dataset_labels
+    from blemore_toolkit.features.extraction import (
+        FEATURES_DIR,
+        PROVENANCE_FILE,
+        aggregate,
+        feature_columns,
+        register_config,
+    )
+
+    root = tmp_path_factory.mktemp("features")
+    dataset = root / "blemore"
+    shutil.copytree(prepared_dataset, dataset)
+    rng = np.random.default_rng(4)
+    columns = ["clip_id", "split", "fold", "outcome", "soft_target", "presence"]
+    features = feature_columns(6)
+    (dataset / FEATURES_DIR / "toy").mkdir(parents=True)
+    for shard in sorted((dataset / "data").glob("*.parquet")):
+        records = []
+        for row in pq.read_table(shard, columns=columns).to_pylist():
+            sequence = np.array(row["soft_target"] or [0.0] * 6)[None, :] + 0.1 * rng.normal(size=(4, 6))
+            records.append(features.encode_example({**row, "features": aggregate(sequence), "sequence": sequence,
+                                                    "num_windows": 4}))
+        pq.write_table(pa.Table.from_pylist(records, schema=features.arrow_schema),
+                       dataset / FEATURES_DIR / "toy" / shard.name)
+    (dataset / FEATURES_DIR / "toy" / PROVENANCE_FILE).write_text(json.dumps(
+        {"config_name": "toy", "encoder": "labels plus noise", "kind": "hand-built",
+         "clips": clips_record(read_dataset_labels(dataset))}))
+    register_config(dataset, "toy", 6)
+    head = root / "head"
+    assert blemore.main(["heads", "toy", "--dataset", str(dataset), "--head", "linear", "--epochs", "3",
+                         "--output", str(head), "--quiet"]) == 0
+    return dataset, head
+
+
+def _other_dataset(root, source, change) -> object:
+    """A folder whose data/ lists ``source``'s clips changed by ``change(rows)``, holding ``source``'s features."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from blemore_toolkit.features.dataset_clips import read_dataset_labels
+
+    rows = [{"clip_id": clip, "split": split, "fold": None if fold < 0 else fold, "outcome": None if o < 0 else o}
+            for clip, (split, fold, o) in read_dataset_labels(source).items()]
+    change(rows)
+    other = root / "other"
+    (other / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([("clip_id", pa.string()), ("split", pa.string()),
+                                                                 ("fold", pa.int64()), ("outcome", pa.int64())])),
+                   other / "data" / "train-00000-of-00001.parquet")
+    shutil.copytree(source / "features", other / "features")
+    return other
+
+
+def _rename_test_clips(rows):
+    for row in rows:
+        if row["split"] == "test":
+            row["clip_id"] = row["clip_id"].replace("test_", "test_9")
+
+
+def test_heads_and_predict_refuse_a_features_config_copied_from_another_dataset(features_dataset, tmp_path, capsys):
+    dataset, head = features_dataset
+    other = _other_dataset(tmp_path, dataset, _rename_test_clips)
+    line = one_line_cli_error(capsys, ["heads", "toy", "--dataset", other, "--head", "linear", "--epochs", "1",
+                                       "--output", tmp_path / "h", "--quiet"], "features config 'toy'", other,
+                              "is not in the dataset")
+    assert "test_" in line
+    one_line_cli_error(capsys, ["predict", head, other, "--output-dir", tmp_path / "p"], "is not in the dataset")
+    assert not (tmp_path / "p" / "submission.zip").exists()
+
+
+def test_a_features_config_whose_labels_or_folds_differ_from_the_dataset_is_refused(features_dataset, tmp_path,
+                                                                                     capsys):
+    dataset, _ = features_dataset
+
+    def move_a_fold(rows):
+        row = next(r for r in rows if r["split"] == "train")
+        row["fold"] = (row["fold"] + 1) % 5
+
+    other = _other_dataset(tmp_path, dataset, move_a_fold)
+    one_line_cli_error(capsys, ["heads", "toy", "--dataset", other, "--head", "linear", "--epochs", "1",
+                                "--output", tmp_path / "h", "--quiet"], "has fold")
+
+
+def test_a_features_config_lacking_clips_of_the_dataset_is_refused(features_dataset, tmp_path, capsys):
+    dataset, head = features_dataset
+
+    def add_a_clip(rows):
+        rows.append({"clip_id": "test_99999", "split": "test", "fold": None, "outcome": None})
+
+    other = _other_dataset(tmp_path, dataset, add_a_clip)
+    one_line_cli_error(capsys, ["predict", head, other, "--output-dir", tmp_path / "p"], "clip test_99999",
+                       "has no features")
+
+
+def test_the_recorded_clips_must_be_the_dataset_s(features_dataset, tmp_path, capsys):
+    """Rows that agree with the dataset, but a provenance that records other clips (a config assembled by hand)."""
+    dataset, _ = features_dataset
+    other = _other_dataset(tmp_path, dataset, lambda rows: None)
+    provenance = other / "features" / "toy" / "provenance.json"
+    record = json.loads(provenance.read_text())
+    record["clips"]["sha256"] = "0" * 64
+    provenance.write_text(json.dumps(record))
+    one_line_cli_error(capsys, ["heads", "toy", "--dataset", other, "--head", "linear", "--epochs", "1",
+                                "--output", tmp_path / "h", "--quiet"], "records", "clips other than the dataset's")
+    # the same folder with the true record is accepted
+    record["clips"] = json.loads((dataset / "features" / "toy" / "provenance.json").read_text())["clips"]
+    provenance.write_text(json.dumps(record))
+    assert blemore.main(["heads", "toy", "--dataset", str(other), "--head", "linear", "--epochs", "1",
+                         "--output", str(tmp_path / "h"), "--quiet", "--cv-only"]) == 0
