@@ -324,3 +324,55 @@ def test_the_recorded_clips_must_be_the_dataset_s(features_dataset, tmp_path, ca
     provenance.write_text(json.dumps(record))
     assert blemore.main(["heads", "toy", "--dataset", str(other), "--head", "linear", "--epochs", "1",
                          "--output", str(tmp_path / "h"), "--quiet", "--cv-only"]) == 0
+
+
+# --- train --resume: only a run made from the same clips, labels and settings is reused ---------------------------
+
+
+def test_resume_refuses_a_fold_finished_with_other_settings(prepared_dataset, tmp_path, capsys):
+    from blemore_toolkit.training.train import TrainSettings, run_training
+
+    settings = dict(output_dir=str(tmp_path / "run"), epochs=1, batch_size=16, num_workers=0, progress=False)
+    run_training(str(prepared_dataset), "2", TrainSettings(**settings))
+    capsys.readouterr()
+    model = tmp_path / "run" / "fold2" / "model" / "model.safetensors"
+    mtime = model.stat().st_mtime_ns
+    argv = ["train", prepared_dataset, "--fold", "2", "--output-dir", tmp_path / "run", "--epochs", "1",
+            "--batch-size", "16", "--num-workers", "0", "--resume"]
+    line = one_line_cli_error(capsys, argv + ["--lr", "0.01"], tmp_path / "run" / "fold2", "learning_rate")
+    assert "0.01 now" in line
+    one_line_cli_error(capsys, argv + ["--seed", "3"], "seed: 0 there, 3 now")
+    assert model.stat().st_mtime_ns == mtime  # nothing retrained or overwritten
+    # the same settings reuse the finished fold
+    summary = run_training(str(prepared_dataset), "2", TrainSettings(**settings, resume=True))
+    assert "finished earlier" in capsys.readouterr().out and summary["validation"]["folds"]["fold2"]
+    assert model.stat().st_mtime_ns == mtime
+
+
+def test_resume_refuses_a_run_made_from_other_clips_or_labels(prepared_dataset, tmp_path):
+    import datasets
+
+    from blemore_toolkit.data.loading import load_split
+    from blemore_toolkit.training.train import TrainSettings, check_resumable, run_fingerprint
+
+    train = load_split(str(prepared_dataset), "fold1", "train").select_columns(["clip_id", "outcome"])
+    validation = load_split(str(prepared_dataset), "fold1", "validation").select_columns(["clip_id", "outcome"])
+    settings = TrainSettings(output_dir=str(tmp_path))
+    run_dir = tmp_path / "fold1"
+    run_dir.mkdir()
+    (run_dir / "fingerprint.json").write_text(json.dumps(run_fingerprint(settings, train, validation, None)))
+    check_resumable(run_dir, run_fingerprint(settings, train, validation, None), finished=True)
+    relabelled = datasets.Dataset.from_dict({"clip_id": train["clip_id"],
+                                             "outcome": [(train["outcome"][0] + 1) % 36] + train["outcome"][1:]})
+    with pytest.raises(blemore.BlemoreError, match="training_clips: other clips or labels there, these now"):
+        check_resumable(run_dir, run_fingerprint(settings, relabelled, validation, None), finished=True)
+    with pytest.raises(blemore.BlemoreError, match="validation_clips"):
+        check_resumable(run_dir, run_fingerprint(settings, train, validation.select(range(3)), None), finished=False)
+    # a stopped run may be continued for longer, a finished one is not reused with other epochs
+    longer = TrainSettings(output_dir=str(tmp_path), epochs=settings.epochs + 4)
+    check_resumable(run_dir, run_fingerprint(longer, train, validation, None), finished=False)
+    with pytest.raises(blemore.BlemoreError, match="settings.epochs"):
+        check_resumable(run_dir, run_fingerprint(longer, train, validation, None), finished=True)
+    (run_dir / "fingerprint.json").unlink()
+    with pytest.raises(blemore.BlemoreError, match="cannot tell which data and settings"):
+        check_resumable(run_dir, run_fingerprint(settings, train, validation, None), finished=True)
