@@ -91,20 +91,30 @@ def load_member(run_dir: str | os.PathLike) -> Member:
 
 
 def fit_weights(member_probabilities: np.ndarray, targets: np.ndarray, steps: int = 2000,
-                step_size: float = 1.0) -> np.ndarray:
+                step_size: float = 1.0, tolerance: float = 1e-12) -> np.ndarray:
     """Simplex weights minimising the soft-label cross-entropy of ``Σ_m w_m p_m``.
 
     ``member_probabilities``: (members, clips, 6); ``targets``: (clips, 6). Exponentiated gradient (mirror descent
-    on the simplex) keeps the weights non-negative and summing to 1 at every step.
+    on the simplex) keeps the weights non-negative and summing to 1 at every step; it stops after ``steps`` steps
+    or once no weight moves by more than ``tolerance``. A soft target holds at most two emotions, so only those two
+    columns of each clip enter the cross-entropy: the descent works on (members, clips, 2), a third of the data.
     """
-    count = member_probabilities.shape[0]
+    count, clips = member_probabilities.shape[:2]
     weights = np.full(count, 1.0 / count)
-    probabilities = np.clip(member_probabilities, 1e-9, None)
+    if count == 1 or clips == 0:
+        return weights
+    columns = np.argsort(-targets, axis=1, kind="stable")[:, :2]  # the (at most two) emotions of each target
+    target = np.take_along_axis(targets, columns, axis=1).reshape(-1)  # (clips * 2,)
+    probabilities = np.clip(np.take_along_axis(member_probabilities, columns[None], axis=2), 1e-9, None)
+    probabilities = probabilities.reshape(count, -1)  # (members, clips * 2)
     for _ in range(steps):
-        fused = np.einsum("m,mne->ne", weights, probabilities)
-        gradient = -np.einsum("ne,mne->m", targets / fused, probabilities) / targets.shape[0]
-        weights = weights * np.exp(-step_size * (gradient - gradient.min()))
-        weights /= weights.sum()
+        gradient = -(probabilities @ (target / (weights @ probabilities))) / clips
+        updated = weights * np.exp(-step_size * (gradient - gradient.min()))
+        updated /= updated.sum()
+        converged = np.abs(updated - weights).max() <= tolerance
+        weights = updated
+        if converged:
+            break
     return weights
 
 
@@ -213,10 +223,11 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], dataset_dir: str | os.Pa
         unknown = [c for c in result.test_clip_ids if labels.get(c, ("",))[0] != "test"]
         if unknown:
             raise BlemoreError(f"{unknown[0]}: not a test clip of {dataset_dir}")
+        from blemore_toolkit.evaluation.decoder_choice import decode_in_chunks
         from blemore_toolkit.evaluation.submission import write_submission
-        from blemore_toolkit.modeling.decoding_blemore import decode
+        from blemore_toolkit.modeling.decoding_blemore import outcomes_to_predictions
 
-        predictions = decode(result.test_probabilities, **result.decoding)
+        predictions = outcomes_to_predictions(decode_in_chunks(result.test_probabilities, **result.decoding))
         report["submission"] = str(write_submission(dict(zip(result.test_clip_ids, predictions)), submission))
     if output is not None:
         from blemore_toolkit.evaluation.probabilities import write_probabilities
