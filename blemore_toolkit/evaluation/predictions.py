@@ -124,7 +124,10 @@ def _from_probabilities(path: Path, truth: dict, thresholds: tuple[float, float]
     probabilities = probabilities[[row_of[clip] for clip in clips]]
     outcomes = decode_outcomes(probabilities, "thresholds", presence_threshold=thresholds[0],
                                salience_threshold=thresholds[1])
-    predictions = [[(e["emotion"], e["salience"]) for e in clip] for clip in outcomes_to_predictions(outcomes)]
+    # one shared list of (emotion, salience) pairs per outcome: 36 objects, not two dicts per clip
+    table = [tuple((e["emotion"], e["salience"]) for e in clip)
+             for clip in outcomes_to_predictions(range(len(blemore.OUTCOMES)))]
+    predictions = [table[outcome] for outcome in outcomes.tolist()]
     return AlignedPredictions(str(path), [truth[clip] for clip in clips], predictions, len(truth) - len(clips),
                               probabilities, (float(thresholds[0]), float(thresholds[1])))
 
