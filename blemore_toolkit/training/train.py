@@ -448,7 +448,10 @@ def _finished_run(name: str, run_dir: Path) -> RunResult:
     from blemore_toolkit.evaluation.probabilities import read_probabilities
 
     results = json.loads((run_dir / "results.json").read_text())
-    result = RunResult(name, run_dir / "model", results.get("metrics"))
+    metrics = results.get("metrics")
+    if metrics is not None:  # an undefined figure is stored as null (JSON has no NaN)
+        metrics = {key: float("nan") if value is None and key in METRICS else value for key, value in metrics.items()}
+    result = RunResult(name, run_dir / "model", metrics)
     probabilities_path = run_dir / "validation_probabilities.csv"
     if result.metrics is not None and probabilities_path.is_file():
         result.clip_ids, result.probabilities, result.truth = read_probabilities(probabilities_path)
