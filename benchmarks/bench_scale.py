@@ -11,7 +11,8 @@ and two ``blemore heads``-style run folders (``oof_probabilities.csv``, ``test_p
 clips). It then runs each command once as its own process and prints its wall-clock seconds, CPU seconds and peak
 resident memory (``ru_maxrss`` of that process, from ``os.wait4``):
 
-* ``score``: ``blemore score SUB --references KEY``;
+* ``score``: ``blemore score SUB --references KEY`` (a submission of more than about 700,000 clips is over the
+  64 MiB ``score`` reads: skipped above ``--max-submission-rows``);
 * ``compare``: ``blemore compare SUB_A SUB_B --references KEY`` (paired bootstrap and sign-flip test, 2,000 each);
 * ``compare-csv``: the same on the two probabilities.csv (``--thresholds-a/-b 0.15 0.2``);
 * ``ensemble``: ``blemore ensemble RUN_A RUN_B --dataset DATASET --output OUT``.
@@ -151,6 +152,8 @@ def main() -> None:
     parser.add_argument("--commands", nargs="+", choices=COMMANDS, default=list(COMMANDS))
     parser.add_argument("--actors", type=int, default=0, help="actors in the answer key (0: no actor column)")
     parser.add_argument("--keep", type=Path, help="write the inputs here and keep them")
+    parser.add_argument("--max-submission-rows", type=int, default=600_000,
+                        help="skip score and compare of submissions above this many rows (the 64 MiB cap)")
     args = parser.parse_args()
     print(f"{'rows':>9} {'command':<12} {'seconds':>8} {'cpu s':>8} {'peak MB':>8}  load before")
     for n in args.rows:
@@ -159,6 +162,10 @@ def main() -> None:
             folder.mkdir(parents=True, exist_ok=True)
             paths = make_inputs(folder, n, args.actors)
             for command in args.commands:
+                if command in ("score", "compare") and n > args.max_submission_rows:
+                    print(f"{n:>9} {command:<12} skipped: a submission of {n:,} clips is over the 64 MiB that "
+                          "`score` reads (about 92 bytes a clip)", flush=True)
+                    continue
                 load = os.getloadavg()[0]
                 result = measure(command_line(command, paths))
                 status = "" if result["status"] == 0 else f"  exit {result['status']}: {result['error']}"
