@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,45 +47,80 @@ TARGETS = np.array([blemore.soft_target(o.emotions, o.salience) for o in blemore
 ENSEMBLE_REPORT = "ensemble.json"
 
 
+class ClipRows(Mapping):
+    """Rows of one array by clip (a clip → row index beside the array): what a ``dict`` of per-clip arrays would
+    hold, without an array object per clip (a million clips cost tens, not hundreds, of MB)."""
+
+    def __init__(self, clip_ids: Sequence[str], values: np.ndarray):
+        self.values = values
+        self.index = dict(zip(clip_ids, range(len(clip_ids))))
+
+    def __getitem__(self, clip: str):
+        return self.values[self.index[clip]]
+
+    def __iter__(self):
+        return iter(self.index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def take(self, clips: Sequence[str]) -> np.ndarray:
+        """The rows of ``clips``, in that order, as one array."""
+        return self.values[np.fromiter(map(self.index.__getitem__, clips), dtype=np.int64, count=len(clips))]
+
+
 @dataclasses.dataclass
 class Member:
     """One run's out-of-fold and (optional) test probabilities, keyed by clip."""
 
     name: str
-    oof: dict[str, np.ndarray]
-    test: dict[str, np.ndarray] | None
-    oof_truth: dict[str, int]
+    oof: Mapping[str, np.ndarray]
+    test: Mapping[str, np.ndarray] | None
+    oof_truth: Mapping[str, int]
 
 
-def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """One probabilities file by clip (``read_probabilities`` refuses anything but finite, normalised rows)."""
-    clip_ids, probabilities, truth = read_probabilities(path)
-    rows = dict(zip(clip_ids, probabilities))
-    return rows, ({} if truth is None else dict(zip(clip_ids, truth.tolist())))
+def _take(rows: Mapping[str, np.ndarray], clips: Sequence[str]) -> np.ndarray:
+    if isinstance(rows, ClipRows):
+        return rows.take(clips)
+    return np.stack([rows[c] for c in clips])
+
+
+def _read_parts(paths: Sequence[Path]) -> tuple[ClipRows, Mapping[str, int]]:
+    """Probabilities files (``read_probabilities`` refuses anything but finite, normalised rows), one set of rows;
+    a clip in two of them is refused."""
+    ids: list[str] = []
+    values, truths = [], []
+    for path in paths:
+        clip_ids, probabilities, truth = read_probabilities(path)
+        if ids:
+            seen = set(ids)
+            twice = next((clip for clip in clip_ids if clip in seen), None)
+            if twice is not None:
+                raise BlemoreError(f"{path}: clip {twice} is also in another fold's validation file")
+        ids += clip_ids
+        values.append(probabilities)
+        truths.append(truth)
+    rows = ClipRows(ids, np.concatenate(values))
+    if any(t is None for t in truths):
+        return rows, {}
+    return rows, ClipRows(ids, np.concatenate(truths))
 
 
 def load_member(run_dir: str | os.PathLike) -> Member:
     """The probabilities a ``blemore heads`` or ``blemore train`` run left behind (see the module docstring)."""
     run_dir = Path(run_dir)
     if (run_dir / OOF_PROBABILITIES_FILE).is_file():
-        oof, truth = _read(run_dir / OOF_PROBABILITIES_FILE)
+        oof, truth = _read_parts([run_dir / OOF_PROBABILITIES_FILE])
     else:
         fold_files = sorted(run_dir.glob("fold*/validation_probabilities.csv"))
         if not fold_files:
             raise BlemoreError(f"{run_dir}: no {OOF_PROBABILITIES_FILE} (a `blemore heads` output folder) and no "
                                "fold*/validation_probabilities.csv (a `blemore train --fold all` run)")
-        oof, truth = {}, {}
-        for path in fold_files:
-            rows, labels = _read(path)
-            overlap = set(rows) & set(oof)
-            if overlap:
-                raise BlemoreError(f"{path}: clip {sorted(overlap)[0]} is also in another fold's validation file")
-            oof.update(rows)
-            truth.update(labels)
+        oof, truth = _read_parts(fold_files)
     test = None
     for candidate in (run_dir / TEST_PROBABILITIES_FILE, run_dir / "test" / "probabilities.csv"):
         if candidate.is_file():
-            test = _read(candidate)[0]
+            test = _read_parts([candidate])[0]
             break
     return Member(str(run_dir), oof, test, truth)
 
@@ -145,10 +180,10 @@ def ensemble(members: Sequence[Member], labels: dict[str, tuple[str, int, int]])
         for clip in clips:
             if clip not in labels or labels[clip][2] < 0 or labels[clip][1] < 0:
                 raise BlemoreError(f"{member.name}: clip {clip} has no labelled training row in the dataset")
-            if clip in member.oof_truth and member.oof_truth[clip] != labels[clip][2]:
-                there, here = (blemore.OUTCOME_NAMES[o] for o in (member.oof_truth[clip], labels[clip][2]))
+            if clip in member.oof_truth and int(member.oof_truth[clip]) != labels[clip][2]:
+                there, here = (blemore.OUTCOME_NAMES[int(o)] for o in (member.oof_truth[clip], labels[clip][2]))
                 raise BlemoreError(f"{member.name}: clip {clip} is labelled {there} there but {here} in the dataset")
-    stacked = np.stack([np.stack([m.oof[c] for c in clips]) for m in members])  # (members, clips, 6)
+    stacked = np.stack([_take(m.oof, clips) for m in members])  # (members, clips, 6)
     folds = np.array([labels[c][1] for c in clips])
     outcomes = np.array([labels[c][2] for c in clips])
     targets = TARGETS[outcomes]
@@ -186,7 +221,7 @@ def ensemble(members: Sequence[Member], labels: dict[str, tuple[str, int, int]])
             extra = set(member.test) ^ set(test_ids)
             if extra:
                 raise BlemoreError(f"{member.name}: test clips differ from {names[0]}'s (e.g. {sorted(extra)[0]})")
-        test_probabilities = fuse(weights, np.stack([np.stack([m.test[c] for c in test_ids]) for m in members]))
+        test_probabilities = fuse(weights, np.stack([_take(m.test, test_ids) for m in members]))
     return EnsembleResult(report, weights, decoding["parameters"], test_ids, test_probabilities)
 
 
@@ -241,5 +276,5 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], dataset_dir: str | os.Pa
     return report
 
 
-__all__ = ["EnsembleResult", "Member", "ensemble", "fit_weights", "format_report", "fuse", "load_member",
+__all__ = ["ClipRows", "EnsembleResult", "Member", "ensemble", "fit_weights", "format_report", "fuse", "load_member",
            "read_dataset_labels", "run_ensemble"]
