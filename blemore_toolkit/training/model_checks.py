@@ -58,9 +58,10 @@ def check_model_config(model: str, config: dict | None) -> None:
     if config is None or config.get("model_type") != "blemore":
         return
     where = model_file(model, "config.json")
-    decoder = config.get("decoder", "thresholds")
-    if decoder not in DECODERS:
-        raise blemore.BlemoreError(f"{where}: decoder {decoder!r} is not one of {', '.join(DECODERS)}")
+    for key in ("decoding_rule", "decoder"):  # ``decoder``: the decoding rule's name in older config.json files
+        rule = config.get(key, "thresholds")
+        if rule not in DECODERS:
+            raise blemore.BlemoreError(f"{where}: {key} {rule!r} is not one of {', '.join(DECODERS)}")
     for key in ("presence_threshold", "salience_threshold"):
         if key in config and not (_is_number(config[key]) and 0.0 <= config[key] <= 1.0):
             raise blemore.BlemoreError(f"{where}: {key} is {config[key]!r}; a threshold is a number from 0 to 1")
