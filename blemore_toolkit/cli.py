@@ -515,8 +515,11 @@ def run_train(args: argparse.Namespace) -> int:
                                     dataset_repo=args.dataset_repo, metric_repo=args.metric_repo)
         summary["pushed"] = {"repo": args.push_to_hub, "revision": info.oid}
     if _is_main_process():
-        print(json.dumps({key: summary[key] for key in summary if key != "validation"} |
-                         ({"validation": summary["validation"]["summary"]} if "validation" in summary else {})))
+        from blemore_toolkit.evaluation.scoring import json_text
+
+        print(json_text({key: summary[key] for key in summary if key != "validation"} |
+                        ({"validation": summary["validation"]["summary"]} if "validation" in summary else {}),
+                        indent=None), end="")
     return 0
 
 
@@ -567,7 +570,9 @@ def run_predict(args: argparse.Namespace) -> int:
         from blemore_toolkit.evaluation.tuning import outcome_scores
 
         summary.update({key: value for key, value in outcome_scores(truth, result["outcomes"]).items()})
-    print(json.dumps(summary))
+    from blemore_toolkit.evaluation.scoring import json_text
+
+    print(json_text(summary, indent=None), end="")  # an undefined accuracy as null, never NaN
     return 0
 
 

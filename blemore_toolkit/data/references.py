@@ -234,29 +234,36 @@ def _parsed_name(clip_id: str) -> blemore.ClipLabel | None:
 
 
 def _read_csv(path: Path) -> ReferenceSet:
-    clips: dict[str, ReferenceClip] = {}
-    unlabelled: Counter = Counter()
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        if "filename" not in columns:
-            raise blemore.BlemoreError(f"{path}: a reference CSV needs a 'filename' column (found: "
-                                       f"{', '.join(columns) or 'no header'})")
-        from_metadata = "emotion_1" in columns
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            name = blemore.metadata_cell(row, "filename")
-            if name is None:
-                raise blemore.BlemoreError(f"{where}: empty filename")
-            clip_id = blemore.clip_id_from_path(name)
-            fold = _number(row, "fold", where)
-            split = _row_split(row, clip_id, fold)
-            label = _metadata_label(row, where) if from_metadata else _name_label(clip_id, where)
-            if label is None:
-                unlabelled[split] += 1
-                continue
-            emotions, salience = _label(f"{where} ({clip_id})", *label)
-            _add(clips, ReferenceClip(clip_id, emotions, salience, split, fold, *_clip_details(row, clip_id)), where)
+        try:
+            return _read_csv_rows(path, reader)
+        except csv.Error as error:  # a field over csv's 128 KiB limit, a NUL byte, ...
+            raise blemore.BlemoreError(f"{path}:{reader.line_num}: not a readable CSV ({error})") from None
+
+
+def _read_csv_rows(path: Path, reader: csv.DictReader) -> ReferenceSet:
+    clips: dict[str, ReferenceClip] = {}
+    unlabelled: Counter = Counter()
+    columns = reader.fieldnames or []
+    if "filename" not in columns:
+        raise blemore.BlemoreError(f"{path}: a reference CSV needs a 'filename' column (found: "
+                                   f"{', '.join(columns) or 'no header'})")
+    from_metadata = "emotion_1" in columns
+    for line, row in enumerate(reader, start=2):
+        where = f"{path}:{line}"
+        name = blemore.metadata_cell(row, "filename")
+        if name is None:
+            raise blemore.BlemoreError(f"{where}: empty filename")
+        clip_id = blemore.clip_id_from_path(name)
+        fold = _number(row, "fold", where)
+        split = _row_split(row, clip_id, fold)
+        label = _metadata_label(row, where) if from_metadata else _name_label(clip_id, where)
+        if label is None:
+            unlabelled[split] += 1
+            continue
+        emotions, salience = _label(f"{where} ({clip_id})", *label)
+        _add(clips, ReferenceClip(clip_id, emotions, salience, split, fold, *_clip_details(row, clip_id)), where)
     return ReferenceSet(str(path), clips, unlabelled)
 
 
@@ -334,6 +341,13 @@ def _read_clean_csv(path: Path) -> ReferenceSet | None:
         text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return None
+    try:
+        return _read_clean_rows(path, text)
+    except csv.Error:  # _read_csv says where
+        return None
+
+
+def _read_clean_rows(path: Path, text: str) -> ReferenceSet | None:
     rows = csv.reader(io.StringIO(text, newline=""))
     columns = next(rows, None)
     if not columns or "filename" not in columns or len(set(columns)) != len(columns):

@@ -26,6 +26,16 @@ from blemore_toolkit.modeling.decoding_blemore import OUTCOME_IS_BLEND, decode_o
 DECODER_CHOICES: tuple[str, ...] = ("thresholds", "expected_score")
 #: Temperatures tried for the expected-score decoder (emotion probabilities → outcome distribution).
 TEMPERATURE_GRID: tuple[float, ...] = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)
+#: Clips decoded at once: the expected-score decoder makes several (clips, 36) arrays, 36 MB each at this size.
+DECODE_CHUNK = 131_072
+
+
+def decode_in_chunks(probabilities: np.ndarray, **parameters) -> np.ndarray:
+    """``decode_outcomes`` a block of clips at a time (the same outcomes, memory bounded by ``DECODE_CHUNK``)."""
+    if len(probabilities) <= DECODE_CHUNK:
+        return decode_outcomes(probabilities, **parameters)
+    return np.concatenate([decode_outcomes(probabilities[start:start + DECODE_CHUNK], **parameters)
+                           for start in range(0, len(probabilities), DECODE_CHUNK)])
 
 
 def tune_decoder(decoder: str, probabilities: np.ndarray, outcomes: np.ndarray) -> dict:
@@ -41,7 +51,7 @@ def tune_decoder(decoder: str, probabilities: np.ndarray, outcomes: np.ndarray) 
     for temperature in TEMPERATURE_GRID:
         parameters = {"decoder": "expected_score", "outcome_temperature": float(temperature),
                       "blend_fraction": blend_fraction}
-        score = outcome_scores(outcomes, decode_outcomes(probabilities, **parameters))["score"]
+        score = outcome_scores(outcomes, decode_in_chunks(probabilities, **parameters))["score"]
         if best is None or score > best[0] + 1e-12:
             best = (score, parameters)
     return best[1]
@@ -72,7 +82,7 @@ def nested_decoding(decoder: str, probabilities_by_fold, outcomes: np.ndarray, f
         probabilities = probabilities_by_fold(fold)
         inner, outer = folds != fold, folds == fold
         parameters = tune_decoder(decoder, probabilities[inner], outcomes[inner])
-        decoded[outer] = decode_outcomes(probabilities[outer], **parameters)
+        decoded[outer] = decode_in_chunks(probabilities[outer], **parameters)
         scores = outcome_scores(outcomes[outer], decoded[outer])
         results.append({"fold": int(fold), "n_clips": int(outer.sum()), "parameters": parameters,
                         **{m: scores[m] for m in METRICS}})
@@ -92,4 +102,5 @@ def choose_decoder(probabilities_by_fold, all_probabilities: np.ndarray, outcome
                     "the other folds (the choice itself is made on these clips)"}
 
 
-__all__ = ["DECODER_CHOICES", "NestedDecoding", "choose_decoder", "nested_decoding", "tune_decoder"]
+__all__ = ["DECODER_CHOICES", "NestedDecoding", "choose_decoder", "decode_in_chunks", "nested_decoding",
+           "tune_decoder"]

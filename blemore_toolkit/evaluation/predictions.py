@@ -10,7 +10,6 @@ would flatter the model.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -21,7 +20,7 @@ import numpy as np
 import blemore
 from blemore_toolkit.data import references as reference_io
 from blemore_toolkit.evaluation import submission
-from blemore_toolkit.evaluation.probabilities import PROBABILITY_COLUMNS, read_probabilities
+from blemore_toolkit.evaluation.probabilities import read_probabilities
 from blemore_toolkit.evaluation.statistics import ClipCorrectness
 from blemore_toolkit.metrics.blemore.challenge import clip_pairs
 
@@ -58,13 +57,10 @@ class AlignedPredictions:
 
 
 def is_probabilities_file(path: str | os.PathLike) -> bool:
-    """True for a CSV whose header holds the six ``p_<code>`` columns of ``probabilities.csv``."""
+    """True for a ``.csv``: predictions in a CSV are a ``probabilities.csv`` (submissions are ``.json``/``.zip``);
+    ``read_probabilities`` says what a CSV that is not one lacks."""
     path = Path(path)
-    if path.suffix.lower() != ".csv" or not path.is_file():
-        return False
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), [])
-    return all(column in header for column in PROBABILITY_COLUMNS)
+    return path.suffix.lower() == ".csv" and path.is_file()
 
 
 def stored_thresholds(model: str | os.PathLike) -> tuple[float, float]:
@@ -116,26 +112,24 @@ def _from_submission(path: Path, truth: dict, lenient: bool) -> AlignedPredictio
 def _from_probabilities(path: Path, truth: dict, thresholds: tuple[float, float]) -> AlignedPredictions:
     from blemore_toolkit.modeling.decoding_blemore import decode_outcomes, outcomes_to_predictions
 
-    try:
-        clip_ids, probabilities, _ = read_probabilities(path)
-    except (KeyError, ValueError) as error:
-        raise blemore.BlemoreError(f"{path}: not a readable probabilities.csv ({type(error).__name__}: {error})"
-                                   ) from None
+    clip_ids, probabilities, _ = read_probabilities(path)
     ids = [blemore.clip_id_from_path(clip) for clip in clip_ids]
     unknown = next((clip for clip in ids if clip not in truth), None)
     if unknown is not None:
         raise blemore.BlemoreError(f"{path}: clip {unknown} is not in the references")
     if len(set(ids)) != len(ids):
-        raise blemore.BlemoreError(f"{path}: a clip is listed twice")
-    if not np.isfinite(probabilities).all():
-        row = int(np.argwhere(~np.isfinite(probabilities))[0, 0])
-        raise blemore.BlemoreError(f"{path}: clip {ids[row]} has a probability that is not a number")
+        seen: set[str] = set()
+        twice = next(clip for clip in ids if clip in seen or seen.add(clip))
+        raise blemore.BlemoreError(f"{path}: clip {twice} is listed twice (under two names)")
     row_of = {clip: i for i, clip in enumerate(ids)}
     clips = [clip for clip in truth if clip in row_of]
     probabilities = probabilities[[row_of[clip] for clip in clips]]
     outcomes = decode_outcomes(probabilities, "thresholds", presence_threshold=thresholds[0],
                                salience_threshold=thresholds[1])
-    predictions = [[(e["emotion"], e["salience"]) for e in clip] for clip in outcomes_to_predictions(outcomes)]
+    # one shared list of (emotion, salience) pairs per outcome: 36 objects, not two dicts per clip
+    table = [tuple((e["emotion"], e["salience"]) for e in clip)
+             for clip in outcomes_to_predictions(range(len(blemore.OUTCOMES)))]
+    predictions = [table[outcome] for outcome in outcomes.tolist()]
     return AlignedPredictions(str(path), [truth[clip] for clip in clips], predictions, len(truth) - len(clips),
                               probabilities, (float(thresholds[0]), float(thresholds[1])))
 

@@ -37,15 +37,38 @@ from the names), e.g. the shipped manifest with --split test or --split fold0.
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN (an undefined accuracy) as JSON null; everything else unchanged."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
+def json_ready(value: Any) -> Any:
+    """``value`` with NaN and infinities (an undefined accuracy) as JSON null, numpy scalars and arrays as Python
+    numbers and lists, paths as strings: what ``json.dumps(..., allow_nan=False)`` accepts."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_ready(v) for v in value]
+    arrays, scalars = _numpy_types()
+    if isinstance(value, arrays):
+        return json_ready(value.tolist())
+    if isinstance(value, scalars):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     return value
+
+
+def _numpy_types() -> tuple[tuple, tuple]:
+    """(array types, scalar types) of numpy when it is already imported (scoring itself never imports it)."""
+    import sys
+
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return (), ()
+    return (numpy.ndarray,), (numpy.generic,)
+
+
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """JSON for a file the toolkit writes: never a ``NaN`` token (undefined numbers are null), one final newline."""
+    return json.dumps(json_ready(data), indent=indent, allow_nan=False, default=str) + "\n"
 
 
 _SCALAR_LIST = re.compile(r"\[\s*((?:[^\[\]{}\s][^\[\]{}]*?)?)\s*\]", re.S)
@@ -53,7 +76,7 @@ _SCALAR_LIST = re.compile(r"\[\s*((?:[^\[\]{}\s][^\[\]{}]*?)?)\s*\]", re.S)
 
 def dumps(result: dict) -> str:
     """Indented JSON with lists of numbers kept on one line (confusion matrices stay readable)."""
-    text = json.dumps(_json_safe(result), indent=2, allow_nan=False)
+    text = json.dumps(json_ready(result), indent=2, allow_nan=False)
     return _SCALAR_LIST.sub(lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "]", text)
 
 

@@ -53,6 +53,13 @@ ACTOR_BOOTSTRAP = "actor bootstrap"
 CLIP_BOOTSTRAP = "clip bootstrap"
 # Resamples drawn at once: bounds the (chunk, K) count matrix to a few tens of MB for the 3,050 clips.
 _CHUNK = 500
+# At most this many draws (chunk × K) at once, so that a clip bootstrap over a million clips stays within memory:
+# fewer resamples a chunk for large K (the same draws in the same order: the results do not change).
+_CHUNK_CELLS = 1 << 22
+
+
+def _chunk_rows(n_clusters: int) -> int:
+    return max(1, min(_CHUNK, _CHUNK_CELLS // max(1, n_clusters)))
 # Totals columns.
 _CLIPS, _PRESENCE, _BLENDS, _SALIENCE = range(4)
 
@@ -137,8 +144,9 @@ def _metrics(totals: np.ndarray) -> np.ndarray:
 
 def resampled_counts(n_clusters: int, resamples: int, rng: np.random.Generator):
     """Yield (chunk, K) arrays: how often each cluster is drawn in each resample (K draws with replacement)."""
-    for start in range(0, resamples, _CHUNK):
-        rows = min(_CHUNK, resamples - start)
+    chunk = _chunk_rows(n_clusters)
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
         draws = rng.integers(0, n_clusters, size=(rows, n_clusters))
         flat = draws + (np.arange(rows) * n_clusters)[:, None]
         yield np.bincount(flat.ravel(), minlength=rows * n_clusters).reshape(rows, n_clusters).astype(np.float64)
@@ -288,8 +296,9 @@ def sign_flip_p_values(totals_a: np.ndarray, totals_b: np.ndarray, resamples: in
         patterns = ((np.arange(2 ** k)[:, None] >> np.arange(k)[None, :]) & 1) * 2.0 - 1.0
         chunks = [patterns]
     else:
+        step = _chunk_rows(k)
         chunks = (rng.choice(np.array([-1.0, 1.0]), size=(rows, k))
-                  for rows in (min(_CHUNK, resamples - s) for s in range(0, resamples, _CHUNK)))
+                  for rows in (min(step, resamples - s) for s in range(0, resamples, step)))
     hits = np.zeros(3)
     total = 0
     tolerance = 1e-12

@@ -141,18 +141,18 @@ def tune_thresholds(
     difference = probs[rows, low] - probs[rows, high]
     presence_grid = grid.presence if presence_grid is None else presence_grid
     salience_grid = grid.salience if salience_grid is None else salience_grid
+    alphas = np.asarray(presence_grid, dtype=np.float64)
     betas = np.asarray(salience_grid, dtype=np.float64)
-    level = np.where(np.abs(difference)[None, :] <= betas[:, None], 0, np.where(difference > 0, 1, 2)[None, :])
-    pair_outcomes = _PAIR_TABLE[low[None, :], high[None, :], level]  # (n_beta, N)
     blends = OUTCOME_IS_BLEND[truth]
     n_blends = int(blends.sum())
+    presence_counts, salience_counts = _grid_counts(truth, blends, first, p_second, has_neutral, low, high,
+                                                    difference, alphas, betas)
+    presence_table = presence_counts / truth.size  # (n_alpha, n_beta), the accuracies of every (α, β)
+    salience_table = salience_counts / n_blends if n_blends else presence_table * 0
 
     best: tuple | None = None
-    for alpha in np.asarray(presence_grid, dtype=np.float64):
-        single = (p_second < alpha) | (p_second <= 0) | has_neutral
-        decoded = np.where(single[None, :], first[None, :], pair_outcomes)  # (n_beta, N)
-        presence = (OUTCOME_PRESENCE[decoded] == OUTCOME_PRESENCE[truth][None, :]).mean(axis=1)
-        salience = (decoded[:, blends] == truth[blends][None, :]).sum(axis=1) / n_blends if n_blends else presence * 0
+    for a, alpha in enumerate(alphas):
+        presence, salience = presence_table[a], salience_table[a]
         scores = (presence + salience) / 2.0
         for b, beta in enumerate(betas):
             # scores are rounded so that equal accuracies computed in another order still tie
@@ -166,3 +166,40 @@ def tune_thresholds(
     if not n_blends:
         acc_salience, score = float("nan"), float("nan")
     return ThresholdSearch(alpha, beta, score, acc_presence, acc_salience)
+
+
+def _grid_counts(truth, blends, first, p_second, has_neutral, low, high, difference, alphas, betas
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(n_alpha, n_beta) counts of clips with presence right and blends with salience right, for every (α, β).
+
+    A clip is decoded alone (its top emotion) when neutral is one of its two emotions, its second probability is
+    0, or that probability is below α; else as the pair at the salience level β gives. So for each β the counts
+    are those of the pair decoding, corrected by (alone − pair) for the clips decoded alone at that α: the clips
+    whose second probability lies below α, i.e. the first ones of the α grid sorted (a bincount over the grid
+    position of each clip, summed up the grid). Linear in the clips for each β: no (β, clips) array is made.
+    """
+    presence_of = OUTCOME_PRESENCE
+    true_presence = presence_of[truth]
+    alone_presence = presence_of[first] == true_presence
+    alone_salience = (first == truth) & blends
+    always_alone = (p_second <= 0) | has_neutral
+    sorted_alphas = np.unique(alphas)
+    # position in the sorted α grid from which on the clip is decoded alone (α > its second probability)
+    start = np.searchsorted(sorted_alphas, p_second, side="right")
+    start[always_alone] = 0
+    bins = len(sorted_alphas) + 1
+    row_of_alpha = np.searchsorted(sorted_alphas, alphas)
+    presence_counts = np.empty((len(alphas), len(betas)))
+    salience_counts = np.empty((len(alphas), len(betas)))
+    magnitude = np.abs(difference)
+    direction = np.where(difference > 0, 1, 2)
+    for b, beta in enumerate(betas):
+        pair = _PAIR_TABLE[low, high, np.where(magnitude <= beta, 0, direction)]
+        pair_presence = presence_of[pair] == true_presence
+        pair_salience = (pair == truth) & blends
+        for counts, alone, paired in ((presence_counts, alone_presence, pair_presence),
+                                      (salience_counts, alone_salience, pair_salience)):
+            change = alone.astype(np.int64) - paired  # what decoding the clip alone adds
+            by_start = np.bincount(start, weights=change, minlength=bins)
+            counts[:, b] = (int(paired.sum()) + np.cumsum(by_start)[:-1][row_of_alpha])
+    return presence_counts, salience_counts

@@ -28,9 +28,8 @@ labels and clips.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +39,34 @@ from blemore import BlemoreError
 from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.evaluation.decoder_choice import choose_decoder, nested_decoding
 from blemore_toolkit.evaluation.probabilities import read_probabilities
+from blemore_toolkit.evaluation.scoring import json_text
+from blemore_toolkit.features.dataset_clips import read_dataset_labels
 from blemore_toolkit.features.heads import OOF_PROBABILITIES_FILE, TEST_PROBABILITIES_FILE
 
 TARGETS = np.array([blemore.soft_target(o.emotions, o.salience) for o in blemore.OUTCOMES])
 ENSEMBLE_REPORT = "ensemble.json"
+
+
+class ClipRows(Mapping):
+    """Rows of one array by clip (a clip → row index beside the array): what a ``dict`` of per-clip arrays would
+    hold, without an array object per clip (a million clips cost tens, not hundreds, of MB)."""
+
+    def __init__(self, clip_ids: Sequence[str], values: np.ndarray):
+        self.values = values
+        self.index = dict(zip(clip_ids, range(len(clip_ids))))
+
+    def __getitem__(self, clip: str):
+        return self.values[self.index[clip]]
+
+    def __iter__(self):
+        return iter(self.index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def take(self, clips: Sequence[str]) -> np.ndarray:
+        """The rows of ``clips``, in that order, as one array."""
+        return self.values[np.fromiter(map(self.index.__getitem__, clips), dtype=np.int64, count=len(clips))]
 
 
 @dataclasses.dataclass
@@ -51,75 +74,82 @@ class Member:
     """One run's out-of-fold and (optional) test probabilities, keyed by clip."""
 
     name: str
-    oof: dict[str, np.ndarray]
-    test: dict[str, np.ndarray] | None
-    oof_truth: dict[str, int]
+    oof: Mapping[str, np.ndarray]
+    test: Mapping[str, np.ndarray] | None
+    oof_truth: Mapping[str, int]
 
 
-def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    try:
+def _take(rows: Mapping[str, np.ndarray], clips: Sequence[str]) -> np.ndarray:
+    if isinstance(rows, ClipRows):
+        return rows.take(clips)
+    return np.stack([rows[c] for c in clips])
+
+
+def _read_parts(paths: Sequence[Path]) -> tuple[ClipRows, Mapping[str, int]]:
+    """Probabilities files (``read_probabilities`` refuses anything but finite, normalised rows), one set of rows;
+    a clip in two of them is refused."""
+    ids: list[str] = []
+    values, truths = [], []
+    for path in paths:
         clip_ids, probabilities, truth = read_probabilities(path)
-    except (KeyError, ValueError) as error:
-        raise BlemoreError(f"{path}: not a probabilities file ({error})") from None
-    rows = dict(zip(clip_ids, probabilities))
-    return rows, ({} if truth is None else dict(zip(clip_ids, truth.tolist())))
+        if ids:
+            seen = set(ids)
+            twice = next((clip for clip in clip_ids if clip in seen), None)
+            if twice is not None:
+                raise BlemoreError(f"{path}: clip {twice} is also in another fold's validation file")
+        ids += clip_ids
+        values.append(probabilities)
+        truths.append(truth)
+    rows = ClipRows(ids, np.concatenate(values))
+    if any(t is None for t in truths):
+        return rows, {}
+    return rows, ClipRows(ids, np.concatenate(truths))
 
 
 def load_member(run_dir: str | os.PathLike) -> Member:
     """The probabilities a ``blemore heads`` or ``blemore train`` run left behind (see the module docstring)."""
     run_dir = Path(run_dir)
     if (run_dir / OOF_PROBABILITIES_FILE).is_file():
-        oof, truth = _read(run_dir / OOF_PROBABILITIES_FILE)
+        oof, truth = _read_parts([run_dir / OOF_PROBABILITIES_FILE])
     else:
         fold_files = sorted(run_dir.glob("fold*/validation_probabilities.csv"))
         if not fold_files:
             raise BlemoreError(f"{run_dir}: no {OOF_PROBABILITIES_FILE} (a `blemore heads` output folder) and no "
                                "fold*/validation_probabilities.csv (a `blemore train --fold all` run)")
-        oof, truth = {}, {}
-        for path in fold_files:
-            rows, labels = _read(path)
-            overlap = set(rows) & set(oof)
-            if overlap:
-                raise BlemoreError(f"{path}: clip {sorted(overlap)[0]} is also in another fold's validation file")
-            oof.update(rows)
-            truth.update(labels)
+        oof, truth = _read_parts(fold_files)
     test = None
     for candidate in (run_dir / TEST_PROBABILITIES_FILE, run_dir / "test" / "probabilities.csv"):
         if candidate.is_file():
-            test = _read(candidate)[0]
+            test = _read_parts([candidate])[0]
             break
     return Member(str(run_dir), oof, test, truth)
 
 
-def read_dataset_labels(dataset_dir: str | os.PathLike) -> dict[str, tuple[str, int, int]]:
-    """clip → (split, fold, outcome) from a prepared dataset's ``data/`` (fold and outcome -1 where unknown)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    files = sorted((Path(dataset_dir) / "data").glob("*.parquet"))
-    if not files:
-        raise BlemoreError(f"{dataset_dir}: no data/*.parquet files (give the folder written by `blemore prepare`)")
-    table = pa.concat_tables([pq.read_table(f, columns=["clip_id", "split", "fold", "outcome"]) for f in files])
-    return {clip: (split, -1 if fold is None else int(fold), -1 if outcome is None else int(outcome))
-            for clip, split, fold, outcome in zip(*(table[c].to_pylist() for c in ("clip_id", "split", "fold",
-                                                                                    "outcome")))}
-
-
 def fit_weights(member_probabilities: np.ndarray, targets: np.ndarray, steps: int = 2000,
-                step_size: float = 1.0) -> np.ndarray:
+                step_size: float = 1.0, tolerance: float = 1e-12) -> np.ndarray:
     """Simplex weights minimising the soft-label cross-entropy of ``Σ_m w_m p_m``.
 
     ``member_probabilities``: (members, clips, 6); ``targets``: (clips, 6). Exponentiated gradient (mirror descent
-    on the simplex) keeps the weights non-negative and summing to 1 at every step.
+    on the simplex) keeps the weights non-negative and summing to 1 at every step; it stops after ``steps`` steps
+    or once no weight moves by more than ``tolerance``. A soft target holds at most two emotions, so only those two
+    columns of each clip enter the cross-entropy: the descent works on (members, clips, 2), a third of the data.
     """
-    count = member_probabilities.shape[0]
+    count, clips = member_probabilities.shape[:2]
     weights = np.full(count, 1.0 / count)
-    probabilities = np.clip(member_probabilities, 1e-9, None)
+    if count == 1 or clips == 0:
+        return weights
+    columns = np.argsort(-targets, axis=1, kind="stable")[:, :2]  # the (at most two) emotions of each target
+    target = np.take_along_axis(targets, columns, axis=1).reshape(-1)  # (clips * 2,)
+    probabilities = np.clip(np.take_along_axis(member_probabilities, columns[None], axis=2), 1e-9, None)
+    probabilities = probabilities.reshape(count, -1)  # (members, clips * 2)
     for _ in range(steps):
-        fused = np.einsum("m,mne->ne", weights, probabilities)
-        gradient = -np.einsum("ne,mne->m", targets / fused, probabilities) / targets.shape[0]
-        weights = weights * np.exp(-step_size * (gradient - gradient.min()))
-        weights /= weights.sum()
+        gradient = -(probabilities @ (target / (weights @ probabilities))) / clips
+        updated = weights * np.exp(-step_size * (gradient - gradient.min()))
+        updated /= updated.sum()
+        converged = np.abs(updated - weights).max() <= tolerance
+        weights = updated
+        if converged:
+            break
     return weights
 
 
@@ -150,10 +180,10 @@ def ensemble(members: Sequence[Member], labels: dict[str, tuple[str, int, int]])
         for clip in clips:
             if clip not in labels or labels[clip][2] < 0 or labels[clip][1] < 0:
                 raise BlemoreError(f"{member.name}: clip {clip} has no labelled training row in the dataset")
-            if clip in member.oof_truth and member.oof_truth[clip] != labels[clip][2]:
-                there, here = (blemore.OUTCOME_NAMES[o] for o in (member.oof_truth[clip], labels[clip][2]))
+            if clip in member.oof_truth and int(member.oof_truth[clip]) != labels[clip][2]:
+                there, here = (blemore.OUTCOME_NAMES[int(o)] for o in (member.oof_truth[clip], labels[clip][2]))
                 raise BlemoreError(f"{member.name}: clip {clip} is labelled {there} there but {here} in the dataset")
-    stacked = np.stack([np.stack([m.oof[c] for c in clips]) for m in members])  # (members, clips, 6)
+    stacked = np.stack([_take(m.oof, clips) for m in members])  # (members, clips, 6)
     folds = np.array([labels[c][1] for c in clips])
     outcomes = np.array([labels[c][2] for c in clips])
     targets = TARGETS[outcomes]
@@ -191,7 +221,7 @@ def ensemble(members: Sequence[Member], labels: dict[str, tuple[str, int, int]])
             extra = set(member.test) ^ set(test_ids)
             if extra:
                 raise BlemoreError(f"{member.name}: test clips differ from {names[0]}'s (e.g. {sorted(extra)[0]})")
-        test_probabilities = fuse(weights, np.stack([np.stack([m.test[c] for c in test_ids]) for m in members]))
+        test_probabilities = fuse(weights, np.stack([_take(m.test, test_ids) for m in members]))
     return EnsembleResult(report, weights, decoding["parameters"], test_ids, test_probabilities)
 
 
@@ -228,10 +258,11 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], dataset_dir: str | os.Pa
         unknown = [c for c in result.test_clip_ids if labels.get(c, ("",))[0] != "test"]
         if unknown:
             raise BlemoreError(f"{unknown[0]}: not a test clip of {dataset_dir}")
+        from blemore_toolkit.evaluation.decoder_choice import decode_in_chunks
         from blemore_toolkit.evaluation.submission import write_submission
-        from blemore_toolkit.modeling.decoding_blemore import decode
+        from blemore_toolkit.modeling.decoding_blemore import outcomes_to_predictions
 
-        predictions = decode(result.test_probabilities, **result.decoding)
+        predictions = outcomes_to_predictions(decode_in_chunks(result.test_probabilities, **result.decoding))
         report["submission"] = str(write_submission(dict(zip(result.test_clip_ids, predictions)), submission))
     if output is not None:
         from blemore_toolkit.evaluation.probabilities import write_probabilities
@@ -241,9 +272,9 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], dataset_dir: str | os.Pa
         if result.test_probabilities is not None:
             report["test_probabilities"] = str(write_probabilities(output / TEST_PROBABILITIES_FILE,
                                                                    result.test_clip_ids, result.test_probabilities))
-        write_text_atomically(output / ENSEMBLE_REPORT, json.dumps(report, indent=2, default=float) + "\n")
+        write_text_atomically(output / ENSEMBLE_REPORT, json_text(report))
     return report
 
 
-__all__ = ["EnsembleResult", "Member", "ensemble", "fit_weights", "format_report", "fuse", "load_member",
+__all__ = ["ClipRows", "EnsembleResult", "Member", "ensemble", "fit_weights", "format_report", "fuse", "load_member",
            "read_dataset_labels", "run_ensemble"]

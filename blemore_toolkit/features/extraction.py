@@ -61,6 +61,7 @@ import blemore
 from blemore import BlemoreError
 from blemore_toolkit.data.atomic import check_writable, write_text_atomically
 from blemore_toolkit.data.card import config_info, join_card, split_card
+from blemore_toolkit.evaluation.scoring import json_text
 from blemore_toolkit.features import imagebind_frames
 from blemore_toolkit.features.records import PADDING_FRAME, STATISTICS, aggregate, clip_record
 
@@ -839,6 +840,8 @@ def _extract(dataset_dir: Path, shards: list[Path], encoder: str, name: str, pro
     if not processes.is_main:
         return result
 
+    from blemore_toolkit.features.dataset_clips import clips_record, read_dataset_labels
+
     provenance = {
         "config_name": name,
         "encoder": encoder,
@@ -866,10 +869,12 @@ def _extract(dataset_dir: Path, shards: list[Path], encoder: str, name: str, pro
         "toolkit_version": _toolkit_version(),
         "processes": processes.world_size,
         "fingerprint": settings_data,
+        # the clips embedded, checked by everything that reads the config (features/dataset_clips.py)
+        "clips": clips_record(read_dataset_labels(dataset_dir)),
     }
     if hasattr(model, "provenance"):  # what only this family records (openSMILE version, cleaning, windowing)
         provenance.update(model.provenance())
-    write_text_atomically(provenance_path, json.dumps(provenance, indent=2, default=str) + "\n")
+    write_text_atomically(provenance_path, json_text(provenance))
     register_config(dataset_dir, name, hidden_size, getattr(model, "features_size", None))
     shutil.rmtree(done_dir, ignore_errors=True)
     return result

@@ -76,6 +76,8 @@ import numpy as np
 
 import blemore
 from blemore import BlemoreError
+from blemore_toolkit.data.atomic import write_text_atomically
+from blemore_toolkit.evaluation.scoring import json_text
 from blemore_toolkit.evaluation.tuning import ThresholdGrid, ThresholdSearch, outcome_scores, tune_thresholds
 from blemore_toolkit.features.extraction import FEATURES_DIR, PROVENANCE_FILE, feature_configs
 from blemore_toolkit.features.protocols import METHODS, HeadProtocol, head_protocol
@@ -163,6 +165,7 @@ def load_feature_table(dataset_dir: str | os.PathLike, names: Sequence[str]) -> 
     if len(set(names)) != len(names):
         raise BlemoreError(f"feature configs {list(names)}: a config is named twice")
     tables = {name: _read_config(dataset_dir, name) for name in names}
+    _check_clips(dataset_dir, tables)
     first = tables[names[0]]
     clip_ids = first["clip_id"].to_pylist()
     order = {clip: i for i, clip in enumerate(clip_ids)}
@@ -182,6 +185,26 @@ def load_feature_table(dataset_dir: str | os.PathLike, names: Sequence[str]) -> 
     fold = np.array([-1 if f is None else f for f in first["fold"].to_pylist()], dtype=np.int64)
     split = np.array(first["split"].to_pylist())
     return FeatureTable(clip_ids, split, fold, outcome, _fixed_list(first["soft_target"], 6), features)
+
+
+def _check_clips(dataset_dir: Path, tables: dict) -> None:
+    """Each config's clips, splits, folds and outcomes must be the dataset's own (``dataset_clips``)."""
+    from blemore_toolkit.features.dataset_clips import check_feature_clips, read_dataset_labels
+
+    if not any((dataset_dir / "data").glob("*.parquet")):
+        return  # features alone, without the clips: nothing to check against
+    labels = read_dataset_labels(dataset_dir)
+    for name, table in tables.items():
+        path = dataset_dir / FEATURES_DIR / name / PROVENANCE_FILE
+        try:
+            provenance = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BlemoreError(f"{path}: not valid JSON ({error}); extract the config again") from None
+        as_numbers = [np.array([-1 if v is None else v for v in table[c].to_pylist()], dtype=np.int64)
+                      for c in ("fold", "outcome")]
+        check_feature_clips(dataset_dir, name, table["clip_id"].to_pylist(), np.array(table["split"].to_pylist()),
+                            *as_numbers, recorded=provenance.get("clips") if isinstance(provenance, dict) else None,
+                            labels=labels)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -892,7 +915,6 @@ def fit_final(table: FeatureTable, settings: HeadSettings, groups: Sequence[Sequ
 def write_cv_outputs(cv: CrossValidation, table: FeatureTable, folder: Path, settings: HeadSettings,
                      extra: dict | None = None) -> Path:
     """``folder/cv/fold{k}/validation_probabilities.csv`` and ``folder/cv/results.json`` (see the module docstring)."""
-    from blemore_toolkit.data.atomic import write_text_atomically
 
     cv_dir = Path(folder) / "cv"
     for row in cv.folds:
@@ -905,7 +927,7 @@ def write_cv_outputs(cv: CrossValidation, table: FeatureTable, folder: Path, set
             "with_pooled_thresholds")
     results = {**settings.as_dict(), "folds": [{k: row[k] for k in keys if k in row} for row in cv.folds],
                "summary": cv.summary(), "pooled_out_of_fold": cv.pooled, "cv_seconds": cv.seconds, **(extra or {})}
-    write_text_atomically(cv_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+    write_text_atomically(cv_dir / "results.json", json_text(results))
     return cv_dir
 
 
@@ -979,7 +1001,7 @@ def save_head(model, folder: Path, report: dict, table_text: str) -> Path:
     """``save_pretrained`` plus the card and report."""
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
-    (folder / "heads_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_text_atomically(folder / "heads_report.json", json_text(report))
     (folder / "README.md").write_text(_model_card(report, table_text))
     return folder
 
@@ -1074,9 +1096,9 @@ def run_heads_pipeline(
         folders.append(folder)
     report["model_folders"] = [str(f) for f in folders]
     if late_fusion and len(groups) > 1:
-        (output / "late_fusion.json").write_text(json.dumps(
+        write_text_atomically(output / "late_fusion.json", json_text(
             {"members": [str(f.relative_to(output)) for f in folders], "thresholds": list(thresholds),
-             "rule": "average the members' softmax probabilities, then decode with the thresholds"}, indent=2))
+             "rule": "average the members' softmax probabilities, then decode with the thresholds"}))
     test_rows = table.split == "test"
     probs = None
     if test_rows.any():
@@ -1103,9 +1125,8 @@ def run_heads_pipeline(
         commit = push_model_folder(folders[0], push_to_hub, endpoint=hub_endpoint)
         report["pushed"] = {"repo": push_to_hub, "commit": getattr(commit, "oid", None)}
     for folder in folders:
-        (folder / "heads_report.json").write_text(json.dumps({**report, "model_feature_sizes":
-                                                              json.loads((folder / "config.json").read_text())
-                                                              ["feature_sizes"]}, indent=2, default=str) + "\n")
+        sizes = json.loads((folder / "config.json").read_text())["feature_sizes"]
+        write_text_atomically(folder / "heads_report.json", json_text({**report, "model_feature_sizes": sizes}))
     return report
 
 

@@ -17,6 +17,7 @@ For a labelled split (e.g. ``--config fold2 --split validation``) the challenge 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import blemore
-from blemore_toolkit.evaluation.probabilities import write_probabilities
+from blemore_toolkit.evaluation.probabilities import check_probabilities, write_probabilities
 from blemore_toolkit.training.batches import ClipCollator, clip_stream, cpu_threads_beside_workers
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -91,26 +92,37 @@ def _could_be_a_repo_id(model: str) -> bool:
 
 def _model_file(model: str, name: str) -> str:
     """How to name a file of a model folder or Hub repo in a message."""
-    return str(Path(model) / name) if Path(model).exists() else f"{model} ({name})"
+    from blemore_toolkit.training.model_checks import model_file
+
+    return model_file(model, name)
 
 
-def load_blemore_model(model: str, *, revision: str | None = None, trust_remote_code: bool = False, **settings):
+def load_blemore_model(model: str, *, revision: str | None = None, trust_remote_code: bool = False,
+                       strict: bool | None = None, **settings):
     """``AutoModelForVideoClassification.from_pretrained`` of a saved BLEMORE model (the classifier), with each way
     it can fail said in one line.
 
     A damaged ``config.json`` or weights file is named; a model whose classes are not this package's (it would
-    need the code it ships) is refused unless ``trust_remote_code``.
+    need the code it ships) is refused unless ``trust_remote_code``. ``strict`` (default: unless ``settings``
+    change the architecture) also refuses a checkpoint whose tensors do not all load as they were saved
+    (``model_checks``): missing, unexpected, reshaped, stored as integers, or not finite.
     """
     from huggingface_hub.errors import StrictDataclassError
     from safetensors import SafetensorError
     from transformers import AutoModelForVideoClassification
 
     from blemore_toolkit.modeling import register_auto_classes
+    from blemore_toolkit.training import model_checks
 
+    strict = not settings if strict is None else strict
+    model_checks.check_model_config(model, model_checks.read_json_object(model, "config.json", revision))
     register_auto_classes()  # BLEMORE configs then load with the local classes, without running shipped code
+    if strict:  # reshaped tensors are reported (and refused below) rather than raised after a printed report
+        settings = {"ignore_mismatched_sizes": True, **settings}
     try:
-        return AutoModelForVideoClassification.from_pretrained(model, trust_remote_code=trust_remote_code,
-                                                               revision=revision, **settings)
+        with _quiet_transformers(strict):  # in strict mode the load report becomes this package's one line
+            loaded, info = AutoModelForVideoClassification.from_pretrained(
+                model, trust_remote_code=trust_remote_code, revision=revision, output_loading_info=True, **settings)
     except SafetensorError as error:
         raise blemore.BlemoreError(f"{_model_file(model, 'model.safetensors')}: damaged weights ({error}); save or "
                                    "download the model again") from None
@@ -120,32 +132,56 @@ def load_blemore_model(model: str, *, revision: str | None = None, trust_remote_
         # A config the BLEMORE checks refuse (e.g. 36 labels in id2label): their reason, not the wrapper's.
         reason = error.__cause__ if error.__cause__ is not None else error
         raise blemore.BlemoreError(f"{_model_file(model, 'config.json')}: {' '.join(str(reason).split())}") from None
-    except ValueError as error:
+    except RuntimeError as error:  # a tensor of another shape (transformers prints its report before raising)
+        raise blemore.BlemoreError(f"{_model_file(model, 'model.safetensors')}: the weights do not fit the model "
+                                   f"({' '.join(str(error).split())[:200]})") from None
+    except (ValueError, TypeError) as error:
         unknown = re.search(r"Unrecognized configuration class <class '(?:[\w.]+\.)?(\w+)'>", str(error))
         if unknown:  # a transformers model of another kind (e.g. BertConfig): no code of its own is involved
             raise blemore.BlemoreError(f"{model}: not a BLEMORE model (its config.json is a {unknown[1]}, which "
                                        "is no video classifier); give a folder written by `blemore train` or "
                                        "`blemore heads`") from None
-        if "trust_remote_code" not in str(error):
-            raise
-        raise blemore.BlemoreError(f"{model}: is not a BLEMORE model this package can load with its own code; it "
-                                   "ships code of its own, which runs only with --trust-remote-code (read it "
-                                   "first)") from None
+        if "trust_remote_code" in str(error):
+            raise blemore.BlemoreError(f"{model}: is not a BLEMORE model this package can load with its own code; "
+                                       "it ships code of its own, which runs only with --trust-remote-code (read "
+                                       "it first)") from None
+        raise blemore.BlemoreError(f"{_model_file(model, 'config.json')}: not a usable model configuration "
+                                   f"({' '.join(str(error).split())[:200]})") from None
+    if strict:
+        model_checks.check_loading_report(model, info)
+        model_checks.check_checkpoint_tensors(model, loaded, revision)
+    return loaded
+
+
+@contextlib.contextmanager
+def _quiet_transformers(quiet: bool):
+    """transformers' warnings (its multi-line load report) silenced while ``quiet``."""
+    from transformers.utils import logging as transformers_logging
+
+    level = transformers_logging.get_verbosity()
+    if quiet:
+        transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(level)
 
 
 def load_blemore_processor(model: str, *, revision: str | None = None):
-    """``BlemoreProcessor.from_pretrained``, a damaged ``processor_config.json`` named in one line."""
-    import json
-
+    """``BlemoreProcessor.from_pretrained``, a damaged or unusable ``processor_config.json`` named in one line."""
     from blemore_toolkit.modeling import BlemoreProcessor
+    from blemore_toolkit.training import model_checks
 
+    model_checks.check_processor_config(model, model_checks.read_json_object(model, "processor_config.json",
+                                                                             revision))
     try:
         return BlemoreProcessor.from_pretrained(model, revision=revision)
-    except json.JSONDecodeError as error:
-        raise blemore.BlemoreError(f"{_model_file(model, 'processor_config.json')}: not valid JSON ({error.msg} at "
-                                   f"line {error.lineno}, column {error.colno})") from None
     except OSError as error:
         raise blemore.BlemoreError(f"{model}: cannot load the processor: {' '.join(str(error).split())}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise blemore.BlemoreError(f"{_model_file(model, 'processor_config.json')}: not a usable processor "
+                                   f"configuration ({type(error).__name__}: {' '.join(str(error).split())[:200]})"
+                                   ) from None
 
 
 def predict_split(model, processor, split, *, batch_size: int = 8, num_workers: int = 2,
@@ -196,6 +232,8 @@ def write_predictions(result: dict, output_dir: str | os.PathLike, truth=None) -
     from blemore_toolkit.modeling.decoding_blemore import outcomes_to_predictions
 
     output_dir = Path(output_dir)
+    # NaN or infinite outputs (a damaged model, a broken input) decode to plausible answers: refuse them first
+    check_probabilities(result["probabilities"], list(result["clip_ids"]), "the model's predictions")
     predictions = dict(zip(result["clip_ids"], outcomes_to_predictions(result["outcomes"])))
     checked = check_submission(parse_submission(submission_document(predictions), "predictions"),
                                expected=result["clip_ids"])

@@ -313,18 +313,98 @@ def train_run(
     """
     run_dir = Path(settings.output_dir) / name
     model_dir = run_dir / "model"
+    fingerprint = run_fingerprint(settings, train_split, eval_split, thresholds)
     if settings.resume and (run_dir / "results.json").is_file() and model_dir.is_dir():
+        check_resumable(run_dir, fingerprint, finished=True)
         return _finished_run(name, run_dir)
+    if settings.resume and _last_checkpoint(run_dir) is not None:
+        check_resumable(run_dir, fingerprint, finished=False)
 
     with cpu_threads_beside_workers(settings.num_workers):
-        return _train_and_save(name, run_dir, train_split, eval_split, settings, thresholds)
+        return _train_and_save(name, run_dir, train_split, eval_split, settings, thresholds, fingerprint)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What --resume may reuse: a run made from the same clips, labels and settings
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Settings that do not change what a run learns (where it writes, how it reports, how fast it loads data).
+_NOT_LEARNT = ("output_dir", "resume", "progress", "num_workers", "logging_steps", "eval_batch_size",
+               "trust_remote_code")
+#: Settings a stopped run may be continued with other values of (train a stopped run for longer).
+_CONTINUABLE = ("epochs", "max_steps")
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+def _split_digest(split) -> dict | None:
+    """Count and digest of a split's clips and outcomes (what a run trains or validates on)."""
+    import hashlib
+
+    if split is None:
+        return None
+    clips = list(split["clip_id"])
+    outcomes = list(split["outcome"]) if "outcome" in split.column_names else [None] * len(clips)
+    digest = hashlib.sha256("\n".join(f"{c}\t{o}" for c, o in sorted(zip(clips, map(str, outcomes)))).encode())
+    return {"count": len(clips), "sha256": digest.hexdigest()}
+
+
+def run_fingerprint(settings: TrainSettings, train_split, eval_split, thresholds: dict | None) -> dict:
+    """Everything a run's result depends on besides the code: its settings, the clips and labels it trains and
+    validates on, and the thresholds given to a run without validation."""
+    return {"settings": {key: value for key, value in asdict(settings).items() if key not in _NOT_LEARNT},
+            "training_clips": _split_digest(train_split), "validation_clips": _split_digest(eval_split),
+            "thresholds": {key: float(value) for key, value in (thresholds or {}).items()}}
+
+
+def _first_difference(before, now, path: str = "") -> tuple[str, object, object] | None:
+    if isinstance(before, dict) and isinstance(now, dict):
+        for key in list(before) + [k for k in now if k not in before]:
+            found = _first_difference(before.get(key), now.get(key), f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+        return None
+    return None if before == now else (path, before, now)
+
+
+def check_resumable(run_dir: Path, fingerprint: dict, finished: bool) -> None:
+    """``BlemoreError`` (one line saying what differs) unless the run in ``run_dir`` was made from the same clips,
+    labels and settings as ``fingerprint`` (a stopped run may continue with other ``epochs``/``max_steps``)."""
+    path = run_dir / FINGERPRINT_FILE
+    try:
+        recorded = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BlemoreError(f"{run_dir}: --resume cannot tell which data and settings this run was made with (no "
+                           f"{FINGERPRINT_FILE}: made by an older version); rerun without --resume into another "
+                           "--output-dir") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BlemoreError(f"{path}: unreadable ({error}); rerun without --resume into another --output-dir"
+                           ) from None
+    from blemore_toolkit.evaluation.scoring import json_text
+
+    before, now = recorded, json.loads(json_text(fingerprint))
+    if not finished:
+        before = {**before, "settings": {k: v for k, v in before.get("settings", {}).items()
+                                         if k not in _CONTINUABLE}}
+        now = {**now, "settings": {k: v for k, v in now["settings"].items() if k not in _CONTINUABLE}}
+    found = _first_difference(before, now)
+    if found is not None:
+        what, there, here = found
+        if what.endswith(".sha256") or what.endswith(".count"):
+            what, there, here = what.rsplit(".", 1)[0], "other clips or labels", "these"
+        state = "finished" if finished else "stopped"
+        raise BlemoreError(f"{run_dir}: --resume would reuse a {state} run made with other data or settings "
+                           f"({what}: {there} there, {here} now); rerun without --resume into another --output-dir, "
+                           "or with the same data and settings")
 
 
 def _train_and_save(name: str, run_dir: Path, train_split, eval_split, settings: TrainSettings,
-                    thresholds: dict | None) -> RunResult:
+                    thresholds: dict | None, fingerprint: dict) -> RunResult:
     from transformers import Trainer
 
     model_dir = run_dir / "model"
+    if _is_main_process():  # before any checkpoint exists, so that a stopped run can be checked too
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / FINGERPRINT_FILE, fingerprint)
     model, processor = build_model(settings)
     arguments = training_arguments(settings, run_dir, eval_split is not None, model.config)
     if settings.model == "hicmae":
@@ -390,7 +470,10 @@ def _finished_run(name: str, run_dir: Path) -> RunResult:
     from blemore_toolkit.evaluation.probabilities import read_probabilities
 
     results = json.loads((run_dir / "results.json").read_text())
-    result = RunResult(name, run_dir / "model", results.get("metrics"))
+    metrics = results.get("metrics")
+    if metrics is not None:  # an undefined figure is stored as null (JSON has no NaN)
+        metrics = {key: float("nan") if value is None and key in METRICS else value for key, value in metrics.items()}
+    result = RunResult(name, run_dir / "model", metrics)
     probabilities_path = run_dir / "validation_probabilities.csv"
     if result.metrics is not None and probabilities_path.is_file():
         result.clip_ids, result.probabilities, result.truth = read_probabilities(probabilities_path)
