@@ -34,20 +34,14 @@ from transformers import BatchFeature
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import PushToHubMixin, cached_file
 
+from .processing_blemore import _describe
+
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 AUDIOSET_MEAN, AUDIOSET_STD = -4.2677393, 4.5689974
 FACE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".png")
 MIN_AUDIO_SAMPLES = 1024
-
-
-def _describe(source) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    if isinstance(source, dict) and source.get("path"):
-        return str(source["path"])
-    return type(source).__name__
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -58,12 +58,17 @@ class ClipDecoder:
         if has_audio:
             decoded["waveform"] = waveforms
         if self.with_labels:
-            outcomes = list(batch["outcome"])
-            missing = [clip for clip, outcome in zip(batch["clip_id"], outcomes) if outcome is None]
-            if missing:
-                raise blemore.BlemoreError(f"clip {missing[0]}: no label (an unlabelled clip in a labelled split)")
-            decoded[LABEL_KEY] = outcomes
+            decoded[LABEL_KEY] = batch_outcomes(batch)
         return decoded
+
+
+def batch_outcomes(batch: dict) -> list:
+    """The outcome labels of a batch of dataset rows; an unlabelled clip is an error naming it."""
+    outcomes = list(batch["outcome"])
+    missing = [clip for clip, outcome in zip(batch["clip_id"], outcomes) if outcome is None]
+    if missing:
+        raise blemore.BlemoreError(f"clip {missing[0]}: no label (an unlabelled clip in a labelled split)")
+    return outcomes
 
 
 class ClipCollator:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import blemore
-from blemore_toolkit.training.batches import LABEL_KEY
+from blemore_toolkit.training.batches import LABEL_KEY, batch_outcomes
 
 FORK = "TS1349/HiCMA_BlEmoRe"
 SCRIPT = "blemore/finetune.sh"
@@ -354,11 +354,7 @@ class HicmaeClipDecoder:
             out["pixel_values_videos"].append(frames)
             out["input_features"].append(features)
         if self.with_labels:
-            outcomes = list(batch["outcome"])
-            missing = [clip for clip, outcome in zip(batch["clip_id"], outcomes) if outcome is None]
-            if missing:
-                raise blemore.BlemoreError(f"clip {missing[0]}: no label (an unlabelled clip in a labelled split)")
-            out[LABEL_KEY] = outcomes
+            out[LABEL_KEY] = batch_outcomes(batch)
         return out
 
 
