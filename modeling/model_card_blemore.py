@@ -126,6 +126,8 @@ from transformers import pipeline
 
 classify = pipeline(model="{repo_id}", trust_remote_code=True{pin})  # task: {task}
 classify("clip.mov")  # a path, the file's bytes or a dataset row; a list is batched
+# [{{"label": "ang", "score": 0.52}}, {{"label": "hap", "score": 0.31}}, ...]  (best first; top_k=...)
+classify("clip.mov", blend=True)  # the blend and its salience, in the challenge's format
 # {{"emotions": [{{"emotion": "ang", "salience": 70.0}}, {{"emotion": "hap", "salience": 30.0}}],
 #  "outcome": "mix_ang_hap_70_30", "probabilities": {{"ang": 0.52, "disg": 0.03, ...}}}}
 ```
