@@ -67,9 +67,10 @@ def test_the_pipeline_predicts_what_the_model_does_on_a_clip(saved, synthetic_ra
     clips = sorted(str(p) for p in (synthetic_raw).rglob("*.mov"))[:2]
     classify = pipeline(model=str(folder), trust_remote_code=True)
     assert classify.task == "video-classification" and type(classify).__name__ == "HicmaePipeline"
-    # the folder's own copy of the code runs (remote code), not this package's classes
+    # the folder's own copy of the pipeline code runs (remote code); the model class may be this package's where an
+    # earlier test in the same process registered the local classes with the Auto classes (as `blemore predict` does)
     assert type(classify).__module__.startswith("transformers_modules")
-    assert type(classify.model).__module__.startswith("transformers_modules")
+    assert type(classify.model).__name__ == "HicmaeForBlendedEmotionRecognition"
     results = classify(clips, batch_size=2, blend=True)
     with torch.no_grad():
         logits = model(**processor(videos=clips)).logits
