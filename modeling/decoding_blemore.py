@@ -54,6 +54,15 @@ OUTCOME_IS_BLEND.setflags(write=False)
 #: (36,) index into PRESENCE_NAMES of each outcome.
 OUTCOME_PRESENCE: np.ndarray = np.array([PRESENCE_NAMES.index("+".join(emotions)) for emotions, _ in OUTCOMES])
 OUTCOME_PRESENCE.setflags(write=False)
+# (36, 16) 1.0 where an outcome names that presence answer (sums outcome probabilities into presence probabilities).
+_PRESENCE_MEMBERSHIP: np.ndarray = (OUTCOME_PRESENCE[:, None] == np.arange(len(PRESENCE_NAMES))[None, :]).astype(float)
+_PRESENCE_MEMBERSHIP.setflags(write=False)
+# (36,) entropy of each outcome's soft target: -KL(t_o ‖ p) = Σ t_o log p + H(t_o).
+with np.errstate(divide="ignore", invalid="ignore"):
+    _TARGET_ENTROPY: np.ndarray = -np.nansum(
+        np.where(OUTCOME_TARGETS > 0, OUTCOME_TARGETS * np.log(OUTCOME_TARGETS), 0), -1
+    )
+_TARGET_ENTROPY.setflags(write=False)
 
 #: Label frequencies of the released data (1,390 single-emotion clips over six emotions, 1,660 blended clips
 #: over ten pairs × three saliences), used as the default prior when six emotion probabilities are turned into
@@ -136,14 +145,27 @@ def outcome_probabilities(
     and can be fitted on validation data; the prior carries the label frequencies, without which the three
     saliences of a pair would together outweigh a single emotion on nearly any evidence.
     """
-    probs = np.clip(to_numpy(emotion_probs), 1e-12, None)
-    probs = probs / probs.sum(axis=-1, keepdims=True)
     if temperature <= 0:
         raise ValueError(f"outcome temperature must be positive, got {temperature}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        target_entropy = -np.nansum(np.where(OUTCOME_TARGETS > 0, OUTCOME_TARGETS * np.log(OUTCOME_TARGETS), 0), -1)
-    negative_kl = np.log(probs) @ OUTCOME_TARGETS.T + target_entropy  # -KL(t_o || p), shape (N, 36)
-    scores = negative_kl / temperature + np.log(np.clip(resolve_outcome_prior(prior), 1e-300, None))
+    return tempered_outcome_probabilities(outcome_log_likelihoods(emotion_probs), temperature, prior)
+
+
+def outcome_log_likelihoods(emotion_probs) -> np.ndarray:
+    """(N, 6) emotion probabilities → (N, 36) ``-KL(t_o ‖ p)``, the part of ``outcome_probabilities`` that does not
+    depend on the temperature or the prior (compute it once when trying several temperatures)."""
+    probs = np.clip(to_numpy(emotion_probs), 1e-12, None)
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    return np.log(probs) @ OUTCOME_TARGETS.T + _TARGET_ENTROPY
+
+
+def tempered_outcome_probabilities(
+    log_likelihoods: np.ndarray, temperature: float, prior: str | Sequence[float] | np.ndarray | None = "blemore"
+) -> np.ndarray:
+    """(N, 36) ``outcome_log_likelihoods`` → the (N, 36) outcome distribution at this temperature and prior (the
+    same values as ``outcome_probabilities`` on the emotion probabilities they came from)."""
+    if temperature <= 0:
+        raise ValueError(f"outcome temperature must be positive, got {temperature}")
+    scores = log_likelihoods / temperature + np.log(np.clip(resolve_outcome_prior(prior), 1e-300, None))
     return softmax(scores, axis=-1)
 
 
@@ -212,8 +234,7 @@ def expected_scores(outcome_probs, blend_fraction: float = BLEMORE_BLEND_FRACTIO
         raise ValueError(f"expected (N, {len(OUTCOMES)}) outcome probabilities, got shape {probs.shape}")
     if not 0 < blend_fraction <= 1:
         raise ValueError(f"blend fraction must be in (0, 1], got {blend_fraction}")
-    presence_membership = OUTCOME_PRESENCE[:, None] == np.arange(len(PRESENCE_NAMES))[None, :]  # (36, 16)
-    presence_probs = probs @ presence_membership  # (N, 16)
+    presence_probs = probs @ _PRESENCE_MEMBERSHIP  # (N, 16)
     return presence_probs[:, OUTCOME_PRESENCE] + probs * OUTCOME_IS_BLEND / blend_fraction
 
 
@@ -286,10 +307,12 @@ __all__ = [
     "emotion_probabilities",
     "expected_score_outcomes",
     "expected_scores",
+    "outcome_log_likelihoods",
     "outcome_probabilities",
     "outcomes_to_predictions",
     "resolve_outcome_prior",
     "softmax",
+    "tempered_outcome_probabilities",
     "threshold_outcomes",
     "to_numpy",
 ]

@@ -21,7 +21,14 @@ import numpy as np
 
 from blemore_toolkit.evaluation.tuning import outcome_scores, tune_thresholds
 from blemore_toolkit.metrics.blemore.challenge import METRICS
-from blemore_toolkit.modeling.decoding_blemore import OUTCOME_IS_BLEND, decode_outcomes
+from blemore_toolkit.modeling.decoding_blemore import (
+    EMOTIONS,
+    OUTCOME_IS_BLEND,
+    decode_outcomes,
+    expected_score_outcomes,
+    outcome_log_likelihoods,
+    tempered_outcome_probabilities,
+)
 
 DECODER_CHOICES: tuple[str, ...] = ("thresholds", "expected_score")
 #: Temperatures tried for the expected-score decoder (emotion probabilities → outcome distribution).
@@ -38,6 +45,23 @@ def decode_in_chunks(probabilities: np.ndarray, **parameters) -> np.ndarray:
                            for start in range(0, len(probabilities), DECODE_CHUNK)])
 
 
+def expected_score_outcomes_by_temperature(probabilities: np.ndarray, temperatures, blend_fraction: float,
+                                           prior: str = "blemore") -> np.ndarray:
+    """(temperatures, N) int8 outcomes of the expected-score decoder on (N, 6) emotion probabilities at each
+    temperature: the same outcomes as ``decode_in_chunks`` at each one, the temperature-free log-likelihoods
+    computed once per block of ``DECODE_CHUNK`` clips instead of once per temperature."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(EMOTIONS):
+        raise ValueError(f"expected (N, {len(EMOTIONS)}) emotion probabilities, got shape {probabilities.shape}")
+    decoded = np.empty((len(temperatures), len(probabilities)), dtype=np.int8)
+    for start in range(0, len(probabilities), DECODE_CHUNK):
+        log_likelihoods = outcome_log_likelihoods(probabilities[start:start + DECODE_CHUNK])
+        for row, temperature in enumerate(temperatures):
+            outcome_probs = tempered_outcome_probabilities(log_likelihoods, temperature, prior)
+            decoded[row, start:start + len(log_likelihoods)] = expected_score_outcomes(outcome_probs, blend_fraction)
+    return decoded
+
+
 def tune_decoder(decoder: str, probabilities: np.ndarray, outcomes: np.ndarray) -> dict:
     """The decoder's parameters with the best challenge score on these clips (``decode_outcomes`` keywords)."""
     if decoder == "thresholds":
@@ -47,11 +71,12 @@ def tune_decoder(decoder: str, probabilities: np.ndarray, outcomes: np.ndarray) 
     if decoder != "expected_score":
         raise ValueError(f"decoder must be one of {DECODER_CHOICES}, got {decoder!r}")
     blend_fraction = float(np.clip(OUTCOME_IS_BLEND[outcomes].mean(), 1e-3, 1.0))
+    by_temperature = expected_score_outcomes_by_temperature(probabilities, TEMPERATURE_GRID, blend_fraction)
     best = None
-    for temperature in TEMPERATURE_GRID:
+    for temperature, decoded in zip(TEMPERATURE_GRID, by_temperature):
         parameters = {"decoder": "expected_score", "outcome_temperature": float(temperature),
                       "blend_fraction": blend_fraction}
-        score = outcome_scores(outcomes, decode_in_chunks(probabilities, **parameters))["score"]
+        score = outcome_scores(outcomes, decoded)["score"]
         if best is None or score > best[0] + 1e-12:
             best = (score, parameters)
     return best[1]
@@ -102,5 +127,6 @@ def choose_decoder(probabilities_by_fold, all_probabilities: np.ndarray, outcome
                     "the other folds (the choice itself is made on these clips)"}
 
 
-__all__ = ["DECODER_CHOICES", "NestedDecoding", "choose_decoder", "decode_in_chunks", "nested_decoding",
+__all__ = ["DECODER_CHOICES", "NestedDecoding", "choose_decoder", "decode_in_chunks",
+           "expected_score_outcomes_by_temperature", "nested_decoding",
            "tune_decoder"]
