@@ -51,6 +51,9 @@ OUTCOME_TARGETS.setflags(write=False)
 #: (36,) True for the 30 blended outcomes.
 OUTCOME_IS_BLEND: np.ndarray = np.array([len(emotions) == 2 for emotions, _ in OUTCOMES])
 OUTCOME_IS_BLEND.setflags(write=False)
+# The six single emotions come first, then the 30 blends.
+_FIRST_BLEND = int(np.argmax(OUTCOME_IS_BLEND))
+assert OUTCOME_IS_BLEND[_FIRST_BLEND:].all() and not OUTCOME_IS_BLEND[:_FIRST_BLEND].any()
 #: (36,) index into PRESENCE_NAMES of each outcome.
 OUTCOME_PRESENCE: np.ndarray = np.array([PRESENCE_NAMES.index("+".join(emotions)) for emotions, _ in OUTCOMES])
 OUTCOME_PRESENCE.setflags(write=False)
@@ -96,10 +99,15 @@ def to_numpy(values) -> np.ndarray:
 
 def softmax(logits, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax of logits (any array-like)."""
-    logits = to_numpy(logits)
-    shifted = logits - logits.max(axis=axis, keepdims=True)
-    weights = np.exp(shifted)
-    return weights / weights.sum(axis=axis, keepdims=True)
+    return _softmax_in_place(to_numpy(logits).copy(), axis)
+
+
+def _softmax_in_place(scores: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax of a float64 array this module made and owns, computed in it (no temporary (N, 36) arrays)."""
+    scores -= scores.max(axis=axis, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=axis, keepdims=True)
+    return scores
 
 
 def outcomes_to_predictions(indices: Sequence[int] | np.ndarray) -> list[list[dict]]:
@@ -165,8 +173,9 @@ def tempered_outcome_probabilities(
     same values as ``outcome_probabilities`` on the emotion probabilities they came from)."""
     if temperature <= 0:
         raise ValueError(f"outcome temperature must be positive, got {temperature}")
-    scores = log_likelihoods / temperature + np.log(np.clip(resolve_outcome_prior(prior), 1e-300, None))
-    return softmax(scores, axis=-1)
+    scores = np.asarray(log_likelihoods, dtype=np.float64) / temperature
+    scores += np.log(np.clip(resolve_outcome_prior(prior), 1e-300, None))
+    return _softmax_in_place(scores)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,7 +244,9 @@ def expected_scores(outcome_probs, blend_fraction: float = BLEMORE_BLEND_FRACTIO
     if not 0 < blend_fraction <= 1:
         raise ValueError(f"blend fraction must be in (0, 1], got {blend_fraction}")
     presence_probs = probs @ _PRESENCE_MEMBERSHIP  # (N, 16)
-    return presence_probs[:, OUTCOME_PRESENCE] + probs * OUTCOME_IS_BLEND / blend_fraction
+    scores = np.take(presence_probs, OUTCOME_PRESENCE, axis=1)
+    scores[:, _FIRST_BLEND:] += probs[:, _FIRST_BLEND:] / blend_fraction  # the salience bonus of the blends
+    return scores
 
 
 def expected_score_outcomes(outcome_probs, blend_fraction: float = BLEMORE_BLEND_FRACTION) -> np.ndarray:

@@ -24,6 +24,9 @@ from blemore_toolkit.modeling.decoding_blemore import (
     OUTCOME_TARGETS,
     PRESENCE_NAMES,
     decode_outcomes,
+    expected_scores,
+    outcome_probabilities,
+    softmax,
 )
 
 FOLDS = 5
@@ -133,3 +136,25 @@ def test_all_temperatures_at_once_decode_as_one_temperature_at_a_time(monkeypatc
             best = (score, temperature)
     assert len(set(scores)) > 1
     assert tune_decoder("expected_score", probs, truth)["outcome_temperature"] == best[1]
+
+
+def test_outcome_distribution_and_expected_scores_equal_the_formulas_as_before():
+    """The posterior (log-likelihoods once, softmax in place) and the expected scores (gathered presence sums plus
+    the blends' bonus) are the very numbers of the formulas as first written, not merely close."""
+    rng = np.random.default_rng(5)
+    probs = _probabilities_with_ties(rng, 500)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target_entropy = -np.nansum(np.where(OUTCOME_TARGETS > 0, OUTCOME_TARGETS * np.log(OUTCOME_TARGETS), 0), -1)
+    clipped = np.clip(probs, 1e-12, None)
+    clipped = clipped / clipped.sum(axis=-1, keepdims=True)
+    for temperature in (0.05, 0.35, 2.0):
+        scores = (np.log(clipped) @ OUTCOME_TARGETS.T + target_entropy) / temperature + np.log(BLEMORE_OUTCOME_PRIOR)
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        before = shifted / shifted.sum(axis=1, keepdims=True)
+        now = outcome_probabilities(probs, temperature)
+        assert np.abs(now - before).max() == 0
+        assert np.abs(softmax(scores) - before).max() == 0
+        membership = OUTCOME_PRESENCE[:, None] == np.arange(len(PRESENCE_NAMES))[None, :]
+        for blend_fraction in (0.3, BLEMORE_BLEND_FRACTION):
+            expected = (before @ membership)[:, OUTCOME_PRESENCE] + before * OUTCOME_IS_BLEND / blend_fraction
+            assert np.abs(expected_scores(now, blend_fraction) - expected).max() == 0
