@@ -243,9 +243,18 @@ def expected_scores(outcome_probs, blend_fraction: float = BLEMORE_BLEND_FRACTIO
         raise ValueError(f"expected (N, {len(OUTCOMES)}) outcome probabilities, got shape {probs.shape}")
     if not 0 < blend_fraction <= 1:
         raise ValueError(f"blend fraction must be in (0, 1], got {blend_fraction}")
-    presence_probs = probs @ _PRESENCE_MEMBERSHIP  # (N, 16)
-    scores = np.take(presence_probs, OUTCOME_PRESENCE, axis=1)
-    scores[:, _FIRST_BLEND:] += probs[:, _FIRST_BLEND:] / blend_fraction  # the salience bonus of the blends
+    return add_blend_bonus(presence_scores(probs), probs, blend_fraction)
+
+
+def presence_scores(outcome_probs: np.ndarray) -> np.ndarray:
+    """(N, 36) outcome distribution → (N, 36) probability that the presence answer of each outcome is right: the
+    part of ``expected_scores`` that does not depend on the blend fraction."""
+    return np.take(outcome_probs @ _PRESENCE_MEMBERSHIP, OUTCOME_PRESENCE, axis=1)
+
+
+def add_blend_bonus(scores: np.ndarray, outcome_probs: np.ndarray, blend_fraction: float) -> np.ndarray:
+    """``presence_scores`` + the salience bonus ``P(o) / ρ`` of each blend, added in place: ``expected_scores``."""
+    scores[:, _FIRST_BLEND:] += outcome_probs[:, _FIRST_BLEND:] / blend_fraction
     return scores
 
 
@@ -300,6 +309,7 @@ def decode(probabilities, decoder: str = "thresholds", **parameters) -> list[lis
 
 
 __all__ = [
+    "add_blend_bonus",
     "BLEMORE_BLEND_FRACTION",
     "BLEMORE_OUTCOME_PRIOR",
     "BLENDABLE_EMOTIONS",
@@ -321,6 +331,7 @@ __all__ = [
     "outcome_log_likelihoods",
     "outcome_probabilities",
     "outcomes_to_predictions",
+    "presence_scores",
     "resolve_outcome_prior",
     "softmax",
     "tempered_outcome_probabilities",

@@ -158,3 +158,25 @@ def test_outcome_distribution_and_expected_scores_equal_the_formulas_as_before()
         for blend_fraction in (0.3, BLEMORE_BLEND_FRACTION):
             expected = (before @ membership)[:, OUTCOME_PRESENCE] + before * OUTCOME_IS_BLEND / blend_fraction
             assert np.abs(expected_scores(now, blend_fraction) - expected).max() == 0
+
+
+@pytest.mark.parametrize("chunk", [64, 131_072])
+def test_nested_decoding_of_a_fixed_array_equals_the_fold_by_fold_nested_decoding(monkeypatch, chunk):
+    """One outcome distribution per clip and temperature shared by all folds gives the very folds, parameters,
+    outcomes and figures of tuning and decoding fold by fold (random and tied probabilities, blocks or whole)."""
+    monkeypatch.setattr(decoder_choice, "DECODE_CHUNK", chunk)
+    rng = np.random.default_rng(23)
+    n = 900
+    probs = _probabilities_with_ties(rng, n)
+    outcomes = rng.integers(0, 36, n)
+    sure = rng.random(n) < 0.4
+    probs[sure] = 0.7 * OUTCOME_TARGETS[outcomes[sure]] + 0.3 * probs[sure]
+    folds = rng.integers(0, FOLDS, n)
+    for decoder in DECODER_CHOICES:
+        fixed = decoder_choice.nested_decoding_fixed(decoder, probs, outcomes, folds)
+        by_fold = nested_decoding(decoder, lambda fold: probs, outcomes, folds)
+        assert fixed.as_dict() == by_fold.as_dict()
+        assert np.abs(fixed.outcomes - by_fold.outcomes).max() == 0
+    temperatures = {fold["parameters"]["outcome_temperature"] for fold in fixed.folds}
+    fractions = {fold["parameters"]["blend_fraction"] for fold in fixed.folds}
+    assert len(fractions) == FOLDS and len(temperatures) >= 1

@@ -37,7 +37,7 @@ import numpy as np
 import blemore
 from blemore import BlemoreError
 from blemore_toolkit.data.atomic import write_text_atomically
-from blemore_toolkit.evaluation.decoder_choice import choose_decoder, nested_decoding
+from blemore_toolkit.evaluation.decoder_choice import choose_decoder, nested_decoding_fixed
 from blemore_toolkit.evaluation.probabilities import read_probabilities
 from blemore_toolkit.evaluation.scoring import json_text
 from blemore_toolkit.features.dataset_clips import DatasetLabels, read_dataset_label_table, read_dataset_labels
@@ -218,7 +218,7 @@ def ensemble(members: Sequence[Member], labels: dict[str, tuple[str, int, int]])
     weights = fit_weights(stacked, targets)
     members_nested = {}
     for index, name in enumerate(names):
-        nested = nested_decoding(decoding["chosen"], lambda k, i=index: stacked[i], outcomes, folds)
+        nested = nested_decoding_fixed(decoding["chosen"], stacked[index], outcomes, folds)
         members_nested[name] = nested.pooled
     chosen_nested = decoding["nested"][decoding["chosen"]]
     report = {
