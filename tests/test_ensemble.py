@@ -195,3 +195,16 @@ def test_ensemble_names_the_first_unlabelled_or_mislabelled_clip(runs, tmp_path)
                         np.vstack([probabilities, np.full((1, 6), 1 / 6)]), None)
     with pytest.raises(blemore.BlemoreError, match="clip stranger has no labelled training row"):
         ens.ensemble([ens.load_member(tmp_path / "extra")], table)
+
+
+def test_clip_rows_take_and_look_up_clips_without_a_dict_until_one_is_named():
+    values = np.arange(12.0).reshape(4, 3)
+    rows = ens.ClipRows(["d", "b", "a", "c"], values)
+    np.testing.assert_array_equal(rows.take(["a", "d", "a"]), values[[2, 0, 2]])
+    assert rows.keys_._index is None  # taking many clips at once builds no dict of them
+    with pytest.raises(KeyError, match="zz"):
+        rows.take(["a", "zz"])
+    assert list(rows) == ["d", "b", "a", "c"] and len(rows) == 4
+    np.testing.assert_array_equal(rows["c"], values[3])
+    truth = ens.ClipRows(["d", "b", "a", "c"], np.array([5, 6, 7, 8]), keys=rows.keys_)
+    assert truth.take(["c", "b"]).tolist() == [8, 6] and truth["a"] == 7

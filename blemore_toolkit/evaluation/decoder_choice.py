@@ -34,8 +34,8 @@ from blemore_toolkit.modeling.decoding_blemore import (
 DECODER_CHOICES: tuple[str, ...] = ("thresholds", "expected_score")
 #: Temperatures tried for the expected-score decoder (emotion probabilities → outcome distribution).
 TEMPERATURE_GRID: tuple[float, ...] = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)
-#: Clips decoded at once: the expected-score decoder makes several (clips, 36) arrays, 36 MB each at this size.
-DECODE_CHUNK = 131_072
+#: Clips decoded at once: the expected-score decoder makes several (clips, 36) arrays, 9 MB each at this size.
+DECODE_CHUNK = 32_768
 
 
 def decode_in_chunks(probabilities: np.ndarray, **parameters) -> np.ndarray:

@@ -101,7 +101,11 @@ class DatasetLabels(Mapping):
 
 def read_dataset_label_table(dataset_dir: str | os.PathLike) -> DatasetLabels:
     """``read_dataset_labels`` as columns (``DatasetLabels``): for a million clips and more."""
-    return DatasetLabels(_read_label_table(dataset_dir))
+    import pyarrow as pa
+
+    labels = DatasetLabels(_read_label_table(dataset_dir))
+    pa.default_memory_pool().release_unused()  # the parquet reader's buffers, kept by the allocator otherwise
+    return labels
 
 
 def clips_record(labels: ClipLabels) -> dict:

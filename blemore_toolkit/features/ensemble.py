@@ -47,27 +47,56 @@ TARGETS = np.array([blemore.soft_target(o.emotions, o.salience) for o in blemore
 ENSEMBLE_REPORT = "ensemble.json"
 
 
-class ClipRows(Mapping):
-    """Rows of one array by clip (a clip → row index beside the array): what a ``dict`` of per-clip arrays would
-    hold, without an array object per clip (a million clips cost tens, not hundreds, of MB)."""
+class _ClipKeys:
+    """The clip ids of one file; the clip → row dict is built only if a single clip is looked up by name."""
 
-    def __init__(self, clip_ids: Sequence[str], values: np.ndarray, index: dict[str, int] | None = None):
-        """``index``: the clip → row dict of another ``ClipRows`` over the same clips, shared instead of rebuilt."""
+    def __init__(self, clip_ids: Sequence[str]):
+        self.clip_ids = list(clip_ids)
+        self._index: dict[str, int] | None = None
+        self._arrow = None
+
+    @property
+    def index(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = dict(zip(self.clip_ids, range(len(self.clip_ids))))
+        return self._index
+
+    def rows(self, clips: Sequence[str]) -> np.ndarray:
+        """The row of each of ``clips`` (KeyError naming the first it lacks), found by Arrow's hash join: no Python
+        dict of a million clips."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self._arrow is None:
+            self._arrow = pa.array(self.clip_ids, pa.string())
+        found = pc.index_in(pa.array(clips, pa.string()), value_set=self._arrow)
+        if found.null_count:
+            raise KeyError(clips[int(np.argmax(found.is_null().to_numpy(zero_copy_only=False)))])
+        return found.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+class ClipRows(Mapping):
+    """Rows of one array by clip (the clip ids beside the array): what a ``dict`` of per-clip arrays would hold,
+    without an array object per clip or, unless a single clip is looked up by name, a dict of the clips (a million
+    clips cost tens, not hundreds, of MB)."""
+
+    def __init__(self, clip_ids: Sequence[str], values: np.ndarray, keys: _ClipKeys | None = None):
+        """``keys``: those of another ``ClipRows`` over the same clips, shared instead of rebuilt."""
         self.values = values
-        self.index = dict(zip(clip_ids, range(len(clip_ids)))) if index is None else index
+        self.keys_ = _ClipKeys(clip_ids) if keys is None else keys
 
     def __getitem__(self, clip: str):
-        return self.values[self.index[clip]]
+        return self.values[self.keys_.index[clip]]
 
     def __iter__(self):
-        return iter(self.index)
+        return iter(self.keys_.clip_ids)
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.keys_.clip_ids)
 
     def take(self, clips: Sequence[str]) -> np.ndarray:
         """The rows of ``clips``, in that order, as one array."""
-        return self.values[np.fromiter(map(self.index.__getitem__, clips), dtype=np.int64, count=len(clips))]
+        return self.values[self.keys_.rows(clips)]
 
 
 @dataclasses.dataclass
@@ -104,7 +133,7 @@ def _read_parts(paths: Sequence[Path]) -> tuple[ClipRows, Mapping[str, int]]:
     rows = ClipRows(ids, np.concatenate(values))
     if any(t is None for t in truths):
         return rows, {}
-    return rows, ClipRows(ids, np.concatenate(truths), index=rows.index)
+    return rows, ClipRows(ids, np.concatenate(truths), keys=rows.keys_)
 
 
 def load_member(run_dir: str | os.PathLike) -> Member:
