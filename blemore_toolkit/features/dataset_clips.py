@@ -68,7 +68,10 @@ class DatasetLabels(Mapping):
         import pyarrow.compute as pc
 
         found = pc.index_in(pa.array(clips, pa.string()), value_set=self.clip_ids)
-        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        rows = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        del found
+        pa.default_memory_pool().release_unused()  # the join's hash table, kept by the allocator otherwise
+        return rows
 
     def fold_outcome(self, clips: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(fold, outcome) of each clip, -1 where unknown or where the dataset does not hold the clip."""

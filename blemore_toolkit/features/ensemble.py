@@ -72,7 +72,10 @@ class _ClipKeys:
         found = pc.index_in(pa.array(clips, pa.string()), value_set=self._arrow)
         if found.null_count:
             raise KeyError(clips[int(np.argmax(found.is_null().to_numpy(zero_copy_only=False)))])
-        return found.to_numpy(zero_copy_only=False).astype(np.int64)
+        rows = found.to_numpy(zero_copy_only=False).astype(np.int64)
+        del found
+        pa.default_memory_pool().release_unused()  # the join's hash table, kept by the allocator otherwise
+        return rows
 
 
 class ClipRows(Mapping):
@@ -219,8 +222,8 @@ def ensemble(members: Sequence[Member], labels: dict[str, tuple[str, int, int]])
     names = [m.name for m in members]
     clips = sorted(members[0].oof)
     for member in members:
-        extra = set(member.oof) ^ set(clips)
-        if extra:
+        if member is not members[0] and sorted(member.oof) != clips:  # (no sets of a million clips unless needed)
+            extra = set(member.oof) ^ set(clips)
             raise BlemoreError(f"{member.name}: out-of-fold clips differ from {names[0]}'s (e.g. {sorted(extra)[0]}); "
                                "fuse runs made on the same dataset and folds")
     folds, outcomes = _fold_outcome(labels, clips)
