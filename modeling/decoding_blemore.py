@@ -51,9 +51,21 @@ OUTCOME_TARGETS.setflags(write=False)
 #: (36,) True for the 30 blended outcomes.
 OUTCOME_IS_BLEND: np.ndarray = np.array([len(emotions) == 2 for emotions, _ in OUTCOMES])
 OUTCOME_IS_BLEND.setflags(write=False)
+# The six single emotions come first, then the 30 blends.
+_FIRST_BLEND = int(np.argmax(OUTCOME_IS_BLEND))
+assert OUTCOME_IS_BLEND[_FIRST_BLEND:].all() and not OUTCOME_IS_BLEND[:_FIRST_BLEND].any()
 #: (36,) index into PRESENCE_NAMES of each outcome.
 OUTCOME_PRESENCE: np.ndarray = np.array([PRESENCE_NAMES.index("+".join(emotions)) for emotions, _ in OUTCOMES])
 OUTCOME_PRESENCE.setflags(write=False)
+# (36, 16) 1.0 where an outcome names that presence answer (sums outcome probabilities into presence probabilities).
+_PRESENCE_MEMBERSHIP: np.ndarray = (OUTCOME_PRESENCE[:, None] == np.arange(len(PRESENCE_NAMES))[None, :]).astype(float)
+_PRESENCE_MEMBERSHIP.setflags(write=False)
+# (36,) entropy of each outcome's soft target: -KL(t_o ‖ p) = Σ t_o log p + H(t_o).
+with np.errstate(divide="ignore", invalid="ignore"):
+    _TARGET_ENTROPY: np.ndarray = -np.nansum(
+        np.where(OUTCOME_TARGETS > 0, OUTCOME_TARGETS * np.log(OUTCOME_TARGETS), 0), -1
+    )
+_TARGET_ENTROPY.setflags(write=False)
 
 #: Label frequencies of the released data (1,390 single-emotion clips over six emotions, 1,660 blended clips
 #: over ten pairs × three saliences), used as the default prior when six emotion probabilities are turned into
@@ -87,10 +99,15 @@ def to_numpy(values) -> np.ndarray:
 
 def softmax(logits, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax of logits (any array-like)."""
-    logits = to_numpy(logits)
-    shifted = logits - logits.max(axis=axis, keepdims=True)
-    weights = np.exp(shifted)
-    return weights / weights.sum(axis=axis, keepdims=True)
+    return _softmax_in_place(to_numpy(logits).copy(), axis)
+
+
+def _softmax_in_place(scores: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax of a float64 array this module made and owns, computed in it (no temporary (N, 36) arrays)."""
+    scores -= scores.max(axis=axis, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=axis, keepdims=True)
+    return scores
 
 
 def outcomes_to_predictions(indices: Sequence[int] | np.ndarray) -> list[list[dict]]:
@@ -136,15 +153,29 @@ def outcome_probabilities(
     and can be fitted on validation data; the prior carries the label frequencies, without which the three
     saliences of a pair would together outweigh a single emotion on nearly any evidence.
     """
-    probs = np.clip(to_numpy(emotion_probs), 1e-12, None)
-    probs = probs / probs.sum(axis=-1, keepdims=True)
     if temperature <= 0:
         raise ValueError(f"outcome temperature must be positive, got {temperature}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        target_entropy = -np.nansum(np.where(OUTCOME_TARGETS > 0, OUTCOME_TARGETS * np.log(OUTCOME_TARGETS), 0), -1)
-    negative_kl = np.log(probs) @ OUTCOME_TARGETS.T + target_entropy  # -KL(t_o || p), shape (N, 36)
-    scores = negative_kl / temperature + np.log(np.clip(resolve_outcome_prior(prior), 1e-300, None))
-    return softmax(scores, axis=-1)
+    return tempered_outcome_probabilities(outcome_log_likelihoods(emotion_probs), temperature, prior)
+
+
+def outcome_log_likelihoods(emotion_probs) -> np.ndarray:
+    """(N, 6) emotion probabilities → (N, 36) ``-KL(t_o ‖ p)``, the part of ``outcome_probabilities`` that does not
+    depend on the temperature or the prior (compute it once when trying several temperatures)."""
+    probs = np.clip(to_numpy(emotion_probs), 1e-12, None)
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    return np.log(probs) @ OUTCOME_TARGETS.T + _TARGET_ENTROPY
+
+
+def tempered_outcome_probabilities(
+    log_likelihoods: np.ndarray, temperature: float, prior: str | Sequence[float] | np.ndarray | None = "blemore"
+) -> np.ndarray:
+    """(N, 36) ``outcome_log_likelihoods`` → the (N, 36) outcome distribution at this temperature and prior (the
+    same values as ``outcome_probabilities`` on the emotion probabilities they came from)."""
+    if temperature <= 0:
+        raise ValueError(f"outcome temperature must be positive, got {temperature}")
+    scores = np.asarray(log_likelihoods, dtype=np.float64) / temperature
+    scores += np.log(np.clip(resolve_outcome_prior(prior), 1e-300, None))
+    return _softmax_in_place(scores)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -212,9 +243,19 @@ def expected_scores(outcome_probs, blend_fraction: float = BLEMORE_BLEND_FRACTIO
         raise ValueError(f"expected (N, {len(OUTCOMES)}) outcome probabilities, got shape {probs.shape}")
     if not 0 < blend_fraction <= 1:
         raise ValueError(f"blend fraction must be in (0, 1], got {blend_fraction}")
-    presence_membership = OUTCOME_PRESENCE[:, None] == np.arange(len(PRESENCE_NAMES))[None, :]  # (36, 16)
-    presence_probs = probs @ presence_membership  # (N, 16)
-    return presence_probs[:, OUTCOME_PRESENCE] + probs * OUTCOME_IS_BLEND / blend_fraction
+    return add_blend_bonus(presence_scores(probs), probs, blend_fraction)
+
+
+def presence_scores(outcome_probs: np.ndarray) -> np.ndarray:
+    """(N, 36) outcome distribution → (N, 36) probability that the presence answer of each outcome is right: the
+    part of ``expected_scores`` that does not depend on the blend fraction."""
+    return np.take(outcome_probs @ _PRESENCE_MEMBERSHIP, OUTCOME_PRESENCE, axis=1)
+
+
+def add_blend_bonus(scores: np.ndarray, outcome_probs: np.ndarray, blend_fraction: float) -> np.ndarray:
+    """``presence_scores`` + the salience bonus ``P(o) / ρ`` of each blend, added in place: ``expected_scores``."""
+    scores[:, _FIRST_BLEND:] += outcome_probs[:, _FIRST_BLEND:] / blend_fraction
+    return scores
 
 
 def expected_score_outcomes(outcome_probs, blend_fraction: float = BLEMORE_BLEND_FRACTION) -> np.ndarray:
@@ -268,6 +309,7 @@ def decode(probabilities, decoder: str = "thresholds", **parameters) -> list[lis
 
 
 __all__ = [
+    "add_blend_bonus",
     "BLEMORE_BLEND_FRACTION",
     "BLEMORE_OUTCOME_PRIOR",
     "BLENDABLE_EMOTIONS",
@@ -286,10 +328,13 @@ __all__ = [
     "emotion_probabilities",
     "expected_score_outcomes",
     "expected_scores",
+    "outcome_log_likelihoods",
     "outcome_probabilities",
     "outcomes_to_predictions",
+    "presence_scores",
     "resolve_outcome_prior",
     "softmax",
+    "tempered_outcome_probabilities",
     "threshold_outcomes",
     "to_numpy",
 ]

@@ -158,3 +158,53 @@ def test_a_single_run_gets_its_decoder_chosen_on_nested_figures(runs):
     assert report["weights"] == {member.name: 1.0}
     assert report["members_nested"][member.name] == pytest.approx(report["nested"]["pooled"])
     assert report["decoding_parameters"]["decoder"] == report["decoder"]
+
+
+def test_label_columns_hold_what_the_label_dict_holds(runs):
+    """``read_dataset_label_table`` (columns, looked up many clips at once) answers as ``read_dataset_labels``."""
+    as_dict = ens.read_dataset_labels(runs["dataset"])
+    table = ens.read_dataset_label_table(runs["dataset"])
+    clips = list(as_dict)[::-1] + ["not_a_clip"]
+    folds, outcomes = table.fold_outcome(clips)
+    assert folds.tolist() == [as_dict[c][1] for c in clips[:-1]] + [-1]
+    assert outcomes.tolist() == [as_dict[c][2] for c in clips[:-1]] + [-1]
+    assert table.in_split(clips, "test").tolist() == [as_dict[c][0] == "test" for c in clips[:-1]] + [False]
+    assert not table.in_split(clips, "validation").any()
+    assert len(table) == len(as_dict) and dict(table.items()) == as_dict
+
+
+def test_ensemble_on_label_columns_equals_ensemble_on_the_label_dict(runs):
+    members = [ens.load_member(runs["root"] / name) for name in ("heads_a", "train_b")]
+    on_dict = ens.ensemble(members, ens.read_dataset_labels(runs["dataset"]))
+    on_table = ens.ensemble(members, ens.read_dataset_label_table(runs["dataset"]))
+    assert on_table.report == on_dict.report
+    np.testing.assert_array_equal(on_table.test_probabilities, on_dict.test_probabilities)
+
+
+def test_ensemble_names_the_first_unlabelled_or_mislabelled_clip(runs, tmp_path):
+    """With the labels as columns, a clip the dataset lacks or labels otherwise is still named in one line."""
+    clips = runs["clip_ids"][:TRAIN]
+    outcomes = runs["outcomes"][:TRAIN].copy()
+    probabilities = runs["probabilities"]["heads_a"][:TRAIN]
+    outcomes[7] = (outcomes[7] + 1) % len(blemore.OUTCOMES)
+    write_probabilities(tmp_path / "relabelled" / "oof_probabilities.csv", clips, probabilities, outcomes)
+    table = ens.read_dataset_label_table(runs["dataset"])
+    with pytest.raises(blemore.BlemoreError, match=f"clip {clips[7]} is labelled .* there but .* in the dataset"):
+        ens.ensemble([ens.load_member(tmp_path / "relabelled")], table)
+    write_probabilities(tmp_path / "extra" / "oof_probabilities.csv", [*clips, "stranger"],
+                        np.vstack([probabilities, np.full((1, 6), 1 / 6)]), None)
+    with pytest.raises(blemore.BlemoreError, match="clip stranger has no labelled training row"):
+        ens.ensemble([ens.load_member(tmp_path / "extra")], table)
+
+
+def test_clip_rows_take_and_look_up_clips_without_a_dict_until_one_is_named():
+    values = np.arange(12.0).reshape(4, 3)
+    rows = ens.ClipRows(["d", "b", "a", "c"], values)
+    np.testing.assert_array_equal(rows.take(["a", "d", "a"]), values[[2, 0, 2]])
+    assert rows.keys_._index is None  # taking many clips at once builds no dict of them
+    with pytest.raises(KeyError, match="zz"):
+        rows.take(["a", "zz"])
+    assert list(rows) == ["d", "b", "a", "c"] and len(rows) == 4
+    np.testing.assert_array_equal(rows["c"], values[3])
+    truth = ens.ClipRows(["d", "b", "a", "c"], np.array([5, 6, 7, 8]), keys=rows.keys_)
+    assert truth.take(["c", "b"]).tolist() == [8, 6] and truth["a"] == 7

@@ -96,3 +96,33 @@ def test_the_scale_benchmark_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines()[1:] if line.strip()]
     assert len(lines) == 4 and all("exit" not in line for line in lines), done.stdout
+
+
+def test_a_probabilities_file_is_read_without_a_four_byte_a_character_copy_of_its_text(tmp_path):
+    """``read_probabilities`` decodes the file as it parses (line endings \\n, \\r\\n or \\r, a BOM, a quoted clip
+    id with a comma read as before) and its peak allocation stays under six times the file: a StringIO of the
+    whole text alone would hold four bytes a character."""
+    import tracemalloc
+
+    from blemore_toolkit.evaluation.probabilities import read_probabilities, write_probabilities
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    clip_ids = [f"A{i % 97:03d}_clip_{i:06d}" for i in range(n)]
+    clip_ids[5] = "with,comma"
+    probabilities = rng.dirichlet(np.ones(6), n)
+    path = write_probabilities(tmp_path / "p.csv", clip_ids, probabilities, rng.integers(0, 36, n))
+    expected = read_probabilities(path)
+    text = path.read_bytes()
+    for ending in (b"\r\n", b"\r"):
+        other = tmp_path / f"p{len(ending)}.csv"
+        other.write_bytes(b"\xef\xbb\xbf" + text.replace(b"\r\n", b"\n").replace(b"\n", ending))
+        ids, values, truth = read_probabilities(other)
+        assert ids == expected[0] and ids[5] == "with,comma"
+        np.testing.assert_array_equal(values, expected[1])
+        np.testing.assert_array_equal(truth, expected[2])
+    tracemalloc.start()
+    read_probabilities(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 6 * len(text), (peak, len(text))  # 8.1 times with a StringIO of the text, 4.1 without

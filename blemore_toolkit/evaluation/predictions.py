@@ -117,11 +117,12 @@ def _from_probabilities(path: Path, truth: dict, thresholds: tuple[float, float]
     unknown = next((clip for clip in ids if clip not in truth), None)
     if unknown is not None:
         raise blemore.BlemoreError(f"{path}: clip {unknown} is not in the references")
-    if len(set(ids)) != len(ids):
+    row_of = {clip: i for i, clip in enumerate(ids)}
+    if len(row_of) != len(ids):  # (no set of the ids beside this dict: a million clips cost tens of MB each)
         seen: set[str] = set()
         twice = next(clip for clip in ids if clip in seen or seen.add(clip))
         raise blemore.BlemoreError(f"{path}: clip {twice} is listed twice (under two names)")
-    row_of = {clip: i for i, clip in enumerate(ids)}
+    del clip_ids, ids
     clips = [clip for clip in truth if clip in row_of]
     probabilities = probabilities[[row_of[clip] for clip in clips]]
     outcomes = decode_outcomes(probabilities, "thresholds", presence_threshold=thresholds[0],

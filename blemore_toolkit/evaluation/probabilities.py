@@ -97,13 +97,14 @@ def read_probabilities(path: str | os.PathLike) -> tuple[list[str], np.ndarray, 
     except OSError as error:
         raise blemore.BlemoreError(f"{path}: cannot be read ({error.strerror or error})") from None
     try:
-        text = data.decode("utf-8-sig")
+        data.decode("utf-8-sig")  # checked whole, the text dropped: the parse below decodes as it reads
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise blemore.BlemoreError(f"{path}:{line}: not UTF-8 text ({error.reason} at byte {error.start}); a "
                                    "probabilities.csv is written as UTF-8") from None
-    del data
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # A text stream decoding the bytes a block at a time (the same lines as io.StringIO(text, newline="")), not
+    # a StringIO of the whole text, which holds four bytes a character.
+    reader = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=""))
     try:
         return _parse(path, reader)
     except csv.Error as error:  # a field over csv's limit (128 KiB), a NUL byte, a quote left open

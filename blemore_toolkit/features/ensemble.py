@@ -37,36 +37,76 @@ import numpy as np
 import blemore
 from blemore import BlemoreError
 from blemore_toolkit.data.atomic import write_text_atomically
-from blemore_toolkit.evaluation.decoder_choice import choose_decoder, nested_decoding
+from blemore_toolkit.evaluation.decoder_choice import choose_decoder, nested_decoding_fixed
 from blemore_toolkit.evaluation.probabilities import read_probabilities
 from blemore_toolkit.evaluation.scoring import json_text
-from blemore_toolkit.features.dataset_clips import read_dataset_labels
+from blemore_toolkit.features.dataset_clips import DatasetLabels, read_dataset_label_table, read_dataset_labels
 from blemore_toolkit.features.heads import OOF_PROBABILITIES_FILE, TEST_PROBABILITIES_FILE
 
 TARGETS = np.array([blemore.soft_target(o.emotions, o.salience) for o in blemore.OUTCOMES])
 ENSEMBLE_REPORT = "ensemble.json"
 
 
-class ClipRows(Mapping):
-    """Rows of one array by clip (a clip → row index beside the array): what a ``dict`` of per-clip arrays would
-    hold, without an array object per clip (a million clips cost tens, not hundreds, of MB)."""
+class _ClipKeys:
+    """The clip ids of one file as one Arrow string array (about 20 bytes a clip, where a list of Python strings
+    costs about 80); the clip → row dict is built only if a single clip is looked up by name."""
 
-    def __init__(self, clip_ids: Sequence[str], values: np.ndarray):
-        self.values = values
-        self.index = dict(zip(clip_ids, range(len(clip_ids))))
+    def __init__(self, clip_ids: Sequence[str]):
+        import pyarrow as pa
 
-    def __getitem__(self, clip: str):
-        return self.values[self.index[clip]]
+        self._arrow = pa.array(clip_ids, pa.string())
+        self._index: dict[str, int] | None = None
 
-    def __iter__(self):
-        return iter(self.index)
+    @property
+    def clip_ids(self) -> list[str]:
+        return self._arrow.to_pylist()
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self._arrow)
+
+    @property
+    def index(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = dict(zip(self.clip_ids, range(len(self))))
+        return self._index
+
+    def rows(self, clips: Sequence[str]) -> np.ndarray:
+        """The row of each of ``clips`` (KeyError naming the first it lacks), found by Arrow's hash join: no Python
+        dict of a million clips."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        found = pc.index_in(pa.array(clips, pa.string()), value_set=self._arrow)
+        if found.null_count:
+            raise KeyError(clips[int(np.argmax(found.is_null().to_numpy(zero_copy_only=False)))])
+        rows = found.to_numpy(zero_copy_only=False).astype(np.int64)
+        del found
+        pa.default_memory_pool().release_unused()  # the join's hash table, kept by the allocator otherwise
+        return rows
+
+
+class ClipRows(Mapping):
+    """Rows of one array by clip (the clip ids beside the array): what a ``dict`` of per-clip arrays would hold,
+    without an array object per clip or, unless a single clip is looked up by name, a dict of the clips (a million
+    clips cost tens, not hundreds, of MB)."""
+
+    def __init__(self, clip_ids: Sequence[str], values: np.ndarray, keys: _ClipKeys | None = None):
+        """``keys``: those of another ``ClipRows`` over the same clips, shared instead of rebuilt."""
+        self.values = values
+        self.keys_ = _ClipKeys(clip_ids) if keys is None else keys
+
+    def __getitem__(self, clip: str):
+        return self.values[self.keys_.index[clip]]
+
+    def __iter__(self):
+        return iter(self.keys_.clip_ids)
+
+    def __len__(self) -> int:
+        return len(self.keys_)
 
     def take(self, clips: Sequence[str]) -> np.ndarray:
         """The rows of ``clips``, in that order, as one array."""
-        return self.values[np.fromiter(map(self.index.__getitem__, clips), dtype=np.int64, count=len(clips))]
+        return self.values[self.keys_.rows(clips)]
 
 
 @dataclasses.dataclass
@@ -103,7 +143,7 @@ def _read_parts(paths: Sequence[Path]) -> tuple[ClipRows, Mapping[str, int]]:
     rows = ClipRows(ids, np.concatenate(values))
     if any(t is None for t in truths):
         return rows, {}
-    return rows, ClipRows(ids, np.concatenate(truths))
+    return rows, ClipRows(ids, np.concatenate(truths), keys=rows.keys_)
 
 
 def load_member(run_dir: str | os.PathLike) -> Member:
@@ -123,6 +163,22 @@ def load_member(run_dir: str | os.PathLike) -> Member:
             test = _read_parts([candidate])[0]
             break
     return Member(str(run_dir), oof, test, truth)
+
+
+def _fold_outcome(labels: Mapping[str, tuple[str, int, int]], clips: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(fold, outcome) of each clip as int64 arrays, -1 where unknown or not in ``labels``."""
+    if isinstance(labels, DatasetLabels):
+        return labels.fold_outcome(clips)
+    rows = [labels.get(clip, ("", -1, -1)) for clip in clips]
+    return (np.array([row[1] for row in rows], dtype=np.int64).reshape(-1),
+            np.array([row[2] for row in rows], dtype=np.int64).reshape(-1))
+
+
+def _truth(oof_truth: Mapping[str, int], clips: Sequence[str]) -> np.ndarray:
+    """A member's own outcome of each clip (-1 where its files carry none)."""
+    if isinstance(oof_truth, ClipRows):
+        return oof_truth.take(clips).astype(np.int64)
+    return np.array([int(oof_truth.get(clip, -1)) for clip in clips], dtype=np.int64).reshape(-1)
 
 
 def fit_weights(member_probabilities: np.ndarray, targets: np.ndarray, steps: int = 2000,
@@ -173,19 +229,23 @@ def ensemble(members: Sequence[Member], labels: dict[str, tuple[str, int, int]])
     names = [m.name for m in members]
     clips = sorted(members[0].oof)
     for member in members:
-        extra = set(member.oof) ^ set(clips)
-        if extra:
+        if member is not members[0] and sorted(member.oof) != clips:  # (no sets of a million clips unless needed)
+            extra = set(member.oof) ^ set(clips)
             raise BlemoreError(f"{member.name}: out-of-fold clips differ from {names[0]}'s (e.g. {sorted(extra)[0]}); "
                                "fuse runs made on the same dataset and folds")
-        for clip in clips:
-            if clip not in labels or labels[clip][2] < 0 or labels[clip][1] < 0:
+    folds, outcomes = _fold_outcome(labels, clips)
+    unlabelled = (folds < 0) | (outcomes < 0)
+    for member in members:
+        truth = _truth(member.oof_truth, clips)
+        wrong = unlabelled | ((truth >= 0) & (truth != outcomes))
+        if wrong.any():
+            first = int(np.argmax(wrong))
+            clip = clips[first]
+            if unlabelled[first]:
                 raise BlemoreError(f"{member.name}: clip {clip} has no labelled training row in the dataset")
-            if clip in member.oof_truth and int(member.oof_truth[clip]) != labels[clip][2]:
-                there, here = (blemore.OUTCOME_NAMES[int(o)] for o in (member.oof_truth[clip], labels[clip][2]))
-                raise BlemoreError(f"{member.name}: clip {clip} is labelled {there} there but {here} in the dataset")
+            there, here = (blemore.OUTCOME_NAMES[int(o)] for o in (truth[first], outcomes[first]))
+            raise BlemoreError(f"{member.name}: clip {clip} is labelled {there} there but {here} in the dataset")
     stacked = np.stack([_take(m.oof, clips) for m in members])  # (members, clips, 6)
-    folds = np.array([labels[c][1] for c in clips])
-    outcomes = np.array([labels[c][2] for c in clips])
     targets = TARGETS[outcomes]
     fold_ids = sorted(set(folds.tolist()))
     if len(fold_ids) < 2:
@@ -197,7 +257,7 @@ def ensemble(members: Sequence[Member], labels: dict[str, tuple[str, int, int]])
     weights = fit_weights(stacked, targets)
     members_nested = {}
     for index, name in enumerate(names):
-        nested = nested_decoding(decoding["chosen"], lambda k, i=index: stacked[i], outcomes, folds)
+        nested = nested_decoding_fixed(decoding["chosen"], stacked[index], outcomes, folds)
         members_nested[name] = nested.pooled
     chosen_nested = decoding["nested"][decoding["chosen"]]
     report = {
@@ -246,7 +306,7 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], dataset_dir: str | os.Pa
                  output: str | os.PathLike | None = None, submission: str | os.PathLike | None = None) -> dict:
     """Fuse the runs, print the table, write the report (and the submission). Returns the report."""
     members = [load_member(run_dir) for run_dir in run_dirs]
-    labels = read_dataset_labels(dataset_dir)
+    labels = read_dataset_label_table(dataset_dir)
     result = ensemble(members, labels)
     report = result.report
     print(format_report(report))
@@ -255,9 +315,9 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], dataset_dir: str | os.Pa
             missing = [m.name for m in members if m.test is None]
             raise BlemoreError(f"{missing[0]}: no test probabilities ({TEST_PROBABILITIES_FILE}, or test/"
                                "probabilities.csv from `blemore predict`) to fuse for a submission")
-        unknown = [c for c in result.test_clip_ids if labels.get(c, ("",))[0] != "test"]
-        if unknown:
-            raise BlemoreError(f"{unknown[0]}: not a test clip of {dataset_dir}")
+        unknown = ~labels.in_split(result.test_clip_ids, "test")
+        if unknown.any():
+            raise BlemoreError(f"{result.test_clip_ids[int(np.argmax(unknown))]}: not a test clip of {dataset_dir}")
         from blemore_toolkit.evaluation.decoder_choice import decode_in_chunks
         from blemore_toolkit.evaluation.submission import write_submission
         from blemore_toolkit.modeling.decoding_blemore import outcomes_to_predictions
@@ -277,4 +337,4 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], dataset_dir: str | os.Pa
 
 
 __all__ = ["ClipRows", "EnsembleResult", "Member", "ensemble", "fit_weights", "format_report", "fuse", "load_member",
-           "read_dataset_labels", "run_ensemble"]
+           "read_dataset_label_table", "read_dataset_labels", "run_ensemble"]
