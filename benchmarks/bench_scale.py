@@ -88,7 +88,7 @@ def random_probabilities(rng: np.random.Generator, n: int) -> np.ndarray:
     return p
 
 
-def make_inputs(folder: Path, n: int, actors: int, seed: int = 0) -> dict[str, Path]:
+def make_inputs(folder: Path, n: int, actors: int, seed: int = 0, ensemble: bool = True) -> dict[str, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -103,6 +103,8 @@ def make_inputs(folder: Path, n: int, actors: int, seed: int = 0) -> dict[str, P
     write_submission(paths["sub_b"], names, rng.integers(0, 36, n))
     write_probabilities(paths["csv_a"], names, random_probabilities(rng, n), None)
     write_probabilities(paths["csv_b"], names, random_probabilities(rng, n), None)
+    if not ensemble:
+        return paths
     # the ensemble: n labelled training clips in five folds, n // 4 test clips
     train = [f"A{i % 997:03d}_clip{i:07d}" for i in range(n)]
     test = [f"test_{i:07d}" for i in range(n // 4)]
@@ -134,11 +136,11 @@ def command_line(command: str, paths: dict[str, Path]) -> list[str]:
     raise ValueError(command)
 
 
-def measure(argv: list[str]) -> dict:
+def measure(argv: list[str], extra_env: dict[str, str] | None = None) -> dict:
     """Run one command; its wall-clock and CPU seconds, peak RSS (MB) and exit status."""
     start = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **(extra_env or {})}
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     stderr = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
@@ -152,22 +154,20 @@ def main() -> None:
     parser.add_argument("--commands", nargs="+", choices=COMMANDS, default=list(COMMANDS))
     parser.add_argument("--actors", type=int, default=0, help="actors in the answer key (0: no actor column)")
     parser.add_argument("--keep", type=Path, help="write the inputs here and keep them")
-    parser.add_argument("--max-submission-rows", type=int, default=600_000,
-                        help="skip score and compare of submissions above this many rows (the 64 MiB cap)")
+    parser.add_argument("--max-submission-bytes", type=int, default=None,
+                        help="passed as BLEMORE_MAX_SUBMISSION_BYTES (default: raised to fit the largest submission "
+                             "written, so a 1M-clip submission is scored)")
     args = parser.parse_args()
     print(f"{'rows':>9} {'command':<12} {'seconds':>8} {'cpu s':>8} {'peak MB':>8}  load before")
     for n in args.rows:
         with tempfile.TemporaryDirectory(prefix="blemore-scale-") as scratch:
             folder = args.keep / str(n) if args.keep else Path(scratch)
             folder.mkdir(parents=True, exist_ok=True)
-            paths = make_inputs(folder, n, args.actors)
+            paths = make_inputs(folder, n, args.actors, ensemble="ensemble" in args.commands)
+            cap = args.max_submission_bytes or max(64 << 20, 2 * paths["sub_a"].stat().st_size)
             for command in args.commands:
-                if command in ("score", "compare") and n > args.max_submission_rows:
-                    print(f"{n:>9} {command:<12} skipped: a submission of {n:,} clips is over the 64 MiB that "
-                          "`score` reads (about 92 bytes a clip)", flush=True)
-                    continue
                 load = os.getloadavg()[0]
-                result = measure(command_line(command, paths))
+                result = measure(command_line(command, paths), {"BLEMORE_MAX_SUBMISSION_BYTES": str(cap)})
                 status = "" if result["status"] == 0 else f"  exit {result['status']}: {result['error']}"
                 print(f"{n:>9} {command:<12} {result['seconds']:>8.1f} {result['cpu_seconds']:>8.1f} "
                       f"{result['peak_mb']:>8.0f}  {load:.1f}{status}", flush=True)

@@ -115,6 +115,26 @@ def test_a_json_file_over_the_cap_is_not_read(tmp_path, monkeypatch):
         submission.read_submission(path)
 
 
+def test_the_cap_can_be_raised_on_purpose_by_an_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setattr(submission, "MAX_SUBMISSION_BYTES", 1000)
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(perfect_document()) + " " * 2000)
+    with pytest.raises(blemore.BlemoreError, match="BLEMORE_MAX_SUBMISSION_BYTES"):
+        submission.read_submission(path)
+    monkeypatch.setenv("BLEMORE_MAX_SUBMISSION_BYTES", "10_000")
+    assert len(submission.read_submission(path).clips) == len(perfect_document()["predictions"])
+    zipped = tmp_path / "big.zip"
+    zipped.write_bytes(zip_bytes({"submission.json": path.read_bytes()}))
+    assert len(submission.read_submission(zipped).clips) == len(perfect_document()["predictions"])
+    monkeypatch.setenv("BLEMORE_MAX_SUBMISSION_BYTES", "2000")
+    too_big = r"big.zip:submission.json: 2,\d{3} bytes of JSON, more than the 2,000"
+    with pytest.raises(blemore.BlemoreError, match=too_big):
+        submission.read_submission(zipped)
+    monkeypatch.setenv("BLEMORE_MAX_SUBMISSION_BYTES", "lots")
+    with pytest.raises(blemore.BlemoreError, match="BLEMORE_MAX_SUBMISSION_BYTES='lots': expected a positive"):
+        submission.read_submission(path)
+
+
 # --- one line naming the file ---------------------------------------------------------------------------------------
 
 
