@@ -17,6 +17,7 @@ from .decoding_blemore import (
     OUTCOME_NAMES,
     OUTCOMES,
     SALIENCE_LEVELS,
+    config_decoding_parameters,
     resolve_outcome_prior,
 )
 
@@ -200,14 +201,7 @@ class BlemoreConfig(PreTrainedConfig):
     @property
     def decoding_parameters(self) -> dict:
         """Keyword arguments of ``decoding_blemore.decode_outcomes`` as stored in this config."""
-        return {
-            "decoder": self.decoding_rule,
-            "presence_threshold": float(self.presence_threshold),
-            "salience_threshold": float(self.salience_threshold),
-            "blend_fraction": float(self.blend_fraction),
-            "outcome_temperature": float(self.outcome_temperature),
-            "outcome_prior": self.outcome_prior if isinstance(self.outcome_prior, str) else list(self.outcome_prior),
-        }
+        return config_decoding_parameters(self)
 
     def validate_blemore(self):
         """Reject settings the model cannot build or decode with, at construction and before saving."""

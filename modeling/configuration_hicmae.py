@@ -9,7 +9,13 @@ from typing import Literal
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .decoding_blemore import BLEMORE_BLEND_FRACTION, DECODERS, EMOTIONS, resolve_outcome_prior
+from .decoding_blemore import (
+    BLEMORE_BLEND_FRACTION,
+    DECODERS,
+    EMOTIONS,
+    config_decoding_parameters,
+    resolve_outcome_prior,
+)
 
 
 @strict
@@ -105,14 +111,7 @@ class HicmaeConfig(PreTrainedConfig):
     def decoding_parameters(self) -> dict:
         """Keyword arguments of ``decoding_blemore.decode_outcomes`` as stored in this config (its ``decoder``
         argument is the rule)."""
-        return {
-            "decoder": self.decoding_rule,
-            "presence_threshold": float(self.presence_threshold),
-            "salience_threshold": float(self.salience_threshold),
-            "blend_fraction": float(self.blend_fraction),
-            "outcome_temperature": float(self.outcome_temperature),
-            "outcome_prior": self.outcome_prior if isinstance(self.outcome_prior, str) else list(self.outcome_prior),
-        }
+        return config_decoding_parameters(self)
 
     def validate_hicmae(self):
         """Reject settings the model cannot build or decode with."""

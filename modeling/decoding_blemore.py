@@ -268,6 +268,20 @@ def expected_score_outcomes(outcome_probs, blend_fraction: float = BLEMORE_BLEND
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def config_decoding_parameters(config) -> dict:
+    """Keyword arguments of ``decode_outcomes`` as a model config stores them (its ``decoding_rule`` is the
+    ``decoder`` argument)."""
+    prior = config.outcome_prior
+    return {
+        "decoder": config.decoding_rule,
+        "presence_threshold": float(config.presence_threshold),
+        "salience_threshold": float(config.salience_threshold),
+        "blend_fraction": float(config.blend_fraction),
+        "outcome_temperature": float(config.outcome_temperature),
+        "outcome_prior": prior if isinstance(prior, str) else list(prior),
+    }
+
+
 def decode_outcomes(
     probabilities,
     decoder: str = "thresholds",

@@ -71,6 +71,26 @@ def _describe(source) -> str:
     return type(source).__name__
 
 
+def open_video_decoder(video):
+    """A file path, encoded bytes or an undecoded ``{"path", "bytes"}`` value → a torchcodec ``VideoDecoder``;
+    anything else (a decoder, an array of frames) is returned as it is. A file it cannot decode is a ``ValueError``
+    naming it."""
+    if isinstance(video, dict):
+        video = video.get("bytes") or video.get("path")
+    if not isinstance(video, (str, os.PathLike, bytes)):
+        return video
+    from torchcodec.decoders import VideoDecoder
+
+    try:
+        # Exact seeking: the one scan of the file that it costs is repaid when frames are sampled. For 16 frames of
+        # 720p H.264 with B-frames (camera clips) it took 0.87x the CPU time of approximate seeking, and the same
+        # without B-frames (benchmarks/bench_decoding.py).
+        return VideoDecoder(os.fspath(video) if not isinstance(video, bytes) else video, seek_mode="exact")
+    except (RuntimeError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{_describe(video)}: cannot decode video: {reason}") from error
+
+
 class BlemoreProcessor(PushToHubMixin):
     """Turns clips into ``pixel_values_videos`` and/or ``input_values`` + ``attention_mask`` for a BLEMORE model.
 
@@ -132,19 +152,7 @@ class BlemoreProcessor(PushToHubMixin):
         ``{"path", "bytes"}`` dict (an undecoded ``datasets.Video`` value), a (frames, height, width, channels)
         or (frames, channels, height, width) array or tensor, or a list of frames.
         """
-        if isinstance(video, dict):
-            video = video.get("bytes") or video.get("path")
-        if isinstance(video, (str, os.PathLike, bytes)):
-            from torchcodec.decoders import VideoDecoder
-
-            try:
-                # Exact seeking: the one scan of the file that it costs is repaid when frames are sampled. For 16
-                # frames of 720p H.264 with B-frames (camera clips) it took 0.87x the CPU time of approximate
-                # seeking, and the same without B-frames (benchmarks/bench_decoding.py).
-                video = VideoDecoder(os.fspath(video) if not isinstance(video, bytes) else video, seek_mode="exact")
-            except (RuntimeError, ValueError) as error:
-                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-                raise ValueError(f"{_describe(video)}: cannot decode video: {reason}") from error
+        video = open_video_decoder(video)
         if hasattr(video, "get_frames_at"):
             indices = frame_indices(len(video), self.num_frames)
             frames = video.get_frames_at(indices=indices.tolist()).data

@@ -34,7 +34,7 @@ from transformers import BatchFeature
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import PushToHubMixin, cached_file
 
-from .processing_blemore import _describe
+from .processing_blemore import _describe, open_video_decoder
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
@@ -178,14 +178,7 @@ class HicmaeProcessor(PushToHubMixin):
                 return torch.stack(frames)
 
             return len(images), read_faces
-        if isinstance(video, (str, os.PathLike, bytes)):
-            from torchcodec.decoders import VideoDecoder
-
-            try:
-                video = VideoDecoder(os.fspath(video) if not isinstance(video, bytes) else video, seek_mode="exact")
-            except (RuntimeError, ValueError) as error:
-                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-                raise ValueError(f"{_describe(video)}: cannot decode video: {reason}") from error
+        video = open_video_decoder(video)
         if hasattr(video, "get_frames_at"):
             return len(video), lambda indices: video.get_frames_at(indices=list(indices)).data
         frames = torch.as_tensor(np.asarray(video)) if not isinstance(video, torch.Tensor) else video

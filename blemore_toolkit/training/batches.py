@@ -137,8 +137,9 @@ def _labels(rows: Sequence[dict[str, Any]]) -> list[int] | None:
     return [int(row[key]) for row in rows]
 
 
-def clip_stream(split, processor, with_labels: bool):
-    """A dataset split that decodes its clips on access (in DataLoader workers), ready for ``ClipCollator``."""
+def undecoded_clips(split, with_labels: bool):
+    """The split's clip columns (``clip_id``, ``video``, ``audio``, and ``outcome`` with labels) with the media left
+    undecoded, for a transform that decodes them on access."""
     import datasets
 
     keep = ["clip_id", "video", "audio"] + (["outcome"] if with_labels else [])
@@ -147,8 +148,12 @@ def clip_stream(split, processor, with_labels: bool):
         raise blemore.BlemoreError(f"dataset split lacks columns {missing}; is it a folder written by "
                                    "`blemore prepare`?")
     split = split.select_columns(keep)
-    split = split.cast_column("video", datasets.Video(decode=False)).cast_column("audio", datasets.Audio(decode=False))
-    return split.with_transform(ClipDecoder(processor, with_labels))
+    return split.cast_column("video", datasets.Video(decode=False)).cast_column("audio", datasets.Audio(decode=False))
+
+
+def clip_stream(split, processor, with_labels: bool):
+    """A dataset split that decodes its clips on access (in DataLoader workers), ready for ``ClipCollator``."""
+    return undecoded_clips(split, with_labels).with_transform(ClipDecoder(processor, with_labels))
 
 
 def labelled_outcomes(split) -> list[int]:

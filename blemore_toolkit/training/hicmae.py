@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import blemore
-from blemore_toolkit.training.batches import LABEL_KEY, batch_outcomes
+from blemore_toolkit.training.batches import LABEL_KEY, batch_outcomes, undecoded_clips
 
 FORK = "TS1349/HiCMA_BlEmoRe"
 SCRIPT = "blemore/finetune.sh"
@@ -371,16 +371,8 @@ class HicmaeCollator:
 def hicmae_stream(split, processor, with_labels: bool, augment: HicmaeRecipe | None = None,
                   faces_dir: str | None = None):
     """A split that decodes its clips into HiCMAE inputs on access (frames from ``faces_dir`` when given)."""
-    import datasets
-
-    keep = ["clip_id", "video", "audio"] + (["outcome"] if with_labels else [])
-    missing = [name for name in keep if name not in split.column_names]
-    if missing:
-        raise blemore.BlemoreError(f"dataset split lacks columns {missing}; is it a folder written by "
-                                   "`blemore prepare`?")
-    split = split.select_columns(keep)
-    split = split.cast_column("video", datasets.Video(decode=False)).cast_column("audio", datasets.Audio(decode=False))
-    return split.with_transform(HicmaeClipDecoder(processor, with_labels, augment, faces_dir))
+    return undecoded_clips(split, with_labels).with_transform(
+        HicmaeClipDecoder(processor, with_labels, augment, faces_dir))
 
 
 def trainer_parts(settings, model, processor, train_split, eval_split, arguments) -> dict:
