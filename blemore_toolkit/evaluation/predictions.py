@@ -101,8 +101,8 @@ def load_predictions(path: str | os.PathLike, references: dict[str, reference_io
 
 
 def _from_submission(path: Path, truth: dict, lenient: bool) -> AlignedPredictions:
-    raw = submission.read_submission(path)
-    checked = submission.check_submission(raw, references={k: c.pairs for k, c in truth.items()}, lenient=lenient)
+    checked = submission.read_checked_submission(path, references={k: c.pairs for k, c in truth.items()},
+                                                 lenient=lenient)
     checked.raise_for_problems()
     clips = [clip for clip in truth if clip in checked.predictions]
     predictions = [clip_pairs(checked.predictions[clip]) for clip in clips]

@@ -131,11 +131,10 @@ def score_submission(submission_path: str | Path, references_source: str | Path,
 
 def _score_submission(submission_path, references_source, split, lenient, details, interval=None):
     truth = references.load_references(references_source, split)
-    raw = submission.read_submission(submission_path)
     # Built with map and filter (loops in C), and with as few lookups by clip name as can be: over 100,000 clips
     # the comprehensions they replace were a tenth of the scoring time.
     truth_pairs = dict(zip(truth, map(operator.attrgetter("pairs"), truth.values())))
-    checked = submission.check_submission(raw, references=truth_pairs, lenient=lenient)
+    checked = submission.read_checked_submission(submission_path, references=truth_pairs, lenient=lenient)
     checked.raise_for_problems(hint=_mismatch_hint(checked, truth) or _lenient_hint(checked))
     predictions = checked.predictions
     if len(predictions) == len(truth):  # predictions hold clips of the references only: here every one of them
@@ -261,7 +260,7 @@ def validate_submission(submission_path: str | Path, against: str | Path | None 
                         ) -> submission.CheckedSubmission:
     """Strict checks of a submission, against a list of test clips when given; ``BlemoreError`` if invalid."""
     expected = read_clip_ids(against) if against is not None else None
-    checked = submission.check_submission(submission.read_submission(submission_path), expected=expected)
+    checked = submission.read_checked_submission(submission_path, expected=expected)
     checked.raise_for_problems()
     return checked
 

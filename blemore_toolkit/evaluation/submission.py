@@ -27,9 +27,10 @@ import itertools
 import json
 import math
 import os
+import re
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,14 @@ class Finding:
 
 @dataclasses.dataclass
 class RawSubmission:
-    """A submission as read: ``clips`` lists ``(key as written, value)`` in file order, duplicates resolved."""
+    """A submission as read: ``clips`` lists ``(key as written, value)`` in file order, duplicates resolved.
+
+    ``read_checked_submission`` passes ``check_submission`` a one-pass iterator instead of a list, so that a large
+    file is never held decoded whole.
+    """
 
     source: str
-    clips: list[tuple[str, Any]]
+    clips: Iterable[tuple[str, Any]]
     findings: list[Finding]
 
 
@@ -308,8 +313,8 @@ def _zip_json_member(path: Path) -> tuple[str, bytes]:
             from None
 
 
-def read_submission(path: str | os.PathLike) -> RawSubmission:
-    """Read a submission from ``.json`` or from the ``.zip`` uploaded to the challenge (one .json inside)."""
+def _submission_text(path: str | os.PathLike) -> tuple[str, str]:
+    """``(source, text)`` of a submission ``.json``, or of the one .json in an upload ``.zip``, capped in size."""
     path = Path(path)
     if not path.is_file():
         raise blemore.BlemoreError(f"{path}: no such file")
@@ -322,9 +327,99 @@ def read_submission(path: str | os.PathLike) -> RawSubmission:
             raise _too_big(source, path.stat().st_size)
         with open(path, "rb") as f:
             data = _read_capped(f, source)
-    text = _decode_json_bytes(data, source)
-    del data  # not needed while parsing: 92 MB of the peak for a 1,000,000-clip file
+    return source, _decode_json_bytes(data, source)
+
+
+def read_submission(path: str | os.PathLike) -> RawSubmission:
+    """Read a submission from ``.json`` or from the ``.zip`` uploaded to the challenge (one .json inside)."""
+    source, text = _submission_text(path)
     return parse_submission(_read_json_text(text, source), source)
+
+
+def read_checked_submission(path: str | os.PathLike, references: Mapping[str, Sequence] | None = None,
+                            expected: Iterable[str] | None = None, lenient: bool = False) -> CheckedSubmission:
+    """``check_submission(read_submission(path), ...)``, reading the file one clip at a time where it can.
+
+    A file of the usual shape (``{"predictions": {clip: [entries], ...}}``, no key given twice) is decoded clip by
+    clip with json's own scanner and each clip is checked and dropped before the next is decoded, so only the
+    checked pairs stay in memory (a 1,000,000-clip file decoded whole holds about 770 MB of JSON objects). Anything
+    else, invalid JSON included, is read whole as ``read_submission`` reads it, so every finding, refusal and
+    message is the same either way (``tests/test_submission_stream.py`` compares the two).
+    """
+    source, text = _submission_text(path)
+    try:
+        return check_submission(RawSubmission(source, _streamed_clips(text), []), references, expected, lenient)
+    except _Unusual:
+        pass
+    return check_submission(parse_submission(_read_json_text(text, source), source), references, expected, lenient)
+
+
+class _Unusual(Exception):
+    """The text is not a submission of the usual shape, or not valid JSON: it is read whole instead."""
+
+
+_SKIP_WHITESPACE = re.compile(r"[ \t\n\r]*").match  # JSON's whitespace, as json's own decoder skips it
+
+
+def _streamed_clips(text: str) -> Iterator[tuple[str, Any]]:
+    """``(key, value)`` of each clip of ``{"predictions": {...}}`` in file order, decoded one at a time.
+
+    Raises ``_Unusual`` (possibly after yielding clips) unless the whole text is that object and nothing else: a
+    top-level key other than "predictions", an exact key given twice, invalid JSON, an integer over
+    ``MAX_INTEGER_DIGITS`` digits, nesting too deep. As in ``_parse_json``, the objects decoded and their keys are
+    counted against the text's '{' and ':' at the end, which proves no entry repeated a key (json keeps the last).
+    """
+    scan = json.JSONDecoder(parse_int=_bounded_int).scan_once
+    keys: set[str] = set()  # exact keys: one given twice is read whole, where json keeps its last value
+    objects, pairs = 2, 1  # the document and "predictions"; its key
+    try:
+        position = _SKIP_WHITESPACE(text, 0).end()
+        if text[position] != "{":
+            raise _Unusual
+        position = _SKIP_WHITESPACE(text, position + 1).end()
+        if text[position] != '"':
+            raise _Unusual
+        key, position = scan(text, position)
+        position = _SKIP_WHITESPACE(text, position).end()
+        if key != "predictions" or text[position] != ":":
+            raise _Unusual
+        position = _SKIP_WHITESPACE(text, position + 1).end()
+        if text[position] != "{":
+            raise _Unusual
+        position = _SKIP_WHITESPACE(text, position + 1).end()
+        more = text[position] != "}"
+        while more:
+            if text[position] != '"':
+                raise _Unusual
+            key, position = scan(text, position)
+            position = _SKIP_WHITESPACE(text, position).end()
+            if text[position] != ":" or key in keys:
+                raise _Unusual
+            keys.add(key)
+            value, position = scan(text, _SKIP_WHITESPACE(text, position + 1).end())
+            pairs += 1
+            if type(value) is list:
+                for entry in value:
+                    if type(entry) is dict:
+                        objects += 1
+                        pairs += len(entry)
+            elif type(value) is dict:  # not a submission's, but counted too: a clip refused, not a file
+                objects += 1
+                pairs += len(value)
+            yield key, value
+            position = _SKIP_WHITESPACE(text, position).end()
+            more = text[position] == ","
+            if more:
+                position = _SKIP_WHITESPACE(text, position + 1).end()
+            elif text[position] != "}":
+                raise _Unusual
+        position = _SKIP_WHITESPACE(text, position + 1).end()
+        if text[position] != "}" or _SKIP_WHITESPACE(text, position + 1).end() != len(text):
+            raise _Unusual
+    except (StopIteration, IndexError, ValueError, RecursionError):  # ValueError: JSONDecodeError, _HugeInteger
+        raise _Unusual from None
+    if (objects, pairs) != (text.count("{"), text.count(":")):
+        raise _Unusual
 
 
 def parse_submission(document: Any, source: str = "submission") -> RawSubmission:
@@ -378,6 +473,23 @@ def _fmt(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+#: One shared ``(emotion, salience)`` tuple per distinct pair of clean clips: a large file repeats a few dozen pairs
+#: a million times. Keyed with the salience's type, so that 70 and 70.0 each stay as written; a zero salience is
+#: never shared (0.0 and -0.0 compare equal); bounded, for files of arbitrary float saliences.
+_SHARED_PAIRS: dict[tuple, tuple] = {}
+_MAX_SHARED_PAIRS = 4096
+
+
+def _shared_pair(emotion: str, salience: Any) -> tuple[str, Any]:
+    key = (emotion, salience, type(salience))
+    pair = _SHARED_PAIRS.get(key)
+    if pair is None:
+        pair = (emotion, salience)
+        if salience and len(_SHARED_PAIRS) < _MAX_SHARED_PAIRS:
+            _SHARED_PAIRS[key] = pair
+    return pair
+
+
 def _clean_pairs(value: Any) -> list[tuple[str, Any]] | None:
     """The pairs of a clip that passes every strict check, found cheaply; ``None`` sends it to ``check_clip``.
 
@@ -406,7 +518,7 @@ def _clean_entry(entry: Any) -> tuple[str, Any] | None:
     if type(emotion) is not str or emotion not in _CODES:
         return None
     kind = type(salience)
-    return (emotion, salience) if (kind is float or kind is int) and 0 <= salience <= 100 else None
+    return _shared_pair(emotion, salience) if (kind is float or kind is int) and 0 <= salience <= 100 else None
 
 
 def _quick_check(value: Any) -> tuple[list | None, bool]:
@@ -430,7 +542,7 @@ def _quick_check(value: Any) -> tuple[list | None, bool]:
     r1, r2 = round(s1), round(s2)
     if r1 + r2 != 100:
         return None, False
-    return [(e1, s1), (e2, s2)], e1 == "neu" or e2 == "neu" or (r1, r2) not in _SALIENCE_GRID
+    return [_shared_pair(e1, s1), _shared_pair(e2, s2)], e1 == "neu" or e2 == "neu" or (r1, r2) not in _SALIENCE_GRID
 
 
 def check_clip(clip: str, value: Any, truth_is_blend: bool | None = None) -> tuple[list | None, list[Finding]]:
