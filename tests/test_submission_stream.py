@@ -12,10 +12,10 @@ import random
 import zipfile
 
 import pytest
+from test_submission_scoring import PROBLEMS, TRUTH, perfect_submission, truth_entries
 
 import blemore
 from blemore_toolkit.evaluation import submission
-from test_submission_scoring import PROBLEMS, TRUTH, perfect_submission, truth_entries
 
 REFERENCES = {clip: tuple(zip(*truth)) for clip, truth in TRUTH.items()}
 
@@ -50,9 +50,18 @@ OPTIONS = [
 ]
 
 
+def keys(read, path):
+    try:
+        return read(path)
+    except blemore.BlemoreError as error:
+        return str(error)
+
+
 def assert_same(path):
     for options in OPTIONS:
         assert as_compared(streamed(path, **options)) == as_compared(whole(path, **options)), options
+    assert keys(submission.read_submission_keys, path) == keys(lambda p: [k for k, _ in
+                                                                          submission.read_submission(p).clips], path)
 
 
 def dumps(document, **options):

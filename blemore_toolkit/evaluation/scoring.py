@@ -230,7 +230,7 @@ def _read_clip_ids(source: str | os.PathLike) -> list[str]:
     elif not path.is_file():
         raise blemore.BlemoreError(f"{path}: no such file or folder")
     elif path.suffix.lower() in (".json", ".zip"):
-        ids = [submission.clip_key(key) for key, _ in submission.read_submission(path).clips]
+        ids = [submission.clip_key(key) for key in submission.read_submission_keys(path)]
     elif path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)

@@ -354,6 +354,16 @@ def read_checked_submission(path: str | os.PathLike, references: Mapping[str, Se
     return check_submission(parse_submission(_read_json_text(text, source), source), references, expected, lenient)
 
 
+def read_submission_keys(path: str | os.PathLike) -> list[str]:
+    """The clip keys of a submission as written, in file order (``read_submission(path).clips``' keys), read clip
+    by clip where ``read_checked_submission`` would be."""
+    source, text = _submission_text(path)
+    try:
+        return [key for key, _ in _streamed_clips(text)]
+    except _Unusual:
+        return [key for key, _ in parse_submission(_read_json_text(text, source), source).clips]
+
+
 class _Unusual(Exception):
     """The text is not a submission of the usual shape, or not valid JSON: it is read whole instead."""
 
