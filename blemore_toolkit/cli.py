@@ -368,7 +368,7 @@ def run_report(args: argparse.Namespace) -> int:
         import numpy as np
 
         from blemore_toolkit.evaluation.statistics import actor_of
-        from blemore_toolkit.features.heads import load_feature_table
+        from blemore_toolkit.features.feature_table import load_feature_table
 
         table = load_feature_table(args.dataset, sorted(args.features))
         rows = np.flatnonzero(table.outcome >= 0)
@@ -683,7 +683,7 @@ def run_features(args: argparse.Namespace) -> int:
 
 
 def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
-    from blemore_toolkit.features.heads import HEADS
+    from blemore_toolkit.features.head_training import HEADS
     from blemore_toolkit.features.protocols import METHODS, PROTOCOLS, describe_head_protocols
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -725,7 +725,8 @@ def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_heads(args: argparse.Namespace) -> int:
-    from blemore_toolkit.features.heads import HeadSettings, run_heads_pipeline
+    from blemore_toolkit.features.head_training import HeadSettings
+    from blemore_toolkit.features.heads import run_heads_pipeline
     from blemore_toolkit.features.sequence_heads import head_recipe
 
     if args.threads:

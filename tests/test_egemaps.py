@@ -74,17 +74,18 @@ def test_egemaps_config_holds_functionals_and_windowed_descriptors(dataset, extr
 
 
 def test_heads_on_egemaps_learn_the_sound_of_held_out_actors(extracted, dataset):
-    from blemore_toolkit.features import heads
-    from blemore_toolkit.features.heads import HeadSettings, cross_validate, load_feature_table
+    from blemore_toolkit.features.cross_validation import cross_validate, format_table
+    from blemore_toolkit.features.feature_table import load_feature_table
+    from blemore_toolkit.features.head_training import HeadSettings
 
     table = load_feature_table(dataset, ["egemaps"])
     settings = HeadSettings(head="mlp256", epochs=80, batch_size=256, lr=1e-2, weight_decay=1e-4, dropout=0.0,
                             precision="float32")
     cv = cross_validate(table, settings)
     summary = cv.summary()
-    print(heads.format_table(cv))
-    assert summary["acc_presence"]["mean"] >= 0.8, heads.format_table(cv)
-    assert cv.pooled["acc_presence"] >= 0.8, heads.format_table(cv)
+    print(format_table(cv))
+    assert summary["acc_presence"]["mean"] >= 0.8, format_table(cv)
+    assert cv.pooled["acc_presence"] >= 0.8, format_table(cv)
 
 
 def test_a_missing_opensmile_is_one_line(dataset, monkeypatch):
