@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
-    from blemore_toolkit.data.synth import DEFAULT_AUDIO_RATE, DEFAULT_DURATIONS, DEFAULT_WORKERS
+    from blemore_toolkit.data.synth import DEFAULT_DURATIONS, DEFAULT_WORKERS
+    from blemore_toolkit.data.synth_audio import DEFAULT_AUDIO_RATE
 
     parser.add_argument("raw", metavar="RAW", type=Path, help="folder to write the synthetic download to")
     parser.add_argument("--actors-per-fold", type=int, default=2, metavar="N",

@@ -1,7 +1,7 @@
 """``blemore features --encoder egemaps``: openSMILE's eGeMAPSv02 on the synthetic clips' sound, then ``heads``.
 
-The synthetic sound codes each emotion as a harmonic tone at its own pitch, two tones mixed by salience for a
-blend (``data/synth.py``). eGeMAPS is real signal processing (no random encoder), so a head on its functionals must
+The synthetic sound codes each emotion as a harmonic tone at its own pitch, two tones mixed by salience for a blend
+(``data/synth_audio.py``). eGeMAPS is real signal processing (no random encoder), so a head on its functionals must
 learn the labels of actors it never saw: the five-fold CV here holds out one actor per fold.
 """
 

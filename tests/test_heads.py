@@ -1,6 +1,6 @@
 """``blemore heads``: CV with α/β tuning, the test fit, the saved model and the submission, on synthetic features.
 
-The features here are hand-built from the synthetic clips with ``synth.signal_features`` (colour shares of the
+The features here are hand-built from the synthetic clips with ``synth_signal.signal_features`` (colour of the
 picture, tone shares of the sound), stored as two features configs exactly as ``blemore features`` stores its
 output; a random tiny encoder would not separate the labels reliably, and the encoder path is tested in
 test_features.py. With them, a correct head must learn the labels; a label or fold bug shows up as a low score.
@@ -38,7 +38,7 @@ def _signal_sequence(row: dict, steps: int = 4) -> np.ndarray:
     """(steps, 12) signal readouts over consecutive parts of the clip's frames and sound."""
     from torchcodec.decoders import AudioDecoder, VideoDecoder
 
-    from blemore_toolkit.data.synth import signal_features
+    from blemore_toolkit.data.synth_signal import signal_features
 
     video = VideoDecoder(row["video"]["bytes"], dimension_order="NHWC")
     count = int(video.metadata.num_frames)

@@ -471,7 +471,7 @@ def test_a_zero_padded_window_decodes_to_black_frames(tmp_path):
     """decode_clip on a real clip: whole windows of consecutive frames, then black padding frames."""
     from torchcodec.decoders import VideoDecoder
 
-    from blemore_toolkit.data.synth import write_clip
+    from blemore_toolkit.data.synth_encoding import write_clip
     from blemore_toolkit.features.extraction import decode_clip
 
     path = tmp_path / "A1_ang_int1_ver1.mov"
