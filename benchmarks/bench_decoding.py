@@ -32,9 +32,9 @@ from torchcodec.decoders import AudioDecoder, VideoDecoder
 from transformers import Wav2Vec2FeatureExtractor
 
 import blemore
-from blemore_toolkit.data import synth
+from blemore_toolkit.data import synth_encoding
 from blemore_toolkit.data.prepare import resize_video
-from blemore_toolkit.data.synth import write_clip
+from blemore_toolkit.data.synth_encoding import write_clip
 from blemore_toolkit.modeling.processing_blemore import BlemoreProcessor, frame_indices
 
 NUM_FRAMES = 16
@@ -51,7 +51,7 @@ def make_clips(folder: Path, count: int, duration_s: float) -> dict[str, list[tu
     Encoded with x264 "veryfast" (B-frames, as camera clips have) rather than synth's "ultrafast" (none): how
     seeking performs depends on it.
     """
-    synth._VIDEO_CODEC[synth._VIDEO_CODEC.index("-preset") + 1] = "veryfast"
+    synth_encoding._VIDEO_CODEC[synth_encoding._VIDEO_CODEC.index("-preset") + 1] = "veryfast"
     clips: dict[str, list[tuple[bytes, bytes]]] = {}
     for size, (width, height) in SIZES.items():
         clips[size] = []

@@ -22,7 +22,9 @@ import time
 import numpy as np
 
 import blemore
-from blemore_toolkit.features.heads import FeatureTable, HeadSettings, _use_bfloat16, cross_validate, format_table
+from blemore_toolkit.features.cross_validation import cross_validate, format_table
+from blemore_toolkit.features.feature_table import FeatureTable
+from blemore_toolkit.features.head_training import HeadSettings, _use_bfloat16
 from blemore_toolkit.features.protocols import HEAD_PROTOCOLS
 
 

@@ -41,7 +41,8 @@ import psutil
 
 import blemore
 from blemore_toolkit.data.prepare import prepare_dataset
-from blemore_toolkit.data.synth import synthesize, write_clip
+from blemore_toolkit.data.synth import synthesize
+from blemore_toolkit.data.synth_encoding import write_clip
 
 
 class PeakMemory:

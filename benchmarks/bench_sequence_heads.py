@@ -21,7 +21,8 @@ import time
 import numpy as np
 
 import blemore
-from blemore_toolkit.features.heads import SEQUENCE_HEADS, HeadSettings, _use_bfloat16, cross_validate
+from blemore_toolkit.features.cross_validation import cross_validate
+from blemore_toolkit.features.head_training import SEQUENCE_HEADS, HeadSettings, _use_bfloat16
 from blemore_toolkit.features.sequence_heads import SEQUENCE_RECIPE, SequenceTable
 
 

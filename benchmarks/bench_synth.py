@@ -23,6 +23,8 @@ import numpy as np
 
 import blemore
 from blemore_toolkit.data import synth
+from blemore_toolkit.data.synth_encoding import write_clip
+from blemore_toolkit.data.synth_signal import signal_features
 
 
 def folder_megabytes(root: Path) -> float:
@@ -59,7 +61,7 @@ def readout_accuracy(raw: Path) -> float:
         frames = decoder.get_frames_at(indices=indices).data.float()
         frames = torch.nn.functional.interpolate(frames, size=(32, 32), mode="bilinear", antialias=True)
         audio = AudioDecoder(os.fspath(path), sample_rate=16_000, num_channels=1).get_all_samples().data[0]
-        return synth.signal_features(frames.round().clamp(0, 255).to(torch.uint8).numpy(), audio.numpy(), 16_000)
+        return signal_features(frames.round().clamp(0, 255).to(torch.uint8).numpy(), audio.numpy(), 16_000)
 
     with open(raw / "train_metadata.csv", newline="") as f:
         train_rows = list(csv.DictReader(f))
@@ -97,8 +99,8 @@ def main() -> None:
             timed_synth(tmp / "full", full=True, num_workers=args.workers)
         started = time.perf_counter()
         for i in range(3):
-            synth.write_clip(tmp / f"hd{i}.mov", ["ang", "hap"], [70, 30], width=1280, height=720, duration_s=3.0,
-                             seed=i)
+            write_clip(tmp / f"hd{i}.mov", ["ang", "hap"], [70, 30], width=1280, height=720, duration_s=3.0,
+                       seed=i)
         print(f"720p, 3 s clip through write_clip: {(time.perf_counter() - started) / 3:.2f} s per clip")
 
 

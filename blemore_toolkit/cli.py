@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
-    from blemore_toolkit.data.synth import DEFAULT_AUDIO_RATE, DEFAULT_DURATIONS, DEFAULT_WORKERS
+    from blemore_toolkit.data.synth import DEFAULT_DURATIONS, DEFAULT_WORKERS
+    from blemore_toolkit.data.synth_audio import DEFAULT_AUDIO_RATE
 
     parser.add_argument("raw", metavar="RAW", type=Path, help="folder to write the synthetic download to")
     parser.add_argument("--actors-per-fold", type=int, default=2, metavar="N",
@@ -368,7 +369,7 @@ def run_report(args: argparse.Namespace) -> int:
         import numpy as np
 
         from blemore_toolkit.evaluation.statistics import actor_of
-        from blemore_toolkit.features.heads import load_feature_table
+        from blemore_toolkit.features.feature_table import load_feature_table
 
         table = load_feature_table(args.dataset, sorted(args.features))
         rows = np.flatnonzero(table.outcome >= 0)
@@ -683,7 +684,7 @@ def run_features(args: argparse.Namespace) -> int:
 
 
 def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
-    from blemore_toolkit.features.heads import HEADS
+    from blemore_toolkit.features.head_training import HEADS
     from blemore_toolkit.features.protocols import METHODS, PROTOCOLS, describe_head_protocols
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -725,7 +726,8 @@ def add_heads_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_heads(args: argparse.Namespace) -> int:
-    from blemore_toolkit.features.heads import HeadSettings, run_heads_pipeline
+    from blemore_toolkit.features.head_training import HeadSettings
+    from blemore_toolkit.features.heads import run_heads_pipeline
     from blemore_toolkit.features.sequence_heads import head_recipe
 
     if args.threads:

@@ -1,7 +1,7 @@
 """``blemore features --encoder egemaps``: openSMILE's eGeMAPSv02 on the synthetic clips' sound, then ``heads``.
 
-The synthetic sound codes each emotion as a harmonic tone at its own pitch, two tones mixed by salience for a
-blend (``data/synth.py``). eGeMAPS is real signal processing (no random encoder), so a head on its functionals must
+The synthetic sound codes each emotion as a harmonic tone at its own pitch, two tones mixed by salience for a blend
+(``data/synth_audio.py``). eGeMAPS is real signal processing (no random encoder), so a head on its functionals must
 learn the labels of actors it never saw: the five-fold CV here holds out one actor per fold.
 """
 
@@ -74,17 +74,18 @@ def test_egemaps_config_holds_functionals_and_windowed_descriptors(dataset, extr
 
 
 def test_heads_on_egemaps_learn_the_sound_of_held_out_actors(extracted, dataset):
-    from blemore_toolkit.features import heads
-    from blemore_toolkit.features.heads import HeadSettings, cross_validate, load_feature_table
+    from blemore_toolkit.features.cross_validation import cross_validate, format_table
+    from blemore_toolkit.features.feature_table import load_feature_table
+    from blemore_toolkit.features.head_training import HeadSettings
 
     table = load_feature_table(dataset, ["egemaps"])
     settings = HeadSettings(head="mlp256", epochs=80, batch_size=256, lr=1e-2, weight_decay=1e-4, dropout=0.0,
                             precision="float32")
     cv = cross_validate(table, settings)
     summary = cv.summary()
-    print(heads.format_table(cv))
-    assert summary["acc_presence"]["mean"] >= 0.8, heads.format_table(cv)
-    assert cv.pooled["acc_presence"] >= 0.8, heads.format_table(cv)
+    print(format_table(cv))
+    assert summary["acc_presence"]["mean"] >= 0.8, format_table(cv)
+    assert cv.pooled["acc_presence"] >= 0.8, format_table(cv)
 
 
 def test_a_missing_opensmile_is_one_line(dataset, monkeypatch):

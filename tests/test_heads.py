@@ -1,6 +1,6 @@
 """``blemore heads``: CV with α/β tuning, the test fit, the saved model and the submission, on synthetic features.
 
-The features here are hand-built from the synthetic clips with ``synth.signal_features`` (colour shares of the
+The features here are hand-built from the synthetic clips with ``synth_signal.signal_features`` (colour of the
 picture, tone shares of the sound), stored as two features configs exactly as ``blemore features`` stores its
 output; a random tiny encoder would not separate the labels reliably, and the encoder path is tested in
 test_features.py. With them, a correct head must learn the labels; a label or fold bug shows up as a low score.
@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 import blemore
-from blemore_toolkit.features import heads
+from blemore_toolkit.evaluation.tuning import tune_thresholds
+from blemore_toolkit.features import cross_validation, head_training, heads
+from blemore_toolkit.features.cross_validation import cross_validate
 from blemore_toolkit.features.extraction import (
     FEATURES_DIR,
     PROVENANCE_FILE,
@@ -24,7 +26,8 @@ from blemore_toolkit.features.extraction import (
     feature_columns,
     register_config,
 )
-from blemore_toolkit.features.heads import HeadSettings, cross_validate, load_feature_table, train_head
+from blemore_toolkit.features.feature_table import load_feature_table
+from blemore_toolkit.features.head_training import HeadSettings, predict_probabilities, train_head
 
 CONFIGS = ("signal-audio", "signal-video")
 #: Full-batch steps: the table is tiny, so per-step overhead, not arithmetic, is what costs time here.
@@ -35,7 +38,7 @@ def _signal_sequence(row: dict, steps: int = 4) -> np.ndarray:
     """(steps, 12) signal readouts over consecutive parts of the clip's frames and sound."""
     from torchcodec.decoders import AudioDecoder, VideoDecoder
 
-    from blemore_toolkit.data.synth import signal_features
+    from blemore_toolkit.data.synth_signal import signal_features
 
     video = VideoDecoder(row["video"]["bytes"], dimension_order="NHWC")
     count = int(video.metadata.num_frames)
@@ -100,8 +103,8 @@ def test_cross_validation_learns_the_synthetic_labels(table):
     summary = cv.summary()
     assert [f["fold"] for f in cv.folds] == [0, 1, 2, 3, 4]
     assert sum(f["n_clips"] for f in cv.folds) == int((table.split == "train").sum())
-    assert summary["acc_presence"]["mean"] > 0.9, heads.format_table(cv)
-    assert summary["score"]["mean"] > 0.85, heads.format_table(cv)
+    assert summary["acc_presence"]["mean"] > 0.9, cross_validation.format_table(cv)
+    assert summary["score"]["mean"] > 0.85, cross_validation.format_table(cv)
     # The pooled α/β are tuned on every out-of-fold prediction at once, so they do not beat the per-fold optima.
     assert cv.pooled["score"] <= np.mean([f["score"] for f in cv.folds]) + 1e-9
     # The pooled figure comes with its actor-bootstrap interval (one synthetic actor per fold: five clusters).
@@ -109,7 +112,7 @@ def test_cross_validation_learns_the_synthetic_labels(table):
     for metric in ("acc_presence", "acc_salience", "score"):
         low, high = cv.pooled["ci"][metric]
         assert low <= cv.pooled[metric] <= high
-    assert "95% actor bootstrap over 5" in heads.format_table(cv)
+    assert "95% actor bootstrap over 5" in cross_validation.format_table(cv)
     # Late fusion: averaging each config's own head is what the two one-config CVs give, averaged.
     late = cross_validate(table, HeadSettings(head="linear", **FAST), groups=[["signal-audio"], ["signal-video"]])
     alone = [cross_validate(table, HeadSettings(head="linear", **FAST), groups=[[c]]) for c in sorted(CONFIGS)]
@@ -130,7 +133,7 @@ def test_standardisation_is_fitted_on_the_training_rows_and_folded_into_the_mode
     model = train_head(x, table.soft_target[rows], table.feature_sizes, HeadSettings(head="mlp256", epochs=0))
     (name,) = model.config.feature_sizes
     norm = model.blemore.projections[name].norm
-    weight, bias = heads.standardisation(x)
+    weight, bias = head_training.standardisation(x)
     np.testing.assert_allclose(norm.weight.detach().numpy(), weight, rtol=1e-6)
     with torch.no_grad():
         standardised = norm(torch.from_numpy(x)).numpy()
@@ -166,7 +169,7 @@ def test_fusion_heads_reload_with_the_same_predictions(table, head, tmp_path):
     model.save_pretrained(tmp_path)
     reloaded = AutoModelForVideoClassification.from_pretrained(tmp_path, trust_remote_code=True)
     x = table.matrix()
-    np.testing.assert_allclose(heads.predict_probabilities(reloaded, x), heads.predict_probabilities(model, x),
+    np.testing.assert_allclose(predict_probabilities(reloaded, x), predict_probabilities(model, x),
                                atol=1e-6)
 
 
@@ -223,7 +226,7 @@ def test_the_training_span_reproduces_the_training_rows_exactly(rows):
     z = torch.from_numpy(np.random.default_rng(0).standard_normal((40, 300)).astype(np.float32))
     if rows == "repeated rows":  # a singular Gram matrix: the eigendecomposition path
         z = torch.cat([z, z[:10]])
-    coordinates, to_features = heads.training_span(z)
+    coordinates, to_features = head_training.training_span(z)
     assert coordinates.shape[1] == 40
     layer = torch.from_numpy(np.random.default_rng(1).standard_normal((7, 40)).astype(np.float32))
     np.testing.assert_allclose((z @ to_features(layer).T).numpy(), (coordinates @ layer.T).numpy(), atol=2e-3)
@@ -240,11 +243,11 @@ def test_a_wide_paper_head_trains_in_the_span_and_predicts_the_same_after_reload
     settings = HeadSettings(head="mlp256", **FAST)
     model = train_head(wide[rows], table.soft_target[rows], {"wide": 336}, settings)
     valid = (table.split == "train") & (table.fold == 0)
-    search = heads.tune_thresholds(heads.predict_probabilities(model, wide[valid]), table.outcome[valid])
+    search = tune_thresholds(predict_probabilities(model, wide[valid]), table.outcome[valid])
     assert search.acc_presence > 0.8
     model.save_pretrained(tmp_path)
     reloaded = AutoModelForVideoClassification.from_pretrained(tmp_path, trust_remote_code=True)
-    np.testing.assert_allclose(heads.predict_probabilities(reloaded, wide), heads.predict_probabilities(model, wide),
+    np.testing.assert_allclose(predict_probabilities(reloaded, wide), predict_probabilities(model, wide),
                                atol=1e-6)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import blemore
-from blemore_toolkit.data.synth import write_clip
+from blemore_toolkit.data.synth_encoding import write_clip
 
 REPO = Path(__file__).resolve().parents[1]
 #: What the wheel is built from (the rest of the repository is not part of the package).

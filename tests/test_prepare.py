@@ -19,7 +19,7 @@ import blemore
 from blemore_toolkit.data.card import dataset_statistics
 from blemore_toolkit.data.loading import read_label_table
 from blemore_toolkit.data.prepare import prepare_dataset
-from blemore_toolkit.data.synth import write_clip
+from blemore_toolkit.data.synth_encoding import write_clip
 
 BLEMORE_CLI = [sys.executable, "-c", "import sys, blemore; sys.exit(blemore.main())"]
 

@@ -11,7 +11,7 @@ from torchcodec.decoders import VideoDecoder
 import blemore
 from blemore_toolkit.data.card import split_card
 from blemore_toolkit.data.prepare import prepare_dataset
-from blemore_toolkit.data.synth import write_clip
+from blemore_toolkit.data.synth_encoding import write_clip
 
 NAMES = ("A102_mix_ang_hap_30_70_ver1", "A102_sad_int2_ver1")
 

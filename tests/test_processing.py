@@ -6,7 +6,7 @@ import torch
 from torchcodec.decoders import AudioDecoder, VideoDecoder
 from transformers import VideoMAEImageProcessorPil, Wav2Vec2FeatureExtractor
 
-from blemore_toolkit.data.synth import write_clip
+from blemore_toolkit.data.synth_encoding import write_clip
 from blemore_toolkit.modeling import (
     BlemoreConfig,
     BlemoreForBlendedEmotionRecognition,

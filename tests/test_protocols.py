@@ -16,7 +16,7 @@ import pytest
 
 import blemore
 from blemore_toolkit.evaluation.tuning import PAPER_GRID, TOOLKIT_GRID, tune_thresholds
-from blemore_toolkit.features import heads
+from blemore_toolkit.features import cross_validation, feature_table, head_training, heads
 from blemore_toolkit.features.extraction import (
     PADDING_FRAME,
     PROVENANCE_FILE,
@@ -149,13 +149,13 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def table(dataset):
-    return heads.load_feature_table(dataset, ["synthetic"])
+    return feature_table.load_feature_table(dataset, ["synthetic"])
 
 
 @pytest.fixture(scope="module")
 def paper_run(dataset, tmp_path_factory):
     output = tmp_path_factory.mktemp("paper") / "head"
-    settings = heads.HeadSettings(head="mlp256", protocol="paper", **QUICK)
+    settings = head_training.HeadSettings(head="mlp256", protocol="paper", **QUICK)
     report = heads.run_heads_pipeline(dataset, ["synthetic"], settings, output=output, progress=False)
     return output, report, settings
 
@@ -182,16 +182,16 @@ def test_the_paper_protocol_holds_the_published_settings():
 def test_the_paper_head_is_adam_with_l2_decay_relu_and_default_init():
     import torch
 
-    settings = heads.HeadSettings(head="mlp256", protocol="paper")
-    config = heads.head_config(settings, {"x": 10})
+    settings = head_training.HeadSettings(head="mlp256", protocol="paper")
+    config = head_training.head_config(settings, {"x": 10})
     assert (config.projection_activation, config.feature_normalization, config.dropout) == ("relu", "affine", 0.0)
-    optimizer = heads._optimizer([torch.nn.Parameter(torch.ones(2))], settings.training)
+    optimizer = head_training._optimizer([torch.nn.Parameter(torch.ones(2))], settings.training)
     assert type(optimizer) is torch.optim.Adam and optimizer.defaults["weight_decay"] == 1e-3
     assert not optimizer.defaults.get("decoupled_weight_decay", False)
     torch.manual_seed(0)
-    module, _ = heads._paper_head_module(10, None, settings.training)
+    module, _ = head_training._paper_head_module(10, None, settings.training)
     assert module.weight.abs().sum() > 0  # torch's default init, not the toolkit's zero start
-    toolkit, _ = heads._paper_head_module(10, None, heads.HeadSettings(head="linear").training)
+    toolkit, _ = head_training._paper_head_module(10, None, head_training.HeadSettings(head="linear").training)
     assert toolkit.weight.abs().sum() == 0
 
 
@@ -260,8 +260,8 @@ def test_the_paper_standardisation_is_per_feature_on_the_training_rows_only(tabl
     train = (table.split == "train") & (table.fold != 0)
     shifted = x.copy()
     shifted[~train] = shifted[~train] * 3 + 5  # other rows must not move the fitted statistics
-    model = heads.train_head(shifted[train], table.soft_target[train], table.feature_sizes,
-                             heads.HeadSettings(head="linear", protocol="paper", epochs=0))
+    model = head_training.train_head(shifted[train], table.soft_target[train], table.feature_sizes,
+                                     head_training.HeadSettings(head="linear", protocol="paper", epochs=0))
     norm = model.blemore.projections["synthetic"].norm
     with torch.no_grad():
         z = norm(torch.from_numpy(shifted)).double().numpy()
@@ -278,17 +278,17 @@ def test_the_paper_protocol_keeps_the_best_epoch_by_composite_score(table):
     x, train = table.matrix(), (table.split == "train") & (table.fold >= 0) & (table.fold != 1)
     valid = (table.split == "train") & (table.fold == 1)
     rng = np.random.default_rng(0)
-    validation = heads.Validation(x[valid], np.arange(valid.sum()), rng.permutation(table.outcome[valid]),
-                                  PAPER_GRID)  # shuffled truth: the best epoch is not simply the last
-    settings = heads.HeadSettings(head="mlp256", protocol="paper", lr=1e-2, epochs=8)
-    fitted = heads.fit_head(x[train], table.soft_target[train], table.feature_sizes, settings, seed=4,
-                            validation=validation)
+    validation = head_training.Validation(x[valid], np.arange(valid.sum()), rng.permutation(table.outcome[valid]),
+                                          PAPER_GRID)  # shuffled truth: the best epoch is not simply the last
+    settings = head_training.HeadSettings(head="mlp256", protocol="paper", lr=1e-2, epochs=8)
+    fitted = head_training.fit_head(x[train], table.soft_target[train], table.feature_sizes, settings, seed=4,
+                                    validation=validation)
     scores = fitted.epoch_scores
     assert len(scores) == 8 and fitted.best_epoch == int(np.argmax(scores)) + 1 < 8
-    assert heads._composite(fitted.search) == pytest.approx(scores[fitted.best_epoch - 1], abs=1e-9)
-    stopped = heads.train_head(x[train], table.soft_target[train], table.feature_sizes,
-                               heads.HeadSettings(head="mlp256", protocol="paper", lr=1e-2,
-                                                  epochs=fitted.best_epoch), seed=4)
+    assert head_training._composite(fitted.search) == pytest.approx(scores[fitted.best_epoch - 1], abs=1e-9)
+    stopped = head_training.train_head(x[train], table.soft_target[train], table.feature_sizes,
+                                       head_training.HeadSettings(head="mlp256", protocol="paper", lr=1e-2,
+                                                                  epochs=fitted.best_epoch), seed=4)
     for a, b in zip(fitted.model.state_dict().values(), stopped.state_dict().values()):
         assert np.array_equal(a.numpy(), b.numpy())
 
@@ -324,8 +324,8 @@ def test_paper_test_fit_is_100_epochs_on_all_clips_with_the_best_folds_alpha_bet
     assert (config["presence_threshold"], config["salience_threshold"]) == best[1:]
     assert json.loads((output / "cv" / "results.json").read_text())["test_fit"]["epochs"] == 100
     labelled = (table.split == "train") & (table.fold >= 0)
-    refit = heads.fit_head(table.matrix()[labelled], table.soft_target[labelled], table.feature_sizes, settings,
-                           seed=100, epochs=100).model
+    refit = head_training.fit_head(table.matrix()[labelled], table.soft_target[labelled], table.feature_sizes,
+                                   settings, seed=100, epochs=100).model
     from transformers import AutoModelForVideoClassification
 
     saved = AutoModelForVideoClassification.from_pretrained(output, trust_remote_code=True)
@@ -335,7 +335,7 @@ def test_paper_test_fit_is_100_epochs_on_all_clips_with_the_best_folds_alpha_bet
 
 
 def test_toolkit_test_fit_alpha_beta_are_the_pooled_search_of_the_saved_probabilities(dataset, table, tmp_path):
-    settings = heads.HeadSettings(head="linear", epochs=30, lr=1e-2, precision="float32")
+    settings = head_training.HeadSettings(head="linear", epochs=30, lr=1e-2, precision="float32")
     heads.run_heads_pipeline(dataset, ["synthetic"], settings, output=tmp_path, progress=False)
     probs, truth = [], []
     for path in sorted((tmp_path / "cv").glob("fold*/validation_probabilities.csv")):
@@ -354,7 +354,8 @@ def test_toolkit_test_fit_alpha_beta_are_the_pooled_search_of_the_saved_probabil
 
 
 def test_each_fold_trains_on_exactly_the_other_folds(table):
-    cv = heads.cross_validate(table, heads.HeadSettings(head="linear", epochs=2, precision="float32"))
+    settings = head_training.HeadSettings(head="linear", epochs=2, precision="float32")
+    cv = cross_validation.cross_validate(table, settings)
     labelled = (table.split == "train") & (table.fold >= 0)
     for fold, rows in cv.training_clips.items():
         assert set(rows.tolist()) == set(np.flatnonzero(labelled & (table.fold != fold)).tolist())
@@ -362,16 +363,16 @@ def test_each_fold_trains_on_exactly_the_other_folds(table):
 
 def test_cross_validation_on_shuffled_labels_scores_near_chance(table):
     """A head that saw a fold's own (shuffled) labels would memorise them; one that did not cannot beat chance."""
-    settings = heads.HeadSettings(head="mlp256", epochs=150, batch_size=512, lr=1e-2, dropout=0.0,
-                                  precision="float32")
-    real = heads.cross_validate(table, settings).summary()
+    settings = head_training.HeadSettings(head="mlp256", epochs=150, batch_size=512, lr=1e-2, dropout=0.0,
+                                          precision="float32")
+    real = cross_validation.cross_validate(table, settings).summary()
     rng = np.random.default_rng(1)
     labelled = np.flatnonzero((table.split == "train") & (table.fold >= 0))
     permuted = labelled.copy()
     rng.shuffle(permuted)
     shuffled = table.rows(np.ones(len(table.clip_ids), bool))
     shuffled.outcome[labelled], shuffled.soft_target[labelled] = table.outcome[permuted], table.soft_target[permuted]
-    control = heads.cross_validate(shuffled, settings).summary()
+    control = cross_validation.cross_validate(shuffled, settings).summary()
     assert real["acc_presence"]["mean"] > 0.6
     assert control["acc_presence"]["mean"] < 0.3 and control["acc_salience"]["mean"] < 0.25
 
@@ -383,7 +384,7 @@ def test_cross_validation_on_shuffled_labels_scores_near_chance(table):
 
 def test_subsampling_averages_window_logits_before_the_softmax():
     logits = np.array([[4.0, 0, 0, 0, 0, 0], [0, 2.0, 0, 0, 0, 0], [0, 0, 1.0, 0, 0, 0]])
-    probs = heads.clip_probabilities(logits, np.array([0, 0, 1]), 2)
+    probs = head_training.clip_probabilities(logits, np.array([0, 0, 1]), 2)
     mean = np.array([2.0, 1.0, 0, 0, 0, 0])
     np.testing.assert_allclose(probs[0], np.exp(mean) / np.exp(mean).sum())
     mean_of_softmax = (np.exp(logits[0]) / np.exp(logits[0]).sum() + np.exp(logits[1]) / np.exp(logits[1]).sum()) / 2
@@ -393,15 +394,15 @@ def test_subsampling_averages_window_logits_before_the_softmax():
 def test_subsampling_trains_on_every_window_with_the_clips_target(dataset, table, tmp_path):
     import torch
 
-    design = heads.subsampling_design(dataset, table, ["synthetic"])
+    design = feature_table.subsampling_design(dataset, table, ["synthetic"])
     rows = synthetic_rows()
     assert len(design.x) == sum(r["num_windows"] for r in rows)
     by_clip = {r["clip_id"]: r["sequence"] for r in rows}
     for i in (0, 7, len(table.clip_ids) - 1):
         np.testing.assert_array_equal(design.x[design.clip == i], by_clip[table.clip_ids[i]])
-    settings = heads.HeadSettings(head="mlp256", protocol="paper", method="subsampling", lr=1e-2, epochs=40)
+    settings = head_training.HeadSettings(head="mlp256", protocol="paper", method="subsampling", lr=1e-2, epochs=40)
     assert (settings.training.epochs_for("subsampling"), settings.training.batch_size_for("subsampling")) == (40, 512)
-    assert heads.HeadSettings(protocol="paper", method="subsampling").training.epochs_for("subsampling") == 300
+    assert head_training.HeadSettings(protocol="paper", method="subsampling").training.epochs_for("subsampling") == 300
     report = heads.run_heads_pipeline(dataset, ["synthetic"], settings, output=tmp_path, progress=False,
                                       submission=tmp_path / "submission.json")
     assert np.mean([f["acc_presence"] for f in report["cv_folds"]]) > 0.5
@@ -420,7 +421,7 @@ def test_subsampling_trains_on_every_window_with_the_clips_target(dataset, table
     from blemore_toolkit.modeling.decoding_blemore import decode
 
     config = json.loads((tmp_path / "config.json").read_text())
-    expected = decode(heads.clip_probabilities(logits, np.zeros(len(logits), int), 1), "thresholds",
+    expected = decode(head_training.clip_probabilities(logits, np.zeros(len(logits), int), 1), "thresholds",
                       presence_threshold=config["presence_threshold"],
                       salience_threshold=config["salience_threshold"])[0]
     submitted = json.loads((tmp_path / "submission.json").read_text())["predictions"][table.clip_ids[test] + ".mov"]
@@ -431,15 +432,15 @@ def test_subsampling_trains_on_every_window_with_the_clips_target(dataset, table
     assert config["feature_method"] == "subsampling"
     result, _ = predict_features(model, str(dataset), "default", "test")
     assert result["clip_ids"][0] == table.clip_ids[test]
-    np.testing.assert_allclose(result["probabilities"][0], heads.clip_probabilities(logits, np.zeros(len(logits), int),
-                                                                                    1)[0], atol=1e-9)
+    averaged = head_training.clip_probabilities(logits, np.zeros(len(logits), int), 1)[0]
+    np.testing.assert_allclose(result["probabilities"][0], averaged, atol=1e-9)
 
 
 def test_subsampling_needs_a_clip_encoders_windows(tmp_path):
     write_features_config(tmp_path, "frames", synthetic_rows(4, 2), kind="image")
-    table = heads.load_feature_table(tmp_path, ["frames"])
+    table = feature_table.load_feature_table(tmp_path, ["frames"])
     with pytest.raises(blemore.BlemoreError, match="clip \\(video\\) encoder"):
-        heads.subsampling_design(tmp_path, table, ["frames"])
+        feature_table.subsampling_design(tmp_path, table, ["frames"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -470,7 +471,7 @@ def test_a_zero_padded_window_decodes_to_black_frames(tmp_path):
     """decode_clip on a real clip: whole windows of consecutive frames, then black padding frames."""
     from torchcodec.decoders import VideoDecoder
 
-    from blemore_toolkit.data.synth import write_clip
+    from blemore_toolkit.data.synth_encoding import write_clip
     from blemore_toolkit.features.extraction import decode_clip
 
     path = tmp_path / "A1_ang_int1_ver1.mov"

@@ -17,7 +17,7 @@ import pytest
 
 import blemore
 from blemore_toolkit.data.prepare import prepare_dataset, prepare_lock
-from blemore_toolkit.data.synth import write_clip
+from blemore_toolkit.data.synth_encoding import write_clip
 
 BLEMORE_CLI = [sys.executable, "-c", "import sys, blemore; sys.exit(blemore.main())"]
 

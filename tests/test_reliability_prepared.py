@@ -98,7 +98,7 @@ def test_train_without_labelled_clips_is_one_line(unlabelled_folder, tmp_path, f
 
 
 def test_train_on_a_fold_the_folder_lacks_is_one_line(tmp_path):
-    from blemore_toolkit.data.synth import write_clip
+    from blemore_toolkit.data.synth_encoding import write_clip
 
     raw = tmp_path / "raw"
     raw.mkdir()

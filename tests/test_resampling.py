@@ -12,7 +12,7 @@ from torchcodec.decoders import AudioDecoder, VideoDecoder
 
 import blemore
 from blemore_toolkit.data.prepare import prepare_dataset
-from blemore_toolkit.data.synth import write_clip
+from blemore_toolkit.data.synth_encoding import write_clip
 
 RELEASE_RATE, MODEL_RATE = 48_000, 16_000
 NAMES = ("A102_mix_ang_hap_70_30_ver1", "A102_sad_int2_ver1")

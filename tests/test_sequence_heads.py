@@ -10,7 +10,8 @@ Two synthetic tasks make the point of the recipe measurable:
   (twice the window rate) are loud while the dominant emotion is on screen (loud throughout for 50/50). Neither
   modality alone decides the salience; the two together do.
 
-Both are learnt through ``heads.cross_validate``: the same 5-fold CV, α/β tuning and pooled figures as every head.
+Both are learnt through ``cross_validation.cross_validate``: the same 5-fold CV, α/β tuning and pooled figures as
+every head.
 Torch runs on one thread here: tiny models on a shared two-core machine run ~30× faster than with two contending
 threads.
 """
@@ -24,9 +25,10 @@ import numpy as np
 import pytest
 
 import blemore
-from blemore_toolkit.features import heads
+from blemore_toolkit.features import cross_validation, head_training, heads
+from blemore_toolkit.features.cross_validation import cross_validate
 from blemore_toolkit.features.extraction import FEATURES_DIR, PROVENANCE_FILE, aggregate, feature_columns
-from blemore_toolkit.features.heads import HeadSettings, cross_validate
+from blemore_toolkit.features.head_training import HeadSettings
 from blemore_toolkit.features.sequence_heads import SEQUENCE_RECIPE, SequenceTable, load_sequence_table
 
 TARGETS = np.array([blemore.soft_target(o.emotions, o.salience) for o in blemore.OUTCOMES], dtype=np.float32)
@@ -114,11 +116,11 @@ def order_table() -> SequenceTable:
 def test_head_names_agree_with_the_model():
     from blemore_toolkit.modeling.sequence_heads_blemore import SEQUENCE_HEADS
 
-    assert heads.SEQUENCE_HEADS == SEQUENCE_HEADS and set(SEQUENCE_HEADS) <= set(heads.HEADS)
+    assert head_training.SEQUENCE_HEADS == SEQUENCE_HEADS and set(SEQUENCE_HEADS) <= set(head_training.HEADS)
     from blemore_toolkit.features.sequence_heads import head_recipe
 
-    assert head_recipe("cross_modal") is SEQUENCE_RECIPE and head_recipe("mlp512") is heads.STATISTICS_RECIPE
-    assert head_recipe(None) is heads.STATISTICS_RECIPE
+    assert head_recipe("cross_modal") is SEQUENCE_RECIPE and head_recipe("mlp512") is head_training.STATISTICS_RECIPE
+    assert head_recipe(None) is head_training.STATISTICS_RECIPE
     with pytest.raises(blemore.BlemoreError, match="sequence head"):
         cross_validate(sequence_table(*order_task(clips=20)[:1], {}), HeadSettings(head="attention_pool"))
 
@@ -126,16 +128,16 @@ def test_head_names_agree_with_the_model():
 def test_statistics_heads_are_at_chance_on_salience_when_only_order_carries_it(order_table):
     cv = cross_validate(order_table, HeadSettings(head="mlp256", **FAST))
     # Presence is in the statistics (which emotions occur), so the head is not broken ...
-    assert cv.pooled["acc_presence"] > 0.9, heads.format_table(cv)
+    assert cv.pooled["acc_presence"] > 0.9, cross_validation.format_table(cv)
     # ... but the three saliences of a pair have the same statistics: chance is 1/3 of the blends.
-    assert cv.pooled["acc_salience"] < 0.45, heads.format_table(cv)
+    assert cv.pooled["acc_salience"] < 0.45, cross_validation.format_table(cv)
 
 
-@pytest.mark.parametrize("head", heads.SEQUENCE_HEADS)
+@pytest.mark.parametrize("head", head_training.SEQUENCE_HEADS)
 def test_sequence_heads_learn_salience_from_window_order(order_table, head):
     cv = cross_validate(order_table, HeadSettings(head=head, **FAST), recipe=SEQUENCE_RECIPE)
-    assert cv.pooled["acc_salience"] >= 0.9, heads.format_table(cv)
-    assert cv.pooled["acc_presence"] >= 0.9, heads.format_table(cv)
+    assert cv.pooled["acc_salience"] >= 0.9, cross_validation.format_table(cv)
+    assert cv.pooled["acc_presence"] >= 0.9, cross_validation.format_table(cv)
 
 
 def test_sequence_heads_train_and_select_as_the_paper_protocol_says(order_table, monkeypatch):
@@ -165,8 +167,8 @@ def test_sequence_heads_train_and_select_as_the_paper_protocol_says(order_table,
         composite = fold["acc_presence"] / 2 if np.isnan(fold["score"]) else fold["score"]
         assert composite == pytest.approx(scores[fold["best_epoch"] - 1], abs=1e-9)
         assert fold["alpha"] in PAPER_GRID.presence and fold["beta"] in PAPER_GRID.salience
-    best = heads.best_fold(cv)
-    assert heads.test_fit_thresholds(cv, settings.training)[0] == (best["alpha"], best["beta"])
+    best = cross_validation.best_fold(cv)
+    assert cross_validation.test_fit_thresholds(cv, settings.training)[0] == (best["alpha"], best["beta"])
 
 
 def test_cross_modal_head_needs_both_modalities():
@@ -174,7 +176,7 @@ def test_cross_modal_head_needs_both_modalities():
     table = sequence_table(outcomes, {"video": video, "audio": audio})
     settings = HeadSettings(head="cross_modal", **{**FAST, "epochs": 40})  # measured: 0.976 together, <= 0.35 alone
     both = cross_validate(table, settings, recipe=SEQUENCE_RECIPE)
-    assert both.pooled["acc_salience"] >= 0.9, heads.format_table(both)
+    assert both.pooled["acc_salience"] >= 0.9, cross_validation.format_table(both)
     # Video alone cannot tell which block dominates, audio alone cannot tell which emotions: each stays well below.
     # What one modality lacks no amount of data gives it, so two folds (half the clips each) show it at a quarter of
     # five folds' training work: the test stays within its time limit on a loaded machine.
@@ -182,7 +184,7 @@ def test_cross_modal_head_needs_both_modalities():
     for name in ("video", "audio"):
         alone = cross_validate(halves, settings, groups=[[name]], recipe=SEQUENCE_RECIPE)
         assert len(alone.folds) == 2
-        assert alone.pooled["acc_salience"] < 0.75, (name, heads.format_table(alone))
+        assert alone.pooled["acc_salience"] < 0.75, (name, cross_validation.format_table(alone))
 
 
 def test_saved_sequence_model_ignores_padding_and_reloads_exactly(tmp_path):

@@ -21,6 +21,10 @@ from torchcodec.decoders import AudioDecoder, VideoDecoder
 
 import blemore
 from blemore_toolkit.data import synth
+from blemore_toolkit.data.synth_audio import render_audio
+from blemore_toolkit.data.synth_encoding import ClipJob, write_clip, write_clips
+from blemore_toolkit.data.synth_frames import render_frames
+from blemore_toolkit.data.synth_signal import actor_style_for, signal_features
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +182,7 @@ def test_clips_decode_with_size_rate_and_duration(raw: Path):
 
 def test_clip_without_audio_has_no_audio_stream(tmp_path: Path):
     path = tmp_path / "A1_ang_int2_ver1.mov"
-    synth.write_clip(path, ["ang"], [100], width=32, height=32, duration_s=0.5, intensity=2, with_audio=False)
+    write_clip(path, ["ang"], [100], width=32, height=32, duration_s=0.5, intensity=2, with_audio=False)
     assert VideoDecoder(os.fspath(path)).metadata.num_frames == 12  # 0.5 s at 25 fps, rounded to whole frames
     with pytest.raises(ValueError):
         AudioDecoder(os.fspath(path))
@@ -186,19 +190,19 @@ def test_clip_without_audio_has_no_audio_stream(tmp_path: Path):
 
 
 def test_an_ffmpeg_failure_names_the_clips_and_leaves_nothing_behind(tmp_path: Path):
-    good = synth.ClipJob(tmp_path / "good.mov", ("ang",), (100,), 32, 32, duration_s=0.3)
-    bad = synth.ClipJob(tmp_path / "missing" / "bad.mov", ("sad",), (100,), 32, 32, duration_s=0.3)
+    good = ClipJob(tmp_path / "good.mov", ("ang",), (100,), 32, 32, duration_s=0.3)
+    bad = ClipJob(tmp_path / "missing" / "bad.mov", ("sad",), (100,), 32, 32, duration_s=0.3)
     with pytest.raises(blemore.BlemoreError, match=r"ffmpeg failed writing good\.mov, bad\.mov: .*missing"):
-        synth.write_clips([good, bad])
+        write_clips([good, bad])
     assert not list(tmp_path.iterdir())
 
 
 def test_labels_outside_the_36_outcomes_and_odd_sizes_are_refused(tmp_path: Path):
     for emotions, salience in [(["ang", "neu"], [50, 50]), (["ang", "hap"], [60, 40]), (["joy"], [100])]:
         with pytest.raises(ValueError):
-            synth.write_clip(tmp_path / "x.mov", emotions, salience)
+            write_clip(tmp_path / "x.mov", emotions, salience)
     with pytest.raises(ValueError, match="even"):
-        synth.write_clip(tmp_path / "x.mov", ["ang"], [100], width=33, height=32)
+        write_clip(tmp_path / "x.mov", ["ang"], [100], width=33, height=32)
     assert not list(tmp_path.iterdir())
 
 
@@ -213,17 +217,17 @@ def folder_bytes(root: Path) -> dict[str, bytes]:
 
 def test_same_clip_same_bytes_alone_or_in_a_batch(tmp_path: Path):
     labels = [(("ang", "hap"), (70, 30)), (("neu",), (100,)), (("disg", "sad"), (50, 50))]
-    style = synth.actor_style_for("A5", 3)
-    jobs = [synth.ClipJob(tmp_path / f"batch{i}.mov", e, s, 48, 32, 30, 0.7, seed=i, actor_style=style)
+    style = actor_style_for("A5", 3)
+    jobs = [ClipJob(tmp_path / f"batch{i}.mov", e, s, 48, 32, 30, 0.7, seed=i, actor_style=style)
             for i, (e, s) in enumerate(labels)]
-    synth.write_clips(jobs)
+    write_clips(jobs)
     for i, (emotions, salience) in enumerate(labels):
         single = tmp_path / f"single{i}.mov"
-        synth.write_clip(single, emotions, salience, width=48, height=32, fps=30, duration_s=0.7, seed=i,
-                         actor_style=style)
+        write_clip(single, emotions, salience, width=48, height=32, fps=30, duration_s=0.7, seed=i,
+                   actor_style=style)
         assert single.read_bytes() == jobs[i].path.read_bytes()
     other = tmp_path / "other_seed.mov"
-    synth.write_clip(other, *labels[0], width=48, height=32, fps=30, duration_s=0.7, seed=99, actor_style=style)
+    write_clip(other, *labels[0], width=48, height=32, fps=30, duration_s=0.7, seed=99, actor_style=style)
     assert other.read_bytes() != jobs[0].path.read_bytes()
 
 
@@ -285,22 +289,22 @@ def test_cli_refuses_to_write_into_a_folder_it_did_not_write(tmp_path: Path, cap
 
 
 def test_picture_and_sound_carry_saliences_before_encoding():
-    style = synth.actor_style_for("A42", 0)
+    style = actor_style_for("A42", 0)
     for salience in [(70, 30), (50, 50), (30, 70)]:
-        frames = synth.render_frames(["fea", "hap"], salience, fps=25, duration_s=0.4, seed=1, actor_style=style)
-        audio = synth.render_audio(["fea", "hap"], salience, sample_rate=16_000, duration_s=0.4, seed=1,
-                                   actor_style=style)
-        features = synth.signal_features(frames, audio, 16_000)
+        frames = render_frames(["fea", "hap"], salience, fps=25, duration_s=0.4, seed=1, actor_style=style)
+        audio = render_audio(["fea", "hap"], salience, sample_rate=16_000, duration_s=0.4, seed=1,
+                             actor_style=style)
+        features = signal_features(frames, audio, 16_000)
         fea, hap = blemore.EMOTIONS.index("fea"), blemore.EMOTIONS.index("hap")
         assert features[[fea, hap]] == pytest.approx(np.array(salience) / 100, abs=0.02)  # area shares
         assert features[[6 + fea, 6 + hap]] == pytest.approx(np.array(salience) / 100, abs=0.02)  # amplitudes
-    neutral = synth.signal_features(synth.render_frames(["neu"], [100], duration_s=0.4, actor_style=style),
-                                    synth.render_audio(["neu"], [100], duration_s=0.4, actor_style=style), 48_000)
+    neutral = signal_features(render_frames(["neu"], [100], duration_s=0.4, actor_style=style),
+                              render_audio(["neu"], [100], duration_s=0.4, actor_style=style), 48_000)
     assert neutral[5] < 0.05 and neutral[11] < 0.2
 
     def chroma_and_loudness(level):
-        frames = synth.render_frames(["sad"], [100], duration_s=0.4, intensity=level, actor_style=style)
-        audio = synth.render_audio(["sad"], [100], duration_s=0.4, intensity=level, actor_style=style)
+        frames = render_frames(["sad"], [100], duration_s=0.4, intensity=level, actor_style=style)
+        audio = render_audio(["sad"], [100], duration_s=0.4, intensity=level, actor_style=style)
         rgb = frames.reshape(-1, 3).astype(float)
         return np.percentile(rgb.max(1) - rgb.min(1), 90), np.sqrt(np.mean(audio.astype(float) ** 2))
 
@@ -326,7 +330,7 @@ def test_outcomes_are_learnable_from_decoded_clips_of_unseen_actors(raw: Path):
         held_out.append((raw / "test" / f"{row['filename']}.mov", blemore.parse_clip_name(row["source_name"]).outcome))
 
     def featurise(items):
-        return np.stack([synth.signal_features(*decode(path), 16_000) for path, _ in items]), np.array(
+        return np.stack([signal_features(*decode(path), 16_000) for path, _ in items]), np.array(
             [outcome for _, outcome in items])
 
     x_train, y_train = featurise(train)

@@ -148,7 +148,7 @@ def resize_video(path: Path, short_side: int, fps: float) -> tuple[bytes, int, i
     import subprocess
     import tempfile
 
-    from blemore_toolkit.data.synth import _ffmpeg
+    from blemore_toolkit.data.synth_encoding import _ffmpeg
 
     with tempfile.TemporaryDirectory(prefix="blemore-resize-") as tmp:
         out = Path(tmp) / "clip.mov"  # mov, not mp4: it holds any sound the original has (PCM too)

@@ -57,7 +57,7 @@ class HeadProtocol:
     #: lowest fold id); ``pooled_out_of_fold``: one search on the five folds' out-of-fold probabilities together.
     test_fit_thresholds: str
     #: Learn a wide first layer in the span of the training rows (exact for SGD, not for Adam/AdamW: an
-    #: approximation that makes each step ~7× cheaper; see ``heads.training_span``).
+    #: approximation that makes each step ~7× cheaper; see ``head_training.training_span``).
     training_span: bool
     #: ``float32`` or ``auto`` (bfloat16 matmuls where the CPU does them natively).
     precision: str

@@ -6,24 +6,24 @@ k-fold validation (MDPI MTI 2026), against 0.345 / 0.170 for the best baseline o
 already stores each clip's per-window sequence (``sequence``, ``num_windows``) beside the statistics; this module
 reads it and trains the model's sequence heads (``modeling/sequence_heads_blemore.py``) on it.
 
-Everything else is the heads' machinery, not a copy of it: ``heads.cross_validate`` (K-fold CV, the protocol's
-epoch selection, α/β per fold and pooled, ``cv/`` outputs), ``heads.fit_final`` (the test fit, with the protocol's
-test-fit epochs and α/β rule), ``heads.run_heads_pipeline`` (saved model, report, out-of-fold and test
-probabilities, submission, push) call the functions here when given ``SEQUENCE_RECIPE`` (``head_recipe`` picks it
-for a sequence head; the CLI and ``blemore predict`` use it). Training follows ``settings.training``, the protocol
-(``--protocol``) with the run's overrides: ``heads._fit`` with the soft-label KL objective and the protocol's
+Everything else is the heads' machinery, not a copy of it: ``cross_validation.cross_validate`` (K-fold CV, the
+protocol's epoch selection, α/β per fold and pooled, ``cv/`` outputs), ``cross_validation.fit_final`` (the test fit,
+with the protocol's test-fit epochs and α/β rule), ``heads.run_heads_pipeline`` (saved model, report, out-of-fold and
+test probabilities, submission, push) call the functions here when given ``SEQUENCE_RECIPE`` (``head_recipe`` picks
+it for a sequence head; the CLI and ``blemore predict`` use it). Training follows ``settings.training``, the protocol
+(``--protocol``) with the run's overrides: ``head_training._fit`` with the soft-label KL objective and the protocol's
 optimiser (Adam with L2 decay or AdamW), learning rate, weight decay, batch size, epochs, dropout and precision;
 under ``epoch_selection="best_composite"`` (the paper protocol) each epoch is scored on the validation fold and the
 best epoch's weights are kept, exactly as for the statistics heads. What does not apply to a sequence head: the
-statistics heads' activation, initialisation, span shortcut and per-feature standardisation (the sequence heads
-have their own architecture and standardise each window as below), and ``--method subsampling``. ``--hidden`` is
-the window projection's width.
+statistics heads' activation, initialisation, span shortcut and per-feature standardisation (the sequence heads have
+their own architecture and standardise each window as below), and ``--method subsampling``. ``--hidden`` is the
+window projection's width.
 
 * Inputs: one padded ``(clips, windows, width)`` array per feature config with each clip's window count; configs
   may have different window rates (e.g. video windows of 16 frames and audio windows of 0.5 s): each keeps its own
   windows, and the model places them on one relative time axis.
 * Standardisation: each input's per-window LayerNorm is set, as for the statistics heads, to standardise the
-  layer-normalised windows of the training rows (``heads.standardisation``) and frozen.
+  layer-normalised windows of the training rows (``head_training.standardisation``) and frozen.
 * Batches are cut to their longest clip, so padding costs nothing where clips are short.
 """
 
@@ -38,10 +38,10 @@ import numpy as np
 
 from blemore import BlemoreError
 from blemore_toolkit.features.extraction import FEATURES_DIR
-from blemore_toolkit.features.heads import (
+from blemore_toolkit.features.feature_table import FeatureTable, load_feature_table
+from blemore_toolkit.features.head_training import (
     SEQUENCE_HEADS,
     STATISTICS_RECIPE,
-    FeatureTable,
     FittedHead,
     HeadRecipe,
     HeadSettings,
@@ -50,7 +50,6 @@ from blemore_toolkit.features.heads import (
     _fit,
     clip_probabilities,
     finished_head,
-    load_feature_table,
     standardisation,
 )
 
@@ -152,7 +151,7 @@ def _read_sequences(dataset_dir: Path, name: str, clip_ids: Sequence[str]) -> tu
 
 
 def load_sequence_table(dataset_dir: str | os.PathLike, names: Sequence[str]) -> SequenceTable:
-    """``heads.load_feature_table`` plus each config's per-window sequences, aligned by clip."""
+    """``feature_table.load_feature_table`` plus each config's per-window sequences, aligned by clip."""
     dataset_dir = Path(dataset_dir)
     table = load_feature_table(dataset_dir, names)
     sequences, num_windows = {}, {}
@@ -197,7 +196,7 @@ def fit_sequence_head(train_x: SequenceInputs, train_y: np.ndarray, feature_size
                       validation: Validation | None = None) -> FittedHead:
     """Train a sequence head on padded sequences and (N, 6) soft targets as ``settings.training`` says.
 
-    The counterpart of ``heads.fit_head``: with ``validation`` (padded sequences of the validation clips) and
+    The counterpart of ``head_training.fit_head``: with ``validation`` (padded sequences of the validation clips) and
     ``epoch_selection="best_composite"`` every epoch is scored there and the best epoch's weights are kept, and the
     returned head carries the validation clips' probabilities and α/β search. ``epochs`` overrides the protocol's
     (the test fit's). ``feature_sizes`` (the statistics' widths) is not used: the inputs carry their window widths.
@@ -252,13 +251,13 @@ def predict_sequence_probabilities(model, inputs: SequenceInputs, batch_size: in
     return clip_probabilities(logits, np.arange(len(logits)), len(logits))
 
 
-#: How ``heads.cross_validate`` / ``fit_final`` / ``run_heads_pipeline`` read, train and predict a sequence head.
+#: How ``cross_validate`` / ``fit_final`` / ``heads.run_heads_pipeline`` read, train and predict a sequence head.
 SEQUENCE_RECIPE = HeadRecipe(load_sequence_table, sequence_inputs, fit_sequence_head, sequence_logits)
 
 
 def head_recipe(head: str | None) -> HeadRecipe:
     """The recipe of any ``--head`` (None: a model on clip-level statistics): the sequence heads' or the statistics
-    heads'. (It lives here, not in ``heads``, because ``heads`` must not import this module.)"""
+    heads'. (It lives here, not in ``head_training``, because the heads' modules must not import this one.)"""
     return SEQUENCE_RECIPE if head in SEQUENCE_HEADS else STATISTICS_RECIPE
 
 __all__ = [

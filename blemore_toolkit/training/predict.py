@@ -257,7 +257,7 @@ def feature_configs_of(model) -> list[str]:
 
 
 def select_feature_rows(table, config: str, split: str):
-    """The rows of a ``heads.FeatureTable`` that make ``split`` of the dataset config ``config``."""
+    """The rows of a ``feature_table.FeatureTable`` that make ``split`` of the dataset config ``config``."""
     parts = blemore.config_splits(config) if config in blemore.config_names() else None
     if parts is None or split not in parts:
         raise blemore.BlemoreError(f"no split {split!r} in dataset config {config!r} (configs: "
@@ -272,7 +272,8 @@ def select_feature_rows(table, config: str, split: str):
 def predict_features(model, dataset: str, config: str = "default", split: str = "test"
                      ) -> tuple[dict, np.ndarray | None]:
     """Predictions of a model on precomputed features for a dataset split; also the true outcomes when labelled."""
-    from blemore_toolkit.features.heads import clip_probabilities, predict_logits, subsampling_design
+    from blemore_toolkit.features.feature_table import subsampling_design
+    from blemore_toolkit.features.head_training import clip_probabilities, predict_logits
     from blemore_toolkit.features.sequence_heads import head_recipe
 
     names = feature_configs_of(model)
