@@ -12,7 +12,8 @@ clips). It then runs each command once as its own process and prints its wall-cl
 resident memory (``ru_maxrss`` of that process, from ``os.wait4``):
 
 * ``score``: ``blemore score SUB --references KEY`` (a submission of more than about 700,000 clips is over the
-  64 MiB ``score`` reads: skipped above ``--max-submission-rows``);
+  64 MiB ``score`` reads by default: ``BLEMORE_MAX_SUBMISSION_BYTES`` is raised to fit, see
+  ``--max-submission-bytes``);
 * ``compare``: ``blemore compare SUB_A SUB_B --references KEY`` (paired bootstrap and sign-flip test, 2,000 each);
 * ``compare-csv``: the same on the two probabilities.csv (``--thresholds-a/-b 0.15 0.2``);
 * ``ensemble``: ``blemore ensemble RUN_A RUN_B --dataset DATASET --output OUT``.
