@@ -213,7 +213,7 @@ def test_own_trainer_script_trains_scores_predicts_and_pushes(own_trainer, prepa
     assert "generated automatically according to the information the Trainer" not in card
     assert "| fold0 validation | " + " | ".join(f"{evaluation[key]:.3f}" for key in SCORE_KEYS) + " |" in card
     assert "Trained with the transformers Trainer (`BlemoreTrainer`) on `fold0 train`" in card
-    assert "thresholds α/β are those the last evaluation tuned on that set" in card
+    assert "thresholds α/β are those the last evaluation on `fold0 validation` tuned" in card
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda path: path.name)

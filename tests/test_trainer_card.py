@@ -8,6 +8,7 @@ import): a feature-input BLEMORE model, a few steps on random rows."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from local_hub import run_client, run_local_hub
@@ -94,12 +95,12 @@ def test_push_to_hub_uploads_the_blemore_card_with_the_evaluation_and_the_traini
     card, evaluation = printed["with-card"]["card"], printed["with-card"]["evaluation"]
     assert "# me/with-card" in card and TRAINER_CARD_MARK not in card and "BLEMORE (arXiv 2601.13225)" in card
     assert _row("eval_dataset", evaluation) in card and "mean ± std" not in card
-    assert "The last evaluation of the Trainer run on the evaluation set" in card
+    assert "The last evaluation of the Trainer run on the evaluation set;" in card
     assert ("Trained with the transformers Trainer (`BlemoreTrainer`) on the Hub dataset [me/blemore]"
             "(https://huggingface.co/datasets/me/blemore) (12 clips): 1 epoch, 3 optimizer steps, learning rate "
             "0.001 (linear schedule), batch size 4 (4 per device × 1 process), seed 42. Evaluated on `eval_dataset` "
-            "(8 clips) with the challenge metrics. The decoder's thresholds α/β are those the last evaluation tuned "
-            "on that set.") in card
+            "(8 clips) with the challenge metrics. The decoder's thresholds α/β are those the last evaluation on "
+            "`eval_dataset` tuned.") in card
     data = _card_yaml(card)
     assert data["datasets"] == ["me/blemore"] and data["base_model"] == "MCG-NJU/videomae-base"
     assert data["tags"] == ["blemore", "emotion-recognition", "audio-visual", "my-tag"]
@@ -162,6 +163,45 @@ def test_a_later_run_replaces_the_saved_results_and_keeps_the_dataset(tmp_path):
     card = (tmp_path / "run" / "README.md").read_text()
     assert card == render_model_card(model.config, "run", **facts)
     assert "No validation results were recorded" in card and "No evaluation with the challenge metrics" in card
+
+
+def test_each_evaluated_set_is_a_row_named_as_evaluate_saw_it(tmp_path):
+    import torch
+
+    from blemore_toolkit.training import BlemoreTrainer
+    from blemore_toolkit.training.train import challenge_metrics
+
+    torch.manual_seed(0)
+    model = BlemoreForBlendedEmotionRecognition(BlemoreConfig(feature_sizes={"clip": 6}))
+    rows = [{"features": torch.randn(6), "labels": torch.tensor(i % 36)} for i in range(14)]
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=2,
+                             report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True)
+    trainer = BlemoreTrainer(model=model, args=args, train_dataset=rows[:2],
+                             eval_dataset={"actors_a": rows[2:6], "actors_b": rows[6:9]},
+                             compute_metrics=challenge_metrics(model.config))
+    trainer.train()
+    evaluation = trainer.evaluate()
+    held_out = trainer.evaluate(eval_dataset=rows[9:], metric_key_prefix="held_out")
+    model.config.presence_threshold, model.config.salience_threshold = 0.999, 0.999  # not tuned by any
+    trainer.create_model_card()
+    card = (tmp_path / "run" / "README.md").read_text()
+    sets = {"actors_a": (evaluation, "eval_actors_a_"), "actors_b": (evaluation, "eval_actors_b_"),
+            "held_out": (held_out, "held_out_")}
+    for name, (scores, prefix) in sets.items():
+        assert f"| {name} | " + " | ".join(f"{scores[prefix + key]:.3f}"
+                                           for key in ("acc_presence", "acc_salience", "score")) + " |" in card
+    assert "mean ± std" not in card and "on each evaluation set;" in card
+    assert "Evaluated on `actors_a` (4 clips), `actors_b` (3 clips), `held_out` (5 clips) with the challenge" in card
+    assert "thresholds α/β are those" not in card
+
+    model.config.presence_threshold = evaluation["eval_actors_b_presence_threshold"]
+    model.config.salience_threshold = evaluation["eval_actors_b_salience_threshold"]
+    trainer.create_model_card()
+    (named,) = re.findall(r"thresholds α/β are those the last evaluation on `(\w+)` tuned",
+                          (tmp_path / "run" / "README.md").read_text())
+    scores, prefix = sets[named]
+    assert (scores[prefix + "presence_threshold"], scores[prefix + "salience_threshold"]) == (
+        model.config.presence_threshold, model.config.salience_threshold)
 
 
 def test_one_fold_has_no_spread_row_and_several_do():

@@ -37,6 +37,8 @@ from blemore_toolkit.modeling.model_card_blemore import (
 
 #: The challenge metrics ``challenge_metrics`` reports (``eval_`` + these), the validation table's columns.
 CHALLENGE_METRICS = ("acc_presence", "acc_salience", "score")
+#: The decoder thresholds ``challenge_metrics`` tunes and reports (``eval_`` + these).
+THRESHOLDS = ("presence_threshold", "salience_threshold")
 #: The evaluation prefix of ``Trainer.evaluate`` (``metric_key_prefix``).
 EVAL_PREFIX = "eval"
 
@@ -82,10 +84,11 @@ class BlemoreTrainer(Trainer):
         For a model that is not a BLEMORE model this is ``Trainer.create_model_card``, with every keyword.
 
         For a BLEMORE model the card is titled and its usage written with ``self.hub_model_id`` (the repo
-        ``push_to_hub`` creates; else ``model_name``, else the output folder's name, as transformers names it), and
-        holds the last evaluation's ``eval_acc_presence``/``eval_acc_salience``/``eval_score`` (what
-        ``challenge_metrics`` reports) as the validation table, and how the model was trained (epochs, steps,
-        learning rate, batch size, world size, the evaluation set). Of the keywords:
+        ``push_to_hub`` creates; else ``args.hub_model_id``, else ``model_name``, else the output folder's name, as
+        transformers names it), and holds the last evaluation's ``eval_acc_presence``/``eval_acc_salience``/
+        ``eval_score`` (what ``challenge_metrics`` reports; one row per evaluated set, see ``evaluations``) as the
+        validation table, and how the model was trained (epochs, steps, learning rate, batch size, world size, the
+        evaluation sets, whether α/β are those an evaluation tuned). Of the keywords:
 
         - ``dataset`` (or ``dataset_tags``, as transformers uses them): the first Hub dataset id among them is the
           card's dataset (``datasets`` and the model-index's dataset type); names that are no Hub id are ignored;
@@ -112,7 +115,7 @@ class BlemoreTrainer(Trainer):
                  "base_model": _names(finetuned_from) or None, "tags": _names(tags) or None}
         facts = self.card_facts(folder, **given)
         write_card_facts(folder, **facts)
-        repo_id = self.hub_model_id or model_name or Path(folder).absolute().name
+        repo_id = self.hub_model_id or self.args.hub_model_id or model_name or Path(folder).absolute().name
         card = render_model_card(model.config, repo_id, **facts)
         path = os.path.join(folder, "README.md")
         with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -138,31 +141,55 @@ class BlemoreTrainer(Trainer):
         facts["tags"] = list(dict.fromkeys(tags)) or None
         return {key: value for key, value in facts.items() if value is not None}
 
-    def validation_results(self) -> dict | None:
-        """The last evaluation's challenge metrics, as ``render_model_card``'s validation table (None without one).
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = EVAL_PREFIX):
+        """``Trainer.evaluate``, remembering which set each metric prefix was computed on (the card's row names)."""
+        dataset, name = self.eval_dataset if eval_dataset is None else eval_dataset, None
+        if isinstance(dataset, str):  # a name of the eval_dataset dict, as Trainer.evaluate passes it
+            name, dataset = dataset, self.eval_dataset[dataset]
+        if not isinstance(dataset, dict):
+            sets = self.__dict__.setdefault("_card_eval_sets", {})
+            sets.pop(metric_key_prefix, None)  # the latest evaluation last
+            name = name or _split_name(dataset) or _default_set_name(dataset is self.eval_dataset, metric_key_prefix)
+            sets[metric_key_prefix] = (name, _length(dataset))
+        return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
 
-        One row for the evaluation set (one per named set when ``eval_dataset`` is a dict), from the last
-        ``evaluate`` in ``state.log_history`` that reported all of ``eval_acc_presence``, ``eval_acc_salience`` and
-        ``eval_score``."""
-        names = list(self.eval_dataset) if isinstance(self.eval_dataset, dict) else [None]
-        rows = {}
-        for name in names:
-            prefix = f"{EVAL_PREFIX}_{name}_" if name is not None else f"{EVAL_PREFIX}_"
+    def evaluations(self) -> list[tuple[str, int | None, dict]]:
+        """The last challenge metrics per evaluated set: ``(set name, clips, {metric: value, "presence_threshold",
+        ...})``, from ``state.log_history`` (an entry with all of ``{prefix}_acc_presence``, ``_acc_salience``,
+        ``_score``).
+
+        Sets are named as ``evaluate`` saw them: the name in an ``eval_dataset`` dict, the split of a dataset config
+        (``"fold0 validation"``), the ``metric_key_prefix`` chosen, else ``"eval_dataset"``; evaluations of a run
+        resumed from a checkpoint are named after ``eval_dataset``."""
+        known = dict(self.__dict__.get("_card_eval_sets", {}))
+        if isinstance(self.eval_dataset, dict):
+            defaults = {f"{EVAL_PREFIX}_{name}": (name, _length(data)) for name, data in self.eval_dataset.items()}
+        elif self.eval_dataset is not None:
+            defaults = {EVAL_PREFIX: (_split_name(self.eval_dataset) or "eval_dataset", _length(self.eval_dataset))}
+        else:
+            defaults = {}
+        found = []
+        for prefix, (name, clips) in {**defaults, **known}.items():
             for entry in reversed(self.state.log_history):
-                if all(isinstance(entry.get(prefix + key), (int, float)) for key in CHALLENGE_METRICS):
-                    rows[name or self.eval_set_name()] = {key: float(entry[prefix + key]) for key in CHALLENGE_METRICS}
+                if all(isinstance(entry.get(f"{prefix}_{key}"), (int, float)) for key in CHALLENGE_METRICS):
+                    values = {key: float(entry[f"{prefix}_{key}"]) for key in (*CHALLENGE_METRICS, *THRESHOLDS)
+                              if isinstance(entry.get(f"{prefix}_{key}"), (int, float))}
+                    found.append((name if name not in [n for n, _, _ in found] else f"{name} ({prefix})", clips,
+                                  values))
                     break
-        if not rows:
-            return None
-        what = "the evaluation sets" if len(rows) > 1 else "the evaluation set"
-        return {"folds": rows,
-                "description": f"The last evaluation of the Trainer run on {what} (`eval_dataset`); presence and "
-                               "salience accuracy as the challenge computes them."}
+        return found
 
-    def eval_set_name(self) -> str:
-        """The evaluation set as the card names it: ``"fold0 validation"`` for a split of a dataset config, else
-        ``"eval_dataset"``."""
-        return _split_name(self.eval_dataset) or "eval_dataset"
+    def validation_results(self) -> dict | None:
+        """The last evaluations' challenge metrics as ``render_model_card``'s validation table (None without one):
+        one row per evaluated set (see ``evaluations``), described as the Trainer's evaluation, not as folds."""
+        evaluations = self.evaluations()
+        if not evaluations:
+            return None
+        rows = {name: {key: values[key] for key in CHALLENGE_METRICS} for name, _, values in evaluations}
+        what = "each evaluation set" if len(rows) > 1 else "the evaluation set"
+        return {"folds": rows,
+                "description": f"The last evaluation of the Trainer run on {what}; presence and salience accuracy as "
+                               "the challenge computes them."}
 
     def training_paragraph(self, dataset_repo: str | None = None) -> str:
         """How the model was trained, from the TrainingArguments and the Trainer's state, in one paragraph."""
@@ -183,27 +210,17 @@ class BlemoreTrainer(Trainer):
                 f"{args.learning_rate:g} ({schedule} schedule), batch size {batch} ({per_device} per device × "
                 f"{processes}" + (f" × {accumulation} accumulation steps" if accumulation > 1 else "")
                 + f"), seed {args.seed}.")
-        validation = self.validation_results()
-        if validation is None:
+        evaluations = self.evaluations()
+        if not evaluations:
             return text + " No evaluation with the challenge metrics was recorded."
-        sets = self.eval_dataset if isinstance(self.eval_dataset, dict) else {None: self.eval_dataset}
-        sizes = [_length(dataset) for dataset in sets.values()]
-        named = [f"`{name}`" + (f" ({size} clips)" if size is not None else "")
-                 for name, size in zip(validation["folds"], sizes)]
+        named = [f"`{name}`" + (f" ({clips} clips)" if clips is not None else "") for name, clips, _ in evaluations]
         text += f" Evaluated on {', '.join(named)} with the challenge metrics."
-        if self._thresholds_from_last_evaluation():
-            text += " The decoder's thresholds α/β are those the last evaluation tuned on that set."
-        return text
-
-    def _thresholds_from_last_evaluation(self) -> bool:
-        """Whether the config's α/β are those the last evaluation searched (``challenge_metrics`` reports them)."""
         config = self.blemore_model().config
-        for entry in reversed(self.state.log_history):
-            alpha = entry.get(f"{EVAL_PREFIX}_presence_threshold")
-            beta = entry.get(f"{EVAL_PREFIX}_salience_threshold")
-            if alpha is not None and beta is not None:
-                return math.isclose(alpha, config.presence_threshold) and math.isclose(beta, config.salience_threshold)
-        return False
+        tuned_on = [name for name, _, values in evaluations if all(key in values for key in THRESHOLDS) and all(
+            math.isclose(values[key], getattr(config, key)) for key in THRESHOLDS)]
+        if tuned_on:
+            text += f" The decoder's thresholds α/β are those the last evaluation on `{tuned_on[-1]}` tuned."
+        return text
 
 
 def _names(value) -> list[str]:
@@ -225,6 +242,14 @@ def _split_name(dataset) -> str | None:
     config = getattr(getattr(dataset, "info", None), "config_name", None)
     name = f"{config} {split}" if config and config != "default" else str(split)
     return name.replace("`", "'")
+
+
+def _default_set_name(is_eval_dataset: bool, prefix: str) -> str:
+    """A set that names itself nowhere: by its ``metric_key_prefix`` when one was chosen (``"test"``), else by where it
+    came from."""
+    if prefix != EVAL_PREFIX:
+        return prefix.removeprefix(f"{EVAL_PREFIX}_")
+    return "eval_dataset" if is_eval_dataset else "evaluation set"
 
 
 def _length(dataset) -> int | None:
