@@ -1,8 +1,10 @@
 """The Hub model card of a BLEMORE model, written from what the model knows (its config) plus what a run adds.
 
 ``model.push_to_hub(repo)`` writes it with nothing but the config; ``blemore train --push-to-hub`` passes the
-validation table, the training facts and the dataset repo as well. Either way the card's ``pipeline_tag`` is the
-task the model's pipeline is registered for, and its usage is code that works on the pushed files.
+validation table, the training facts and the dataset repo as well, and the toolkit's ``BlemoreTrainer`` (its
+``push_to_hub()``) the last evaluation of each set it evaluated and how it trained. Either way the card's
+``pipeline_tag`` is the task the model's pipeline is registered for, and its usage is code that works on the pushed
+files.
 
 Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` import).
 """
