@@ -1,8 +1,10 @@
 """The Hub model card of a BLEMORE model, written from what the model knows (its config) plus what a run adds.
 
 ``model.push_to_hub(repo)`` writes it with nothing but the config; ``blemore train --push-to-hub`` passes the
-validation table, the training facts and the dataset repo as well. Either way the card's ``pipeline_tag`` is the
-task the model's pipeline is registered for, and its usage is code that works on the pushed files.
+validation table, the training facts and the dataset repo as well, and the toolkit's ``BlemoreTrainer`` (its
+``push_to_hub()``) the last evaluation of each set it evaluated and how it trained. Either way the card's
+``pipeline_tag`` is the task the model's pipeline is registered for, and its usage is code that works on the pushed
+files.
 
 Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` import).
 """
@@ -19,7 +21,7 @@ from .pipeline_blemore import AUDIO_TASK, pipeline_task
 #: saved beside the weights so that `model.push_to_hub` of the saved model writes the same card as the run.
 CARD_FACTS_FILE = "blemore_card.json"
 #: The keys of that file, as `render_model_card` keywords.
-CARD_FACTS = ("validation", "training", "random_encoders", "dataset_repo", "metric_repo", "base_model")
+CARD_FACTS = ("validation", "training", "random_encoders", "dataset_repo", "metric_repo", "base_model", "tags")
 #: Hub metric id of the accuracies when no BLEMORE metric repo is given (the challenge score is their mean).
 ACCURACY_METRIC = "accuracy"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -35,6 +37,14 @@ CITATION = """\
   archivePrefix = {arXiv},
 }
 """
+
+#: The tags every BLEMORE card has (a run may add its own, ``render_model_card(tags=...)``).
+BASE_TAGS = ("blemore", "emotion-recognition", "audio-visual")
+#: What the validation table says it holds when the validation results do not describe themselves.
+FOLDS_DESCRIPTION = ("Actor-disjoint folds of the BLEMORE train partition (each fold's actors unseen in training); "
+                     "presence and salience\naccuracy as the challenge computes them.")
+#: The model-index split of cross-validated results.
+FOLDS_SPLIT = "validation (actor-disjoint folds)"
 
 #: How the card names the three challenge metrics.
 METRIC_LABELS = {"acc_presence": "ACC_presence", "acc_salience": "ACC_salience", "score": "challenge score"}
@@ -83,8 +93,13 @@ def write_card_facts(folder, **facts) -> None:
     os.replace(path + ".tmp", path)
 
 
-def metric_name(key: str, num_folds: int) -> str:
-    """The card's name of a validation metric: ``"ACC_presence (mean of 5 validation folds)"``."""
+def metric_name(key: str, num_folds: int, split: str | None = None) -> str:
+    """The card's name of a validation metric: ``"ACC_presence (mean of 5 validation folds)"``.
+
+    ``split``: the name of the one evaluation set the value comes from, when it is not a fold of the folds table
+    (``"ACC_presence (fold0 validation)"``)."""
+    if split:
+        return f"{METRIC_LABELS[key]} ({split})"
     where = f"mean of {num_folds} validation folds" if num_folds > 1 else "one validation fold"
     return f"{METRIC_LABELS[key]} ({where})"
 
@@ -158,32 +173,41 @@ def render_model_card(
     random_encoders: bool = False,
     metric_repo: str | None = None,
     base_model: str | list[str] | None = None,
+    tags: list[str] | None = None,
 ) -> str:
     """The card's text (YAML header + body).
 
     ``validation``: ``{"folds": {name: {metric: value}}, "summary": {metric: {"mean", "std"}}}`` (what
-    ``blemore train`` computes); ``training``: a paragraph saying how the model was trained and where its
-    thresholds come from; ``random_encoders``: the encoders were never pretrained (the demo's tiny model).
+    ``blemore train`` computes; the table has a mean ± std row when there is more than one fold), or, for evaluation
+    sets that are not cross-validation folds (what ``BlemoreTrainer`` records), ``{"folds": {set name: {metric:
+    value}}, "description": "what the sets are"}`` without ``summary``: each set is then its own model-index result
+    and the description replaces the text about folds above the table. ``training``: a paragraph saying how the
+    model was trained and where its thresholds come from; ``random_encoders``: the encoders were never pretrained
+    (the demo's tiny model).
     ``dataset_repo``: the Hub id of the dataset (``blemore push``), the model-index's dataset type: without it the
     validation results stay in the text only. ``metric_repo``: the Hub id of the published ``blemore`` metric, the
     metric type of the three results (default: ``accuracy``). ``base_model``: the backbones' Hub ids (default: those
-    the config's encoders were loaded from).
+    the config's encoders were loaded from). ``tags``: tags added to the card's own (``blemore``, ...).
     """
     from huggingface_hub import EvalResult, ModelCardData
 
     metrics = list(METRIC_LABELS)
     task = pipeline_task(config)
     eval_results = []
+    summary = (validation or {}).get("summary")
     if validation and dataset_repo:
-        for key in metrics:
-            eval_results.append(EvalResult(
-                task_type=task or "video-classification", task_name="Blended emotion recognition",
-                dataset_type=dataset_repo, dataset_name="BLEMORE",
-                dataset_split="validation (actor-disjoint folds)",
-                metric_type=metric_repo or ACCURACY_METRIC,
-                metric_name=metric_name(key, len(validation["folds"])),
-                metric_value=round(validation["summary"][key]["mean"], 4),
-            ))  # fmt: skip
+        # cross-validation: one result per metric, the mean over the folds; other evaluation sets: one per set
+        results = ([(FOLDS_SPLIT, None, {key: summary[key]["mean"] for key in metrics})] if summary else
+                   [(name, name, row) for name, row in validation["folds"].items()])
+        for split, set_name, values in results:
+            for key in metrics:
+                eval_results.append(EvalResult(
+                    task_type=task or "video-classification", task_name="Blended emotion recognition",
+                    dataset_type=dataset_repo, dataset_name="BLEMORE", dataset_split=split,
+                    metric_type=metric_repo or ACCURACY_METRIC,
+                    metric_name=metric_name(key, len(validation["folds"]), set_name),
+                    metric_value=round(values[key], 4),
+                ))  # fmt: skip
     if base_model is None:
         base_model = backbone_ids(config)
     if isinstance(base_model, list) and len(base_model) == 1:
@@ -193,19 +217,24 @@ def render_model_card(
         model_name=repo_id if eval_results else None, library_name="transformers", pipeline_tag=task,
         base_model=base_model or None,
         license="other", license_name="blemore-terms", license_link="https://arxiv.org/abs/2601.13225",
-        datasets=[dataset_repo] if dataset_repo else None, tags=["blemore", "emotion-recognition", "audio-visual"],
+        datasets=[dataset_repo] if dataset_repo else None,
+        tags=[*BASE_TAGS, *(tag for tag in dict.fromkeys(tags or ()) if tag not in BASE_TAGS)],
         eval_results=eval_results or None,
     )  # fmt: skip
     pin = f', revision="{revision}"' if revision else ""
     if validation:
         rows = [f"| {name} | " + " | ".join(f"{row[key]:.3f}" for key in metrics) + " |"
                 for name, row in validation["folds"].items()]
-        means = " | ".join(f"{validation['summary'][key]['mean']:.3f} ± {validation['summary'][key]['std']:.3f}"
-                           for key in metrics)
-        table = "\n".join(["| fold | ACC_presence | ACC_salience | score |", "|---|---|---|---|", *rows,
-                           f"| mean ± std | {means} |"])
+        if summary and len(rows) > 1:  # a spread over one fold would read as a measured ± 0
+            means = " | ".join(f"{summary[key]['mean']:.3f} ± {summary[key]['std']:.3f}" for key in metrics)
+            rows.append(f"| mean ± std | {means} |")
+        header = "| fold | ACC_presence | ACC_salience | score |" if summary else (
+            "| evaluation set | ACC_presence | ACC_salience | score |")
+        table = "\n".join([header, "|---|---|---|---|", *rows])
+        description = validation.get("description") or FOLDS_DESCRIPTION
     else:
         table = "No validation results were recorded for this model."
+        description = FOLDS_DESCRIPTION
     training = training or "Not recorded with the model (pushed with `model.push_to_hub`)."
     return f"""---
 {data.to_yaml()}
@@ -227,8 +256,7 @@ the six emotions (`ang disg fea hap sad neu`) are present and, for a blend of tw
 
 ## Validation results
 
-Actor-disjoint folds of the BLEMORE train partition (each fold's actors unseen in training); presence and salience
-accuracy as the challenge computes them.
+{description}
 
 {table}
 
@@ -253,6 +281,7 @@ accuracy as the challenge computes them.
 
 
 __all__ = [
+    "BASE_TAGS",
     "CARD_FACTS",
     "CARD_FACTS_FILE",
     "CITATION",

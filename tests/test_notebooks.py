@@ -209,6 +209,11 @@ def test_own_trainer_script_trains_scores_predicts_and_pushes(own_trainer, prepa
     assert from_hub["emotions"] == predicted[from_hub["clip_id"]]
     assert "pipeline_tag: video-classification" in card and "# me/blemore-own" in card
     assert "trust_remote_code=True" in card and "🤗 transformers model that has been pushed" not in card
+    # trainer.push_to_hub() of the BlemoreTrainer: the BLEMORE card with the run's evaluation and training
+    assert "generated automatically according to the information the Trainer" not in card
+    assert "| fold0 validation | " + " | ".join(f"{evaluation[key]:.3f}" for key in SCORE_KEYS) + " |" in card
+    assert "Trained with the transformers Trainer (`BlemoreTrainer`) on `fold0 train`" in card
+    assert "thresholds α/β are those the last evaluation on `fold0 validation` tuned" in card
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda path: path.name)
