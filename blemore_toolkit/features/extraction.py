@@ -36,7 +36,8 @@ the **per-window sequence**. Rows also carry ``clip_id``, ``split``, ``fold`` an
 
 Layout: ``DATASET/features/<config>/<part>-NNNNN-of-NNNNN.parquet``, one file per parquet file of the clips (same
 name), and ``provenance.json`` (encoder, revision or weight hashes, layers, frame rate, window, aggregation, toolkit
-version). The README's YAML header gains the config (train and test splits) without touching the rest of the card.
+version; a local encoder folder by its name and weight hashes, never its path, as ``push`` publishes the file).
+The README's YAML header gains the config (train and test splits) without touching the rest of the card.
 
 Work is resumable: a shard is written to a hidden temporary file, renamed when complete, and marked done with a
 fingerprint of its input and of every extraction setting, so an interrupted run picks up at the first unfinished
@@ -173,6 +174,13 @@ class ExtractionSettings:
 
 def _is_local(source: str) -> bool:
     return os.path.isdir(source) or source.startswith((".", "/", "~"))
+
+
+def local_encoder_name(encoder: str) -> str:
+    """How ``provenance.json`` and the fingerprints record a local encoder folder: by its name alone (``videomae`` for
+    ``/home/me/weights/videomae/``), never its absolute path, which ``push`` would publish with the dataset. The
+    digest of its weights (``_weights_digest``), recorded beside the name, is what tells two such folders apart."""
+    return Path(os.path.abspath(os.path.expanduser(encoder))).name or encoder
 
 
 def _weights_digest(folder: Path) -> dict[str, str]:
@@ -798,11 +806,15 @@ def _extract(dataset_dir: Path, shards: list[Path], encoder: str, name: str, pro
     if settings.kind != "audio":
         settings.audio_window_s, settings.max_audio_s = None, None
     source_id = {"commit": model.commit}
+    recorded_encoder, encoder_source = encoder, None  # egemaps, torchvision:NAME, openface: as they are
     if hasattr(model, "source_id"):  # what identifies the input of encoders that are not a model folder
         source_id.update(model.source_id())
-    elif _is_local(encoder):
+    elif _is_local(encoder):  # a local folder: its name and its weights' digest, not where it lies
         source_id["weights_sha256"] = _weights_digest(Path(os.path.expanduser(encoder)))
-    settings_data = {**settings.fingerprint_data(), **source_id}
+        recorded_encoder, encoder_source = local_encoder_name(encoder), "local folder"
+    else:
+        encoder_source = "hub"
+    settings_data = {**settings.fingerprint_data(), "encoder": recorded_encoder, **source_id}
 
     out_dir = dataset_dir / FEATURES_DIR / name
     provenance_path = out_dir / PROVENANCE_FILE
@@ -844,7 +856,8 @@ def _extract(dataset_dir: Path, shards: list[Path], encoder: str, name: str, pro
 
     provenance = {
         "config_name": name,
-        "encoder": encoder,
+        "encoder": recorded_encoder,
+        "encoder_source": encoder_source,
         "kind": settings.kind,
         "revision": revision,
         "commit": model.commit,
