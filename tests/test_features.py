@@ -16,7 +16,8 @@ import pytest
 import blemore
 from blemore_toolkit.data.loading import read_label_table
 from blemore_toolkit.features import extraction
-from blemore_toolkit.features.extraction import STATISTICS, aggregate, extract_features, parse_layers
+from blemore_toolkit.features.configs import parse_layers
+from blemore_toolkit.features.extraction import STATISTICS, aggregate, extract_features
 
 HIDDEN = 16
 
