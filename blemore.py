@@ -705,11 +705,59 @@ def _indexed_media_end(data: bytes) -> int | None:
         return None
 
 
+#: The FLAC compression levels (soundfile's 0-1 scale) tried in turn for a clip's audio: libsndfile's default, then
+#: level 0 (blocks of 1152 samples instead of 4096) and level 8. Every one is lossless; another level frames the
+#: stream differently, which is what a stream FFmpeg refuses needs (see ``encode_flac``).
+FLAC_LEVELS: tuple[float | None, ...] = (None, 0.0, 1.0)
+
+
+def _flac_problem(flac: bytes, samples) -> str | None:
+    """Why FFmpeg (torchcodec, the decoder ``datasets`` and the processors use) does not give ``samples`` back from
+    ``flac``, or None when it does (to within 16-bit rounding, after the clipping to [-1, 1] the encoder does)."""
+    import numpy as np
+    from torchcodec.decoders import AudioDecoder
+
+    try:
+        decoded = AudioDecoder(flac).get_all_samples()
+    except Exception as error:
+        return f"FFmpeg refuses it: {_decoder_reason(error)}"
+    data = decoded.data.numpy()
+    if decoded.sample_rate != AUDIO_SAMPLING_RATE or data.shape != (1, len(samples)):
+        return (f"FFmpeg decodes {data.shape[-1]} samples at {decoded.sample_rate} Hz of the {len(samples)} at "
+                f"{AUDIO_SAMPLING_RATE} Hz stored")
+    error = float(np.abs(data[0] - np.clip(samples, -1.0, 1.0)).max(initial=0.0))
+    if not error <= 2 / 32768:
+        return f"FFmpeg decodes other samples (off by up to {error:.6f})"
+    return None
+
+
+def encode_flac(samples, clip_id: str) -> bytes:
+    """``samples`` (float32, 16 kHz mono) as 16-bit FLAC that FFmpeg decodes back to them, checked by decoding.
+
+    libFLAC writes valid streams that FFmpeg's FLAC parser still refuses now and then: when the last frame ends in a
+    run of one bits (a tail of digital silence, e.g. an AAC track's decoded end padding, codes each residual as a
+    single 1 bit), its last bytes can read ``FF F8``, and with the frame's CRC-16 and the zero bytes the parser pads
+    the end of the stream with, they form a frame header whose CRC-8 holds. The parser cuts the last frame there and
+    the decoder fails on it ("invalid residual"), so ``datasets`` and the processors cannot read the clip's audio.
+    Another compression level frames the stream differently; after the last one, a one-line error names the clip.
+    """
+    import soundfile
+
+    problem = None
+    for level in FLAC_LEVELS:
+        buffer = io.BytesIO()
+        soundfile.write(buffer, samples, AUDIO_SAMPLING_RATE, format="FLAC", subtype="PCM_16",
+                        compression_level=level)
+        flac = buffer.getvalue()
+        problem = _flac_problem(flac, samples)
+        if problem is None:
+            return flac
+    raise BlemoreError(f"{clip_id}: its audio, stored as 16 kHz FLAC, does not decode ({problem}); tried FLAC "
+                       f"compression levels {', '.join('default' if x is None else str(x) for x in FLAC_LEVELS)}")
+
+
 def read_clip_media(clip: RawClip) -> dict:
     """Read a clip once: its bytes, video properties and 16 kHz mono audio (FLAC). Raises BlemoreError if broken."""
-    import io
-
-    import soundfile
     from torchcodec.decoders import AudioDecoder, VideoDecoder
 
     try:
@@ -760,11 +808,9 @@ def read_clip_media(clip: RawClip) -> dict:
     if audio_end + _TRUNCATION_TOLERANCE_S < end:
         raise BlemoreError(f"{clip.clip_id}: {clip.path} looks truncated (its audio ends at {audio_end:.2f} s "
                            f"of {end:.2f} s)")
-    flac = io.BytesIO()
-    soundfile.write(flac, samples, AUDIO_SAMPLING_RATE, format="FLAC", subtype="PCM_16")
     return {
         "video": {"bytes": data, "path": clip.path.name},
-        "audio": {"bytes": flac.getvalue(), "path": f"{clip.clip_id}.flac"},
+        "audio": {"bytes": encode_flac(samples, clip.clip_id), "path": f"{clip.clip_id}.flac"},
         "duration_s": duration,
         # frames / duration: the average rate, also for a variable-frame-rate clip, whose header gives a nominal
         # rate (e.g. 30) that can be far from what it plays (e.g. 40 frames in 1.93 s: 20.7)

@@ -613,7 +613,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def add_features_arguments(parser: argparse.ArgumentParser) -> None:
-    from blemore_toolkit.features.extraction import ENCODER_KINDS
+    from blemore_toolkit.features.configs import ENCODER_KINDS
     from blemore_toolkit.features.protocols import PROTOCOLS
 
     parser.add_argument("dataset", help="a prepared dataset folder (written by `blemore prepare`)")

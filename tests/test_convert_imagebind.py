@@ -263,7 +263,8 @@ def test_toolkit_protocol_features_use_imagebinds_image_transform(small_dataset,
 
     from transformers import AutoImageProcessor
 
-    from blemore_toolkit.features.extraction import ExtractionSettings, _frame_indices_image, extract_features
+    from blemore_toolkit.features.configs import ExtractionSettings
+    from blemore_toolkit.features.extraction import _frame_indices_image, extract_features
 
     result = extract_features(small_dataset, str(converted), config_name="imagebind-toolkit", progress=False,
                               workers=1)
@@ -281,7 +282,7 @@ def test_toolkit_protocol_features_use_imagebinds_image_transform(small_dataset,
 
 def test_other_encoders_keep_their_fingerprints_and_protocols_name_the_transform():
     """Only a converted ImageBind records a frame transform, so features of other encoders stay resumable."""
-    from blemore_toolkit.features.extraction import ExtractionSettings
+    from blemore_toolkit.features.configs import ExtractionSettings
     from blemore_toolkit.features.protocols import PAPER_FEATURES, TOOLKIT_FEATURES
 
     assert "imagebind_frames" not in ExtractionSettings(encoder="x", kind="image").fingerprint_data()

@@ -16,7 +16,8 @@ import pytest
 import blemore
 from blemore_toolkit.data.loading import read_label_table
 from blemore_toolkit.features import extraction
-from blemore_toolkit.features.extraction import STATISTICS, aggregate, extract_features, parse_layers
+from blemore_toolkit.features.configs import parse_layers
+from blemore_toolkit.features.extraction import STATISTICS, aggregate, extract_features
 
 HIDDEN = 16
 
@@ -115,7 +116,8 @@ def test_the_card_keeps_its_configs_and_text(dataset, extracted, prepared_datase
 def test_provenance_records_how_the_features_were_made(dataset, extracted, encoders):
     video = json.loads((dataset / "features" / "videomae" / "provenance.json").read_text())
     assert video["kind"] == "video" and video["window"] == 4 and video["frame_stride"] == 2
-    assert video["encoder"] == str(encoders / "videomae") and video["encoder_class"] == "VideoMAEModel"
+    assert video["encoder"] == "videomae" and video["encoder_source"] == "local folder"  # never its local path
+    assert video["encoder_class"] == "VideoMAEModel"
     assert set(video["weights_sha256"]) == {"model.safetensors"}
     assert video["aggregation"]["statistics"] == list(STATISTICS)
     assert video["toolkit_version"]
@@ -189,3 +191,39 @@ def test_a_re_extracted_config_loads_its_new_features(dataset, encoders, extract
     stored = {row["clip_id"]: row["num_windows"] for path in sorted((dataset / "features" / "redo").glob("*.parquet"))
               for row in pq.read_table(path, columns=["clip_id", "num_windows"]).to_pylist()}
     assert again[0]["num_windows"] == stored[again[0]["clip_id"]] > first["num_windows"]
+
+
+def test_no_local_path_reaches_the_features_or_the_card(dataset, extracted, encoders, tmp_path_factory):
+    """``push`` publishes the dataset folder: a local encoder is recorded by its folder's name and weights digest."""
+    base = tmp_path_factory.getbasetemp()
+    files = [p for p in (dataset / "features").rglob("*") if p.is_file()] + [dataset / "README.md"]
+    assert any(p.name == "provenance.json" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for part in (str(base), str(encoders), encoders.name, base.name):
+            assert part.encode() not in data, f"{path.relative_to(dataset)} holds {part!r}"
+    video = json.loads((dataset / "features" / "videomae" / "provenance.json").read_text())
+    assert video["fingerprint"]["encoder"] == "videomae" and video["fingerprint"]["weights_sha256"]
+
+
+def test_a_local_encoder_is_told_apart_by_its_weights_not_its_place(dataset, encoders, extracted, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    provenance = dataset / "features" / "videomae" / "provenance.json"
+    before = json.loads(provenance.read_text())
+    moved = tmp_path / "elsewhere" / "videomae"  # the same encoder in another folder: the same config
+    shutil.copytree(encoders / "videomae", moved)
+    extract_features(dataset, str(moved), frame_stride=2, progress=False)
+    after = json.loads(provenance.read_text())
+    assert after["fingerprint"] == before["fingerprint"] and after["clips"] == before["clips"]
+
+    other = tmp_path / "other" / "videomae"  # a folder of the same name with other weights: refused
+    shutil.copytree(encoders / "videomae", other)
+    tensors = load_file(other / "model.safetensors")
+    first = sorted(tensors)[0]
+    tensors[first] = tensors[first] + torch.ones_like(tensors[first])
+    save_file(tensors, other / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(blemore.BlemoreError, match="other settings"):
+        extract_features(dataset, str(other), frame_stride=2, progress=False)
+    assert json.loads(provenance.read_text()) == after

@@ -122,7 +122,8 @@ def test_the_toolkit_protocol_gives_rgb_frames_through_the_processor(dataset, en
 
 def test_other_video_encoders_keep_their_processor_under_the_paper_protocol(tmp_path, encoder):
     """The organisers' pixels are a VideoMAEv2 quirk: a plain VideoMAE folder still gets its processor's input."""
-    from blemore_toolkit.features.extraction import ExtractionSettings, FeatureEncoder
+    from blemore_toolkit.features.configs import ExtractionSettings
+    from blemore_toolkit.features.extraction import FeatureEncoder
     from blemore_toolkit.training.tiny import save_tiny_encoders
 
     plain = save_tiny_encoders(tmp_path, 16)["videomae"]

@@ -120,6 +120,8 @@ def test_import_stores_cleaned_frames_and_their_statistics(dataset, tmp_path):
     provenance = json.loads((dataset / "features" / "openface" / "provenance.json").read_text())
     assert provenance["columns"] == list(FEATURE_COLUMNS) and provenance["kind"] == "table"
     assert provenance["cleaning"]["confidence_threshold"] == 0.85 and provenance["encoder"] == "openface"
+    assert provenance["openface_dir"] == "openface"  # its name only: push publishes provenance.json
+    assert str(tmp_path) not in (dataset / "features" / "openface" / "provenance.json").read_text()
 
 
 def test_a_missing_csv_names_the_clip(dataset, tmp_path):

@@ -213,14 +213,9 @@ def features_dataset(prepared_dataset, tmp_path_factory):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from blemore_toolkit.features.configs import FEATURES_DIR, PROVENANCE_FILE, feature_columns, register_config
     from blemore_toolkit.features.dataset_clips import clips_record, read_dataset_labels
-    from blemore_toolkit.features.extraction import (
-        FEATURES_DIR,
-        PROVENANCE_FILE,
-        aggregate,
-        feature_columns,
-        register_config,
-    )
+    from blemore_toolkit.features.extraction import aggregate
 
     root = tmp_path_factory.mktemp("features")
     dataset = root / "blemore"

@@ -206,13 +206,8 @@ def test_report_command_with_a_features_config_adds_the_pca(prepared_dataset, tm
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from blemore_toolkit.features.extraction import (
-        FEATURES_DIR,
-        PROVENANCE_FILE,
-        aggregate,
-        feature_columns,
-        register_config,
-    )
+    from blemore_toolkit.features.configs import FEATURES_DIR, PROVENANCE_FILE, feature_columns, register_config
+    from blemore_toolkit.features.extraction import aggregate
 
     dataset = tmp_path / "blemore"
     shutil.copytree(prepared_dataset, dataset)

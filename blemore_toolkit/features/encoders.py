@@ -25,7 +25,7 @@ TORCHVISION_PREFIX = "torchvision:"
 
 
 def load_encoder(settings, *, protocol: str, device: str, batch_size: int, weights=None, openface_dir=None):
-    """The encoder family ``settings.encoder`` (an ``extraction.ExtractionSettings``) names: eGeMAPS, a torchvision
+    """The encoder family ``settings.encoder`` (a ``configs.ExtractionSettings``) names: eGeMAPS, a torchvision
     video model or OpenFace CSVs; None for a transformers encoder."""
     if settings.encoder == OPENFACE:
         from blemore_toolkit.features.openface import OpenFaceTable

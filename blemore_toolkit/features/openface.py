@@ -176,12 +176,12 @@ class OpenFaceTable:
         for name, path in sorted(self.csvs.items()):
             stat = path.stat()
             digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-        return {"openface_dir": str(self.folder), "csv_listing_sha256": digest.hexdigest()}
+        return {"openface_dir": self.folder.name, "csv_listing_sha256": digest.hexdigest()}
 
     def provenance(self) -> dict:
         return {
             "encoder_class": "OpenFace FeatureExtraction CSV",
-            "openface_dir": str(self.folder),
+            "openface_dir": self.folder.name,  # its name, not its local path (push publishes provenance.json)
             "columns": list(FEATURE_COLUMNS),
             "cleaning": {"confidence_threshold": CONFIDENCE_THRESHOLD, "good_frames_ratio": GOOD_FRAMES_RATIO,
                          "rule": "bad frame: success != 1 or confidence < 0.85; if the success or the confidence "

@@ -241,7 +241,7 @@ class TorchvisionVideoEncoder:
         return {
             "encoder_class": f"torchvision.models.video {type(self.model).__name__}",
             "torchvision_version": torchvision.__version__,
-            "weights": str(self.weights) if self.weights else None,
+            "weights": self.weights.name if self.weights else None,  # its digest is weights_sha256; no local path
             "initialisation": "weights file" if self.weights else "random (torchvision's default init, no weights)",
             "feature": f"input of the classification layer `{self.classifier}` (replaced by the identity)",
             "preprocessing": repr(self.preprocess).replace("\n", " "),
