@@ -18,14 +18,9 @@ import pytest
 import blemore
 from blemore_toolkit.evaluation.tuning import tune_thresholds
 from blemore_toolkit.features import cross_validation, head_training, heads
+from blemore_toolkit.features.configs import FEATURES_DIR, PROVENANCE_FILE, feature_columns, register_config
 from blemore_toolkit.features.cross_validation import cross_validate
-from blemore_toolkit.features.extraction import (
-    FEATURES_DIR,
-    PROVENANCE_FILE,
-    aggregate,
-    feature_columns,
-    register_config,
-)
+from blemore_toolkit.features.extraction import aggregate
 from blemore_toolkit.features.feature_table import load_feature_table
 from blemore_toolkit.features.head_training import HeadSettings, predict_probabilities, train_head
 

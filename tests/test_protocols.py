@@ -17,15 +17,8 @@ import pytest
 import blemore
 from blemore_toolkit.evaluation.tuning import PAPER_GRID, TOOLKIT_GRID, tune_thresholds
 from blemore_toolkit.features import cross_validation, feature_table, head_training, heads
-from blemore_toolkit.features.extraction import (
-    PADDING_FRAME,
-    PROVENANCE_FILE,
-    ExtractionSettings,
-    _frame_indices_image,
-    _window_indices,
-    aggregate,
-    feature_columns,
-)
+from blemore_toolkit.features.configs import PROVENANCE_FILE, ExtractionSettings, feature_columns
+from blemore_toolkit.features.extraction import PADDING_FRAME, _frame_indices_image, _window_indices, aggregate
 from blemore_toolkit.features.protocols import PAPER_FEATURES, PAPER_HEADS, feature_protocol
 from blemore_toolkit.modeling.decoding_blemore import OUTCOMES
 

@@ -26,8 +26,9 @@ import pytest
 
 import blemore
 from blemore_toolkit.features import cross_validation, head_training, heads
+from blemore_toolkit.features.configs import FEATURES_DIR, PROVENANCE_FILE, feature_columns
 from blemore_toolkit.features.cross_validation import cross_validate
-from blemore_toolkit.features.extraction import FEATURES_DIR, PROVENANCE_FILE, aggregate, feature_columns
+from blemore_toolkit.features.extraction import aggregate
 from blemore_toolkit.features.head_training import HeadSettings
 from blemore_toolkit.features.sequence_heads import SEQUENCE_RECIPE, SequenceTable, load_sequence_table
 

@@ -78,9 +78,6 @@ from blemore_toolkit.features.configs import (
     parse_layers,
     register_config,
 )
-
-# heads (and the modules split from it) still import feature_configs from here
-from blemore_toolkit.features.configs import feature_configs as feature_configs
 from blemore_toolkit.features.records import PADDING_FRAME, STATISTICS, aggregate, clip_record
 
 _INPUT_COLUMNS = ["clip_id", "video", "audio", "split", "fold", "outcome", "soft_target", "presence", "duration_s"]

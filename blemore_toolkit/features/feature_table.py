@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from blemore import BlemoreError
-from blemore_toolkit.features.extraction import FEATURES_DIR, PROVENANCE_FILE, feature_configs
+from blemore_toolkit.features.configs import FEATURES_DIR, PROVENANCE_FILE, feature_configs
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reading feature configs

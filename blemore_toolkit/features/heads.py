@@ -54,6 +54,7 @@ import numpy as np
 from blemore import BlemoreError
 from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.evaluation.scoring import json_text
+from blemore_toolkit.features.configs import FEATURES_DIR, PROVENANCE_FILE
 from blemore_toolkit.features.cross_validation import (
     CrossValidation,
     cross_validate,
@@ -62,7 +63,6 @@ from blemore_toolkit.features.cross_validation import (
     test_fit_thresholds,
     write_cv_outputs,
 )
-from blemore_toolkit.features.extraction import FEATURES_DIR, PROVENANCE_FILE
 from blemore_toolkit.features.feature_table import FeatureTable, subsampling_design
 from blemore_toolkit.features.head_training import (
     SEQUENCE_HEADS,

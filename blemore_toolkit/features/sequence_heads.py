@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from blemore import BlemoreError
-from blemore_toolkit.features.extraction import FEATURES_DIR
+from blemore_toolkit.features.configs import FEATURES_DIR
 from blemore_toolkit.features.feature_table import FeatureTable, load_feature_table
 from blemore_toolkit.features.head_training import (
     SEQUENCE_HEADS,
