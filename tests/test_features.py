@@ -206,6 +206,36 @@ def test_no_local_path_reaches_the_features_or_the_card(dataset, extracted, enco
     assert video["fingerprint"]["encoder"] == "videomae" and video["fingerprint"]["weights_sha256"]
 
 
+def test_a_run_fingerprinted_with_the_folders_path_resumes(dataset, encoders, extracted, tmp_path):
+    """Runs made before local folders were recorded by name fingerprinted the folder's path as given: resumed with
+    the same folder, an interrupted one keeps its finished shards and is then recorded by name; a config recorded
+    that way with other weights is still refused."""
+    from blemore_toolkit.features.configs import _shard_fingerprint
+
+    copy = tmp_path / "blemore"
+    shutil.copytree(dataset, copy)
+    out, folder = copy / "features" / "videomae", str(encoders / "videomae")
+    provenance = json.loads((out / "provenance.json").read_text())
+    legacy = {**provenance["fingerprint"], "encoder": folder}
+    (out / "provenance.json").write_text(json.dumps({**provenance, "fingerprint": legacy}))
+    shards = sorted((copy / "data").glob("*.parquet"))
+    (out / ".done").mkdir()
+    for shard in shards[:-1]:  # finished then; the last one was not
+        (out / ".done" / shard.name).write_text(_shard_fingerprint(shard, legacy))
+    (out / shards[-1].name).unlink()
+    finished = {shard.name: (out / shard.name).read_bytes() for shard in shards[:-1]}
+
+    result = extract_features(copy, folder, frame_stride=2, progress=False)
+    assert (result.shards_reused, result.shards_written) == (len(shards) - 1, 1)
+    assert {name: (out / name).read_bytes() for name in finished} == finished
+    assert json.loads((out / "provenance.json").read_text())["fingerprint"] == provenance["fingerprint"]
+
+    other = {**legacy, "weights_sha256": {"model.safetensors": "0" * 64}}
+    (out / "provenance.json").write_text(json.dumps({**provenance, "fingerprint": other}))
+    with pytest.raises(blemore.BlemoreError, match="other settings"):
+        extract_features(copy, folder, frame_stride=2, progress=False)
+
+
 def test_a_local_encoder_is_told_apart_by_its_weights_not_its_place(dataset, encoders, extracted, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file

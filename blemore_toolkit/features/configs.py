@@ -137,6 +137,17 @@ def local_encoder_name(encoder: str) -> str:
     return Path(os.path.abspath(os.path.expanduser(encoder))).name or encoder
 
 
+def same_but_for_the_path(previous, settings_data: dict) -> bool:
+    """Whether a config's recorded fingerprint ``previous`` is ``settings_data`` as written before local encoder
+    folders were recorded by name (``local_encoder_name``): the same settings and weights digest, with a path whose
+    last part is that name where the name now stands."""
+    if not isinstance(previous, dict) or "weights_sha256" not in settings_data:
+        return False
+    path = previous.get("encoder")
+    return (isinstance(path, str) and local_encoder_name(path) == settings_data["encoder"]
+            and {**previous, "encoder": settings_data["encoder"]} == settings_data)
+
+
 def _weights_digest(folder: Path) -> dict[str, str]:
     """sha256 of the weight files of a local encoder folder: the revision of a checkpoint that has no commit."""
     digests = {}

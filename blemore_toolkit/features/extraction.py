@@ -77,6 +77,7 @@ from blemore_toolkit.features.configs import (
     local_encoder_name,
     parse_layers,
     register_config,
+    same_but_for_the_path,
 )
 from blemore_toolkit.features.records import PADDING_FRAME, STATISTICS, aggregate, clip_record
 
@@ -656,23 +657,30 @@ def _extract(dataset_dir: Path, shards: list[Path], encoder: str, name: str, pro
     else:
         encoder_source = "hub"
     settings_data = {**settings.fingerprint_data(), "encoder": recorded_encoder, **source_id}
+    # Before local folders were recorded by name, the folder's path as given stood there: a run interrupted then
+    # and resumed now with the same folder keeps its finished shards, and its config is no "other settings".
+    as_given = {**settings.fingerprint_data(), **source_id} if encoder_source == "local folder" else settings_data
 
     out_dir = dataset_dir / FEATURES_DIR / name
     provenance_path = out_dir / PROVENANCE_FILE
     if provenance_path.is_file() and not overwrite:
         previous = json.loads(provenance_path.read_text()).get("fingerprint")
-        if previous != settings_data:
+        if previous != settings_data and not same_but_for_the_path(previous, settings_data):
             raise BlemoreError(f"{out_dir}: a features config {name!r} with other settings exists; pass --overwrite "
                                "to replace it or --name to store these features under another name")
     done_dir = out_dir / ".done"
     done_dir.mkdir(parents=True, exist_ok=True)
     fingerprints = {shard.name: _shard_fingerprint(shard, settings_data) for shard in shards}
-    reusable = {n for n, f in fingerprints.items()
-                if (out_dir / n).is_file() and (done_dir / n).is_file() and (done_dir / n).read_text() == f}
+    earlier = {shard.name: _shard_fingerprint(shard, as_given) for shard in shards} if as_given is not settings_data \
+        else fingerprints
+    reusable = {n for n, f in fingerprints.items() if (out_dir / n).is_file() and (done_dir / n).is_file()
+                and (done_dir / n).read_text() in (f, earlier[n])}
     if processes.is_main:  # every process has worked out the same ``reusable`` before anyone writes (barrier)
         for stale in list(out_dir.glob("*.parquet")) + list(done_dir.iterdir()):
             if stale.name not in reusable:
                 stale.unlink()
+        for kept in reusable:  # recorded the way this run records them
+            (done_dir / kept).write_text(fingerprints[kept])
     todo = [shard for shard in shards if shard.name not in reusable]
     processes.barrier()
 
