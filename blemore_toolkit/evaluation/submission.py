@@ -369,6 +369,10 @@ class _Unusual(Exception):
 
 
 _SKIP_WHITESPACE = re.compile(r"[ \t\n\r]*").match  # JSON's whitespace, as json's own decoder skips it
+#: ``{"predictions": {`` and the closing ``}}`` around the clips, with JSON's whitespace anywhere between (a key
+#: spelt with escapes is left to the whole-file reader).
+_OPENING = re.compile(r'[ \t\n\r]*\{[ \t\n\r]*"predictions"[ \t\n\r]*:[ \t\n\r]*\{[ \t\n\r]*')
+_CLOSING = re.compile(r"\}[ \t\n\r]*\}[ \t\n\r]*")
 
 
 def _streamed_clips(text: str) -> Iterator[tuple[str, Any]]:
@@ -382,21 +386,11 @@ def _streamed_clips(text: str) -> Iterator[tuple[str, Any]]:
     scan = json.JSONDecoder(parse_int=_bounded_int).scan_once
     keys: set[str] = set()  # exact keys: one given twice is read whole, where json keeps its last value
     objects, pairs = 2, 1  # the document and "predictions"; its key
+    opening = _OPENING.match(text)
+    if opening is None:
+        raise _Unusual
+    position = opening.end()
     try:
-        position = _SKIP_WHITESPACE(text, 0).end()
-        if text[position] != "{":
-            raise _Unusual
-        position = _SKIP_WHITESPACE(text, position + 1).end()
-        if text[position] != '"':
-            raise _Unusual
-        key, position = scan(text, position)
-        position = _SKIP_WHITESPACE(text, position).end()
-        if key != "predictions" or text[position] != ":":
-            raise _Unusual
-        position = _SKIP_WHITESPACE(text, position + 1).end()
-        if text[position] != "{":
-            raise _Unusual
-        position = _SKIP_WHITESPACE(text, position + 1).end()
         more = text[position] != "}"
         while more:
             if text[position] != '"':
@@ -423,8 +417,7 @@ def _streamed_clips(text: str) -> Iterator[tuple[str, Any]]:
                 position = _SKIP_WHITESPACE(text, position + 1).end()
             elif text[position] != "}":
                 raise _Unusual
-        position = _SKIP_WHITESPACE(text, position + 1).end()
-        if text[position] != "}" or _SKIP_WHITESPACE(text, position + 1).end() != len(text):
+        if _CLOSING.fullmatch(text, position) is None:
             raise _Unusual
     except (StopIteration, IndexError, ValueError, RecursionError):  # ValueError: JSONDecodeError, _HugeInteger
         raise _Unusual from None
