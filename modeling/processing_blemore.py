@@ -91,7 +91,45 @@ def open_video_decoder(video):
         raise ValueError(f"{_describe(video)}: cannot decode video: {reason}") from error
 
 
-class BlemoreProcessor(PushToHubMixin):
+class ProcessorConfigMixin(PushToHubMixin):
+    """What the processors of this folder share: their settings are one ``processor_config.json`` (``to_dict`` /
+    ``from_dict``), written by ``save_pretrained``, read by ``from_pretrained`` from a folder or the Hub, and the
+    file's code is saved beside it for ``AutoProcessor`` once the class is registered."""
+
+    _auto_class = None
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
+        """Write ``processor_config.json`` (and, when registered for an Auto class, this file as remote code)."""
+        if push_to_hub:
+            raise ValueError("use processor.push_to_hub(repo_id) to upload")
+        os.makedirs(save_directory, exist_ok=True)
+        config = self.to_dict()
+        if self._auto_class is not None:
+            custom_object_save(self, save_directory, config=config)
+        path = os.path.join(save_directory, PROCESSOR_CONFIG_NAME)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(_json_ready(config), f, indent=2, sort_keys=True)
+            f.write("\n")
+        return [path]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> ProcessorConfigMixin:
+        """Load from a folder written by ``save_pretrained`` or a Hub repository (``revision`` etc. accepted)."""
+        hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+        path = cached_file(pretrained_model_name_or_path, PROCESSOR_CONFIG_NAME, **hub_kwargs)
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class: str = "AutoProcessor") -> None:
+        """Let ``save_pretrained`` copy this file and write an ``auto_map`` so ``AutoProcessor`` can load it."""
+        cls._auto_class = auto_class
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({json.dumps(_json_ready(self.to_dict()), sort_keys=True)})"
+
+
+class BlemoreProcessor(ProcessorConfigMixin):
     """Turns clips into ``pixel_values_videos`` and/or ``input_values`` + ``attention_mask`` for a BLEMORE model.
 
     Args:
@@ -115,7 +153,6 @@ class BlemoreProcessor(PushToHubMixin):
     ```
     """
 
-    _auto_class = None
     model_input_names = ["pixel_values_videos", "input_values", "attention_mask"]
 
     def __init__(
@@ -346,20 +383,6 @@ class BlemoreProcessor(PushToHubMixin):
             "feature_extractor": None if self.feature_extractor is None else self.feature_extractor.to_dict(),
         }
 
-    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
-        """Write ``processor_config.json`` (and, when registered for an Auto class, this file as remote code)."""
-        if push_to_hub:
-            raise ValueError("use processor.push_to_hub(repo_id) to upload")
-        os.makedirs(save_directory, exist_ok=True)
-        config = self.to_dict()
-        if self._auto_class is not None:
-            custom_object_save(self, save_directory, config=config)
-        path = os.path.join(save_directory, PROCESSOR_CONFIG_NAME)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(_json_ready(config), f, indent=2, sort_keys=True)
-            f.write("\n")
-        return [path]
-
     @classmethod
     def from_dict(cls, config: dict) -> BlemoreProcessor:
         video_processor = feature_extractor = None
@@ -377,14 +400,6 @@ class BlemoreProcessor(PushToHubMixin):
             num_frames=config.get("num_frames", 16),
             max_audio_seconds=config.get("max_audio_seconds"),
         )
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> BlemoreProcessor:
-        """Load from a folder written by ``save_pretrained`` or a Hub repository (``revision`` etc. accepted)."""
-        hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
-        path = cached_file(pretrained_model_name_or_path, PROCESSOR_CONFIG_NAME, **hub_kwargs)
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
 
     @classmethod
     def from_backbones(
@@ -416,14 +431,6 @@ class BlemoreProcessor(PushToHubMixin):
         return cls(
             video_processor, feature_extractor, num_frames=num_frames or 16, max_audio_seconds=max_audio_seconds
         )
-
-    @classmethod
-    def register_for_auto_class(cls, auto_class: str = "AutoProcessor") -> None:
-        """Let ``save_pretrained`` copy this file and write an ``auto_map`` so ``AutoProcessor`` can load it."""
-        cls._auto_class = auto_class
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({json.dumps(_json_ready(self.to_dict()), sort_keys=True)})"
 
     # Pickling (and so ``datasets``' fingerprints of a ``ds.map(...)`` that uses the processor) sees the settings
     # alone, the same text in every process: the sub-processors' live attributes are not part of it.
@@ -512,4 +519,4 @@ def _reachable_from_package() -> None:
 
 _reachable_from_package()
 
-__all__ = ["BlemoreProcessor", "frame_indices"]
+__all__ = ["BlemoreProcessor", "ProcessorConfigMixin", "frame_indices"]

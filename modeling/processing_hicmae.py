@@ -23,7 +23,6 @@ Shipped as Hub remote code (flat folder, relative imports only, no ``blemore`` i
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -31,13 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import BatchFeature
-from transformers.dynamic_module_utils import custom_object_save
-from transformers.utils import PushToHubMixin, cached_file
 
-from .processing_blemore import _describe, open_video_decoder
+from .processing_blemore import ProcessorConfigMixin, _describe, open_video_decoder
 
-PROCESSOR_CONFIG_NAME = "processor_config.json"
-_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 AUDIOSET_MEAN, AUDIOSET_STD = -4.2677393, 4.5689974
 FACE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".png")
@@ -91,7 +86,7 @@ def kaldi_fbank(waveform: torch.Tensor, num_mel_bins: int = 128, sample_rate: in
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class HicmaeProcessor(PushToHubMixin):
+class HicmaeProcessor(ProcessorConfigMixin):
     """Face frames and log-mel features for HiCMAE, as the BLEMORE fork's test-time loader makes them.
 
     Args:
@@ -105,8 +100,6 @@ class HicmaeProcessor(PushToHubMixin):
         num_segments (`int`, defaults to 1): temporal windows of a clip; 2 is the fork's test (the first and the
             last window, averaged by the model); `segment=` picks one of them.
     """
-
-    _auto_class = None
 
     def __init__(self, num_frames: int = 16, frame_stride: int = 4, image_size: int = 160,
                  image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, sampling_rate: int = 16000,
@@ -322,37 +315,10 @@ class HicmaeProcessor(PushToHubMixin):
             "num_segments": self.num_segments,
         }
 
-    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs) -> list[str]:
-        if push_to_hub:
-            raise ValueError("use processor.push_to_hub(repo_id) to upload")
-        os.makedirs(save_directory, exist_ok=True)
-        config = self.to_dict()
-        if self._auto_class is not None:
-            custom_object_save(self, save_directory, config=config)
-        path = os.path.join(save_directory, PROCESSOR_CONFIG_NAME)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2, sort_keys=True)
-            f.write("\n")
-        return [path]
-
     @classmethod
     def from_dict(cls, config: dict) -> HicmaeProcessor:
         settings = {key: value for key, value in config.items() if key not in ("processor_class", "auto_map")}
         return cls(**settings)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> HicmaeProcessor:
-        hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
-        path = cached_file(pretrained_model_name_or_path, PROCESSOR_CONFIG_NAME, **hub_kwargs)
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
-
-    @classmethod
-    def register_for_auto_class(cls, auto_class: str = "AutoProcessor") -> None:
-        cls._auto_class = auto_class
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({json.dumps(self.to_dict(), sort_keys=True)})"
 
 
 HicmaeProcessor.register_for_auto_class()
