@@ -10,26 +10,11 @@ import pytest
 import torch
 from local_hub import run_client
 from safetensors.torch import load_file, save_file
-from transformers import Trainer, TrainingArguments, VideoMAEConfig, WavLMConfig, WavLMModel
+from tiny_encoder_configs import IMAGE_SIZE, NUM_FRAMES, NUM_SAMPLES, VIDEO_TOKENS, audio_config, video_config
+from transformers import Trainer, TrainingArguments, WavLMModel
 
 from blemore_toolkit.modeling import BlemoreConfig, BlemoreForBlendedEmotionRecognition, BlemoreModel
 from blemore_toolkit.modeling.model_card_blemore import CARD_FACTS_FILE, render_model_card, write_card_facts
-
-NUM_FRAMES, IMAGE_SIZE, PATCH_SIZE, NUM_SAMPLES = 4, 16, 8, 1600
-VIDEO_TOKENS = (NUM_FRAMES // 2) * (IMAGE_SIZE // PATCH_SIZE) ** 2
-
-
-def video_config() -> VideoMAEConfig:
-    return VideoMAEConfig(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, num_frames=NUM_FRAMES, tubelet_size=2,
-                          hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
-
-
-def audio_config() -> WavLMConfig:
-    return WavLMConfig(
-        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, conv_dim=(8, 8),
-        conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
-        num_buckets=8, max_bucket_distance=32, feat_extract_norm="layer", layerdrop=0.0,
-    )  # fmt: skip
 
 
 def model_of(video=False, audio=False, **settings) -> BlemoreForBlendedEmotionRecognition:

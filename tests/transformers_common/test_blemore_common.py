@@ -13,7 +13,7 @@ import unittest
 
 import pytest
 import torch
-from transformers import VideoMAEConfig, WavLMConfig
+from tiny_encoder_configs import IMAGE_SIZE, NUM_FRAMES, NUM_SAMPLES, VIDEO_TOKENS, audio_config, video_config
 
 from blemore_toolkit.modeling import (
     BlemoreConfig,
@@ -33,24 +33,6 @@ if _ABSENT:
 ModelTesterMixin, ConfigTester, _common = transformers_source.load_common_tests()
 
 BATCH_SIZE = 2
-NUM_FRAMES, IMAGE_SIZE, PATCH_SIZE, TUBELET_SIZE = 4, 16, 8, 2
-NUM_SAMPLES = 1600
-VIDEO_TOKENS = (NUM_FRAMES // TUBELET_SIZE) * (IMAGE_SIZE // PATCH_SIZE) ** 2
-
-
-def video_config() -> VideoMAEConfig:
-    return VideoMAEConfig(
-        image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, num_frames=NUM_FRAMES, tubelet_size=TUBELET_SIZE,
-        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-    )  # fmt: skip
-
-
-def audio_config() -> WavLMConfig:
-    return WavLMConfig(
-        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, conv_dim=(8, 8),
-        conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
-        num_buckets=8, max_bucket_distance=32, feat_extract_norm="layer", layerdrop=0.0,
-    )  # fmt: skip
 
 
 def audio_frames(num_samples: int) -> int:
