@@ -659,7 +659,7 @@ def _extract(dataset_dir: Path, shards: list[Path], encoder: str, name: str, pro
     settings_data = {**settings.fingerprint_data(), "encoder": recorded_encoder, **source_id}
     # Before local folders were recorded by name, the folder's path as given stood there: a run interrupted then
     # and resumed now with the same folder keeps its finished shards, and its config is no "other settings".
-    as_given = {**settings.fingerprint_data(), **source_id} if encoder_source == "local folder" else settings_data
+    as_given = {**settings.fingerprint_data(), **source_id} if encoder_source == "local folder" else None
 
     out_dir = dataset_dir / FEATURES_DIR / name
     provenance_path = out_dir / PROVENANCE_FILE
@@ -671,10 +671,9 @@ def _extract(dataset_dir: Path, shards: list[Path], encoder: str, name: str, pro
     done_dir = out_dir / ".done"
     done_dir.mkdir(parents=True, exist_ok=True)
     fingerprints = {shard.name: _shard_fingerprint(shard, settings_data) for shard in shards}
-    earlier = {shard.name: _shard_fingerprint(shard, as_given) for shard in shards} if as_given is not settings_data \
-        else fingerprints
+    earlier = {shard.name: _shard_fingerprint(shard, as_given) for shard in shards} if as_given else {}
     reusable = {n for n, f in fingerprints.items() if (out_dir / n).is_file() and (done_dir / n).is_file()
-                and (done_dir / n).read_text() in (f, earlier[n])}
+                and (done_dir / n).read_text() in (f, earlier.get(n))}
     if processes.is_main:  # every process has worked out the same ``reusable`` before anyone writes (barrier)
         for stale in list(out_dir.glob("*.parquet")) + list(done_dir.iterdir()):
             if stale.name not in reusable:
