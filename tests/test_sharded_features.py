@@ -36,7 +36,7 @@ def dataset(prepared_dataset, tmp_path_factory):
 
 
 def _torchrun(dataset, *arguments):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "blemore", "features", "blemore", *arguments, "--quiet", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=dataset.parent, env=env)

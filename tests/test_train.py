@@ -164,7 +164,7 @@ def test_predict_names_a_missing_model(prepared_dataset, tmp_path, capsys):
 def test_training_runs_under_torchrun_with_two_processes(prepared_dataset, tmp_path):
     # Run as the README does, from the folder that holds the prepared `blemore/`: the module must win over the folder.
     assert prepared_dataset.name == "blemore"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "blemore", "train", "blemore", "--fold", "3", "--epochs", "1", "--batch-size", "8",
                "--num-workers", "0", "-o", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
