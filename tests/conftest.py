@@ -58,3 +58,14 @@ def hub(tmp_path, monkeypatch):
         # huggingface_hub reads HF_HUB_DISABLE_XET once, at import; the stand-in speaks plain LFS only.
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
         yield hub
+
+
+@pytest.fixture(scope="module")
+def tiny_model_folder(tmp_path_factory):
+    """A saved tiny random BLEMORE model with its processor (4 frames of 32 px, 2 s of audio), one per test module."""
+    from blemore_toolkit.training.tiny import tiny_model, tiny_processor
+
+    folder = tmp_path_factory.mktemp("model") / "model"
+    tiny_model(4, 32).save_pretrained(folder)
+    tiny_processor(4, 32, 2.0).save_pretrained(folder)
+    return folder

@@ -10,24 +10,15 @@ import pytest
 
 import blemore
 from blemore_toolkit.training.predict import load_model
-from blemore_toolkit.training.tiny import tiny_model, tiny_processor
 from blemore_toolkit.training.train import TrainSettings, build_model
 
 #: Appended to the code a saved model ships: if it ever runs, the file appears.
 TRIPWIRE = '\nimport pathlib as _p\n_p.Path({marker!r}).write_text("the shipped code ran")\n'
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model") / "model"
-    tiny_model(4, 32).save_pretrained(folder)
-    tiny_processor(4, 32, 2.0).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture
-def model_copy(saved_model, tmp_path):
-    return shutil.copytree(saved_model, tmp_path / "model")
+def model_copy(tiny_model_folder, tmp_path):
+    return shutil.copytree(tiny_model_folder, tmp_path / "model")
 
 
 def arm_tripwire(folder: Path, marker: Path, foreign: bool = False) -> None:

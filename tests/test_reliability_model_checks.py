@@ -14,15 +14,6 @@ import pytest
 
 import blemore
 from blemore_toolkit.training.predict import load_model, write_predictions
-from blemore_toolkit.training.tiny import tiny_model, tiny_processor
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model") / "model"
-    tiny_model(4, 32).save_pretrained(folder)
-    tiny_processor(4, 32, 2.0).save_pretrained(folder)
-    return folder
 
 
 def _set(file: str, key: str, value):
@@ -80,9 +71,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_a_bad_model_folder_is_one_line_naming_its_file(saved_model, tmp_path, capsys, prepared_dataset, name):
+def test_a_bad_model_folder_is_one_line_naming_its_file(tiny_model_folder, tmp_path, capsys, prepared_dataset, name):
     edit, file, needle = CASES[name]
-    folder = shutil.copytree(saved_model, tmp_path / "model")
+    folder = shutil.copytree(tiny_model_folder, tmp_path / "model")
     edit(folder)
     with pytest.raises(blemore.BlemoreError) as caught:
         load_model(str(folder))
@@ -95,8 +86,8 @@ def test_a_bad_model_folder_is_one_line_naming_its_file(saved_model, tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
-def test_the_intact_model_still_loads(saved_model):
-    model, processor = load_model(str(saved_model))
+def test_the_intact_model_still_loads(tiny_model_folder):
+    model, processor = load_model(str(tiny_model_folder))
     assert processor is not None and model.config.presence_threshold == 0.15
 
 
