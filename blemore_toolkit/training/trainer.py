@@ -27,6 +27,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, Trainer
 
+from blemore_toolkit.data.atomic import write_text_atomically
 from blemore_toolkit.modeling.configuration_blemore import BlemoreConfig
 from blemore_toolkit.modeling.model_card_blemore import (
     is_hub_id,
@@ -117,10 +118,7 @@ class BlemoreTrainer(Trainer):
         write_card_facts(folder, **facts)
         repo_id = self.hub_model_id or self.args.hub_model_id or model_name or Path(folder).absolute().name
         card = render_model_card(model.config, repo_id, **facts)
-        path = os.path.join(folder, "README.md")
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(card)
-        os.replace(path + ".tmp", path)
+        write_text_atomically(os.path.join(folder, "README.md"), card)
         return None
 
     def card_facts(self, folder, **given) -> dict:
